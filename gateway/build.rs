@@ -1,0 +1,19 @@
+//! Compiles the gRPC client for `proto/points/v1` (the server's own contract) with protox: no `protoc`, no download.
+
+const PROTO_FILES: &[&str] = &[
+    "../proto/points/v1/merchants.proto",
+    "../proto/points/v1/api_keys.proto",
+    "../proto/points/v1/points.proto",
+    "../proto/points/v1/rules.proto",
+    "../proto/points/v1/audit.proto",
+];
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=../proto");
+    let descriptor_set = protox::compile(PROTO_FILES, ["../proto"])?;
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_client(true)
+        .compile_fds(descriptor_set)?;
+    Ok(())
+}

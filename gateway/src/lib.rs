@@ -1,0 +1,2 @@
+//! placeholder
+pub mod pb { tonic::include_proto!("points.v1"); }

@@ -1,0 +1,70 @@
+//! What every handler shares: the gRPC clients of the points service and the settings handlers need.
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+use tonic::transport::{Channel, Endpoint};
+use tonic_health::pb::health_client::HealthClient;
+
+use crate::config::GatewayConfig;
+use crate::pb::api_key_service_client::ApiKeyServiceClient;
+use crate::pb::audit_service_client::AuditServiceClient;
+use crate::pb::merchant_service_client::MerchantServiceClient;
+use crate::pb::points_service_client::PointsServiceClient;
+use crate::pb::rule_service_client::RuleServiceClient;
+
+/// The largest gRPC response the gateway decodes: a page of 500 audit records or a batch of 1,000 results fits many
+/// times over.
+const GRPC_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+
+/// One client per points.v1 service plus the health client, all over one lazily connected channel.
+///
+/// Clients are cheap to clone (they share the channel); handlers clone the one they need because tonic's calls take
+/// `&mut self`.
+#[derive(Clone, Debug)]
+pub struct Backend {
+    /// `points.v1.MerchantService`.
+    pub merchants: MerchantServiceClient<Channel>,
+    /// `points.v1.ApiKeyService`.
+    pub api_keys: ApiKeyServiceClient<Channel>,
+    /// `points.v1.PointsService`.
+    pub points: PointsServiceClient<Channel>,
+    /// `points.v1.RuleService`.
+    pub rules: RuleServiceClient<Channel>,
+    /// `points.v1.AuditService`.
+    pub audit: AuditServiceClient<Channel>,
+    /// `grpc.health.v1.Health`.
+    pub health: HealthClient<Channel>,
+}
+
+impl Backend {
+    /// Builds the clients without connecting: the first call connects, and a lost connection is re-established by
+    /// the channel, so the gateway starts (and answers 503) while the gRPC server is still down.
+    pub fn connect_lazy(config: &GatewayConfig) -> anyhow::Result<Backend> {
+        let endpoint = Endpoint::from_shared(config.grpc_url.clone())?
+            .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(Duration::from_secs(30))
+            .keep_alive_timeout(Duration::from_secs(10));
+        let channel = endpoint.connect_lazy();
+        Ok(Backend {
+            merchants: MerchantServiceClient::new(channel.clone()).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            api_keys: ApiKeyServiceClient::new(channel.clone()).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            points: PointsServiceClient::new(channel.clone()).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            rules: RuleServiceClient::new(channel.clone()).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            audit: AuditServiceClient::new(channel.clone()).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            health: HealthClient::new(channel),
+        })
+    }
+}
+
+/// The router state.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    /// The gRPC clients.
+    pub backend: Backend,
+    /// The whole-request timeout, also sent as each call's gRPC deadline.
+    pub request_timeout: Duration,
+    /// Renders `/metrics`.
+    pub metrics: PrometheusHandle,
+}

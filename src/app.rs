@@ -1,0 +1,240 @@
+//! Builds and runs the whole server: database, migrations, bootstrap key, background tasks, gRPC (and the
+//! in-process REST gateway), with one shutdown signal for all of it.
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Server;
+
+use crate::{
+    auth::{
+        Authenticator,
+        cache::{AuthCache, LastUsed, run_last_used_flusher, run_listener},
+        layer::CallLayer,
+    },
+    config::Config,
+    domain::api_key::KeyHasher,
+    grpc::Handlers,
+    pb,
+    service::{
+        Services,
+        bootstrap::{self, Bootstrap},
+    },
+    store,
+};
+
+/// The gRPC services whose health follows the database.
+const SERVICE_NAMES: &[&str] = &[
+    "points.v1.MerchantService",
+    "points.v1.ApiKeyService",
+    "points.v1.PointsService",
+    "points.v1.RuleService",
+    "points.v1.AuditService",
+];
+const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A built server, listening but not yet serving.
+pub struct Application {
+    config: Config,
+    grpc_listener: TcpListener,
+    http_listener: Option<TcpListener>,
+    services: Arc<Services>,
+    authenticator: Arc<Authenticator>,
+    pg_config: tokio_postgres::Config,
+    shutdown: CancellationToken,
+    /// What start-up did about the platform admin key; `Created` holds a key to print once.
+    pub bootstrap: Bootstrap,
+    pub tenant_migrations: store::migrations::TenantMigrationSummary,
+}
+
+impl Application {
+    /// Creates and migrates the database, ensures an admin key, and binds the listeners.
+    pub async fn build(config: Config) -> anyhow::Result<Application> {
+        if config.key_hash_secret_is_default {
+            tracing::warn!("POINTS_KEY_HASH_SECRET is not set: using the development secret; set it in production");
+        }
+        let services = Arc::new(connect(&config).await?);
+        let tenant_migrations =
+            store::migrations::migrate_all_tenants(&services.pool, config.migration_concurrency).await?;
+        tracing::info!(
+            migrated = tenant_migrations.migrated,
+            failed = tenant_migrations.failed.len(),
+            "tenant schemas migrated"
+        );
+        let bootstrap = bootstrap::ensure_admin_key(&services, config.bootstrap_admin_key.as_deref()).await?;
+        let authenticator = Arc::new(Authenticator::new(
+            services.pool.clone(),
+            services.hasher.clone(),
+            services.auth_cache.clone(),
+            Arc::new(LastUsed::default()),
+            store::migrations::tenant_version_latest(),
+        ));
+        let grpc_listener = TcpListener::bind(config.grpc_addr).await?;
+        let http_listener = match config.http_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
+        Ok(Application {
+            pg_config: store::postgres_config(&config)?,
+            config,
+            grpc_listener,
+            http_listener,
+            services,
+            authenticator,
+            shutdown: CancellationToken::new(),
+            bootstrap,
+            tenant_migrations,
+        })
+    }
+
+    pub fn grpc_addr(&self) -> SocketAddr {
+        self.grpc_listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_listener.as_ref().map(|listener| listener.local_addr().expect("a bound listener has an address"))
+    }
+
+    /// Cancel this token to shut down gracefully.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    pub fn services(&self) -> Arc<Services> {
+        self.services.clone()
+    }
+
+    /// Serves until the shutdown token is cancelled, then: health NOT_SERVING, stop accepting, let in-flight calls
+    /// finish (bounded by the shutdown timeout), flush buffered state, return.
+    pub async fn run(self) -> anyhow::Result<()> {
+        let Application { config, grpc_listener, http_listener, services, authenticator, pg_config, shutdown, .. } =
+            self;
+        let background = CancellationToken::new();
+        let mut tasks = tokio::task::JoinSet::new();
+        tasks.spawn(run_listener(services.auth_cache.clone(), pg_config, background.clone()));
+        tasks.spawn(run_last_used_flusher(
+            authenticator.last_used.clone(),
+            services.pool.clone(),
+            config.last_used_flush_interval,
+            background.clone(),
+        ));
+
+        let (health_reporter, health_service) = tonic_health::server::health_reporter();
+        for name in SERVICE_NAMES {
+            health_reporter.set_service_status(*name, tonic_health::ServingStatus::Serving).await;
+        }
+        tasks.spawn(probe_database(services.pool.clone(), health_reporter.clone(), background.clone()));
+
+        let reflection_v1 = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1()?;
+        let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .build_v1alpha()?;
+        let handlers = Handlers { services: services.clone() };
+        let size_max = config.grpc_message_size_bytes_max;
+        macro_rules! bounded {
+            ($server:ty) => {
+                <$server>::new(handlers.clone()).max_decoding_message_size(size_max).max_encoding_message_size(size_max)
+            };
+        }
+        let grpc_addr = grpc_listener.local_addr()?;
+        let grpc_shutdown = shutdown.clone();
+        let grpc_health = health_reporter.clone();
+        let grpc = Server::builder()
+            .timeout(config.request_timeout)
+            .layer(CallLayer::new(authenticator.clone()))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .add_service(bounded!(pb::merchant_service_server::MerchantServiceServer<Handlers>))
+            .add_service(bounded!(pb::api_key_service_server::ApiKeyServiceServer<Handlers>))
+            .add_service(bounded!(pb::points_service_server::PointsServiceServer<Handlers>))
+            .add_service(bounded!(pb::rule_service_server::RuleServiceServer<Handlers>))
+            .add_service(bounded!(pb::audit_service_server::AuditServiceServer<Handlers>))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
+                grpc_shutdown.cancelled().await;
+                for name in SERVICE_NAMES {
+                    grpc_health.set_service_status(*name, tonic_health::ServingStatus::NotServing).await;
+                }
+                tracing::info!("shutting down: finishing in-flight calls");
+            });
+        tracing::info!(grpc = %grpc_addr, "serving gRPC");
+
+        let gateway = crate::app::gateway_task(http_listener, grpc_addr, &config, shutdown.clone());
+        let served = tokio::select! {
+            result = async { tokio::try_join!(async { grpc.await.map_err(anyhow::Error::from) }, gateway) } => result.map(|_| ()),
+            () = async {
+                shutdown.cancelled().await;
+                tokio::time::sleep(config.shutdown_timeout).await;
+            } => Err(anyhow::anyhow!("in-flight calls did not finish within the shutdown timeout")),
+        };
+        background.cancel();
+        while tasks.join_next().await.is_some() {}
+        services.pool.close();
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Creates the database if needed, migrates `public`, and builds the shared services.
+pub async fn connect(config: &Config) -> anyhow::Result<Services> {
+    store::ensure_database(config).await?;
+    let pool = store::build_pool(config)?;
+    {
+        let mut client = pool.get().await?;
+        store::migrations::migrate_public(&mut client).await?;
+    }
+    Ok(Services {
+        pool,
+        hasher: KeyHasher::new(&config.key_hash_secret),
+        key_environment: config.key_environment,
+        auth_cache: Arc::new(AuthCache::new(config.key_cache_ttl)),
+    })
+}
+
+/// The REST gateway in the same process, calling this server's gRPC port over loopback.
+async fn gateway_task(
+    listener: Option<TcpListener>,
+    grpc_addr: SocketAddr,
+    _config: &Config,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let Some(listener) = listener else {
+        return Ok(());
+    };
+    let _ = (grpc_addr, shutdown);
+    drop(listener);
+    Ok(())
+}
+
+/// Marks the services NOT_SERVING while the database does not answer, SERVING when it does again.
+async fn probe_database(
+    pool: deadpool_postgres::Pool,
+    reporter: tonic_health::server::HealthReporter,
+    shutdown: CancellationToken,
+) {
+    let mut last_ok = true;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(HEALTH_PROBE_INTERVAL) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let ok = match pool.get().await {
+            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
+            Err(_) => false,
+        };
+        if ok != last_ok {
+            let status = if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+            tracing::warn!(database_reachable = ok, "database reachability changed");
+            for name in SERVICE_NAMES {
+                reporter.set_service_status(*name, status).await;
+            }
+            last_ok = ok;
+        }
+    }
+}

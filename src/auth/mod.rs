@@ -1,0 +1,229 @@
+//! Authentication and authorization of every `points.v1` call.
+//!
+//! [`layer::CallLayer`] (a tower layer: tonic interceptors are synchronous and cannot query the database) reads
+//! `x-api-key` and `x-merchant-id`, and [`Authenticator::authenticate`] resolves key → merchant → tenant schema,
+//! checking status, expiry, suspension, migration state and scope on **every** request, cache hit or not. The
+//! scope each method needs is declared once in [`access::METHOD_ACCESS`]; a method missing there is refused.
+
+pub mod access;
+pub mod cache;
+pub mod layer;
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::{
+    domain::{
+        MerchantStatus, Scope,
+        api_key::{ApiKeyPlaintext, KeyHasher},
+    },
+    error::{ServiceError, ServiceResult},
+    store,
+    tenancy::TenantSchema,
+};
+use access::Requirement;
+use cache::{AuthCache, LastUsed};
+
+/// Metadata keys.
+pub const API_KEY_HEADER: &str = "x-api-key";
+pub const MERCHANT_HEADER: &str = "x-merchant-id";
+
+/// The merchant a call acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MerchantContext {
+    pub merchant_id: Uuid,
+    pub schema: TenantSchema,
+}
+
+/// Who is calling, established by the auth layer and put into the request's extensions.
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    pub key_id: Uuid,
+    pub key_prefix: String,
+    pub scopes: Vec<Scope>,
+    /// The merchant acted for: the key's own, or the one an admin key named in `x-merchant-id`.
+    pub merchant: Option<MerchantContext>,
+}
+
+impl AuthContext {
+    pub fn is_admin(&self) -> bool {
+        self.scopes.contains(&Scope::Admin)
+    }
+
+    /// The merchant this call acts for; methods that need one are declared so in the access table, so a missing
+    /// merchant here is refused rather than assumed.
+    pub fn merchant(&self) -> ServiceResult<&MerchantContext> {
+        self.merchant
+            .as_ref()
+            .ok_or_else(|| ServiceError::permission_denied("this method acts for a merchant: send x-merchant-id"))
+    }
+
+    /// The owner of keys and audit this call sees: its merchant, or the platform (None).
+    pub fn owner(&self) -> Option<Uuid> {
+        self.merchant.as_ref().map(|merchant| merchant.merchant_id)
+    }
+}
+
+/// A refused call, with whatever identity was established before the refusal (for the audit).
+#[derive(Debug, Clone)]
+pub struct AuthFailure {
+    pub error: ServiceError,
+    pub key_id: Option<Uuid>,
+    pub key_prefix: Option<String>,
+    pub merchant_id: Option<Uuid>,
+}
+
+impl AuthFailure {
+    fn anonymous(error: ServiceError) -> AuthFailure {
+        AuthFailure { error, key_id: None, key_prefix: None, merchant_id: None }
+    }
+}
+
+/// Resolves keys to contexts, with the shared cache.
+pub struct Authenticator {
+    pool: deadpool_postgres::Pool,
+    hasher: KeyHasher,
+    pub cache: Arc<AuthCache>,
+    pub last_used: Arc<LastUsed>,
+    tenant_version_latest: i32,
+}
+
+impl Authenticator {
+    pub fn new(
+        pool: deadpool_postgres::Pool,
+        hasher: KeyHasher,
+        cache: Arc<AuthCache>,
+        last_used: Arc<LastUsed>,
+        tenant_version_latest: i32,
+    ) -> Authenticator {
+        Authenticator { pool, hasher, cache, last_used, tenant_version_latest }
+    }
+
+    /// Authenticates and authorizes one call of `method`.
+    pub async fn authenticate(
+        &self,
+        method: &str,
+        api_key: Option<&str>,
+        merchant_header: Option<&str>,
+    ) -> Result<AuthContext, AuthFailure> {
+        let requirement = access::requirement(method).ok_or_else(|| {
+            AuthFailure::anonymous(ServiceError::permission_denied(format!("method {method} declares no scope")))
+        })?;
+        let api_key = api_key
+            .filter(|key| !key.is_empty())
+            .ok_or_else(|| AuthFailure::anonymous(ServiceError::unauthenticated("missing x-api-key")))?;
+        // Format and checksum first: a malformed key never costs a database query.
+        let plaintext = ApiKeyPlaintext::parse(api_key).map_err(AuthFailure::anonymous)?;
+        let key_hash = self.hasher.hash(&plaintext);
+        let key = self.load_key(&key_hash).await.map_err(AuthFailure::anonymous)?;
+        let key = key.ok_or_else(|| AuthFailure::anonymous(ServiceError::unauthenticated("unknown API key")))?;
+        let fail = |error: ServiceError, merchant_id: Option<Uuid>| AuthFailure {
+            error,
+            key_id: Some(key.key_id),
+            key_prefix: Some(key.prefix.clone()),
+            merchant_id,
+        };
+        if key.status != "active" {
+            return Err(fail(ServiceError::unauthenticated("API key revoked"), key.merchant_id));
+        }
+        if key.expires_at.is_some_and(|expires_at| expires_at <= Utc::now()) {
+            return Err(fail(ServiceError::unauthenticated("API key expired"), key.merchant_id));
+        }
+        let scopes: Vec<Scope> = key.scopes.iter().filter_map(|scope| Scope::parse(scope).ok()).collect();
+        let is_admin = scopes.contains(&Scope::Admin);
+
+        let merchant_id = match (key.merchant_id, merchant_header.filter(|value| !value.is_empty())) {
+            (Some(own), None) => Some(own),
+            (Some(own), Some(named)) => {
+                if Uuid::parse_str(named).ok() != Some(own) {
+                    return Err(fail(
+                        ServiceError::permission_denied("x-merchant-id names another merchant"),
+                        Some(own),
+                    ));
+                }
+                Some(own)
+            }
+            (None, Some(named)) => match Uuid::parse_str(named) {
+                Ok(named) => Some(named),
+                Err(_) => return Err(fail(ServiceError::invalid("x-merchant-id must be a merchant id (UUID)"), None)),
+            },
+            (None, None) => None,
+        };
+        if let Some(merchant_id) = merchant_id {
+            let merchant = self.load_merchant(merchant_id).await.map_err(|error| fail(error, Some(merchant_id)))?;
+            let Some(merchant) = merchant else {
+                return Err(fail(ServiceError::not_found("merchant not found"), None));
+            };
+            // Suspension refuses the merchant's own keys; an admin acting for it may still manage it.
+            if merchant.status != MerchantStatus::Active.as_str() && !is_admin {
+                return Err(fail(ServiceError::permission_denied("merchant is suspended"), Some(merchant_id)));
+            }
+            if merchant.schema_version < self.tenant_version_latest || merchant.migration_error.is_some() {
+                return Err(fail(
+                    ServiceError::unavailable(format!(
+                        "merchant data is being migrated (schema version {} of {}); retry later",
+                        merchant.schema_version, self.tenant_version_latest
+                    )),
+                    Some(merchant_id),
+                ));
+            }
+        }
+        if let Err(error) = requirement.check(&scopes, merchant_id.is_some()) {
+            return Err(fail(error, merchant_id));
+        }
+        self.last_used.touch(key.key_id);
+        Ok(AuthContext {
+            key_id: key.key_id,
+            key_prefix: key.prefix.clone(),
+            scopes,
+            merchant: merchant_id
+                .map(|merchant_id| MerchantContext { merchant_id, schema: TenantSchema::for_merchant(merchant_id) }),
+        })
+    }
+
+    async fn load_key(&self, key_hash: &[u8; 32]) -> ServiceResult<Option<Arc<store::api_keys::KeyAccessRow>>> {
+        if let Some(hit) = self.cache.key(key_hash) {
+            return Ok(Some(hit));
+        }
+        let generation = self.cache.generation();
+        let client = self.pool.get().await?;
+        let row = store::api_keys::access_by_hash(&**client, key_hash).await?;
+        Ok(row.map(|row| self.cache.insert_key(*key_hash, row, generation)))
+    }
+
+    async fn load_merchant(&self, merchant_id: Uuid) -> ServiceResult<Option<Arc<store::merchants::MerchantAccessRow>>> {
+        if let Some(hit) = self.cache.merchant(merchant_id) {
+            return Ok(Some(hit));
+        }
+        let generation = self.cache.generation();
+        let client = self.pool.get().await?;
+        let row = store::merchants::access(&**client, merchant_id).await?;
+        Ok(row.map(|row| self.cache.insert_merchant(row, generation)))
+    }
+}
+
+impl Requirement {
+    /// Checks the key's scopes and whether a merchant context is present.
+    fn check(self, scopes: &[Scope], has_merchant: bool) -> ServiceResult<()> {
+        let is_admin = scopes.contains(&Scope::Admin);
+        let has = |scope: Scope| is_admin || scopes.contains(&scope);
+        match self {
+            Requirement::Admin if is_admin => Ok(()),
+            Requirement::Admin => Err(ServiceError::permission_denied("this method needs the admin scope")),
+            Requirement::AnyKey => Ok(()),
+            Requirement::Merchant(scope) if !has(scope) => {
+                Err(ServiceError::permission_denied(format!("this method needs the {} scope", scope.as_str())))
+            }
+            Requirement::Merchant(_) if !has_merchant => Err(ServiceError::permission_denied(
+                "this method acts for a merchant: an admin key must send x-merchant-id",
+            )),
+            Requirement::Merchant(_) => Ok(()),
+            Requirement::MerchantOrPlatform(scope) if has(scope) => Ok(()),
+            Requirement::MerchantOrPlatform(scope) => {
+                Err(ServiceError::permission_denied(format!("this method needs the {} scope", scope.as_str())))
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Settings from the environment, validated once at start with messages that name the variable.
+//!
+//! Every bound the service has (pool, timeouts, message size, cache lifetime, concurrency) is here, explicit,
+//! with its unit in the name. See the configuration table in README.md.
+
+use std::{net::SocketAddr, str::FromStr, time::Duration};
+
+/// How logs are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// The prefix of issued keys: `lp_live_` or `lp_test_`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyEnvironment {
+    Live,
+    Test,
+}
+
+/// Default database URL (SPEC §2).
+pub const DEFAULT_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/points";
+/// The key-hash secret used when none is configured. Fine for a laptop, logged as a warning at start.
+pub const DEVELOPMENT_KEY_HASH_SECRET: &str = "development-only-key-hash-secret-change-me!";
+/// The shortest key-hash secret accepted.
+pub const KEY_HASH_SECRET_LENGTH_MIN: usize = 32;
+
+/// All settings of the server process.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub database_url: String,
+    pub grpc_addr: SocketAddr,
+    /// `None` when the in-process REST gateway is disabled (`POINTS_HTTP_ADDR=off`).
+    pub http_addr: Option<SocketAddr>,
+    pub db_pool_size: usize,
+    pub db_pool_wait_timeout: Duration,
+    pub db_connect_timeout: Duration,
+    pub db_statement_timeout: Duration,
+    pub key_hash_secret: String,
+    pub key_hash_secret_is_default: bool,
+    pub key_environment: KeyEnvironment,
+    pub bootstrap_admin_key: Option<String>,
+    pub log_format: LogFormat,
+    pub request_timeout: Duration,
+    pub grpc_message_size_bytes_max: usize,
+    pub migration_concurrency: usize,
+    pub key_cache_ttl: Duration,
+    pub last_used_flush_interval: Duration,
+    pub shutdown_timeout: Duration,
+    pub expiry_sweep_interval: Duration,
+    pub expiry_sweep_batch_size: i64,
+    pub audit_flush_interval: Duration,
+    pub audit_buffer_capacity: usize,
+    pub admin_ui_dir: std::path::PathBuf,
+}
+
+/// A setting that could not be used; the message names the variable and what it accepts.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration error: {0}")]
+pub struct ConfigError(String);
+
+impl Config {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup` (tests pass a map).
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let key_hash_secret = get("POINTS_KEY_HASH_SECRET");
+        let key_hash_secret_is_default = key_hash_secret.is_none();
+        let key_hash_secret = key_hash_secret.unwrap_or_else(|| DEVELOPMENT_KEY_HASH_SECRET.to_owned());
+        if key_hash_secret.len() < KEY_HASH_SECRET_LENGTH_MIN {
+            return Err(ConfigError(format!(
+                "POINTS_KEY_HASH_SECRET must be at least {KEY_HASH_SECRET_LENGTH_MIN} characters"
+            )));
+        }
+        let http_addr = match get("POINTS_HTTP_ADDR").as_deref() {
+            Some("off") => None,
+            Some(value) => Some(parse_value("POINTS_HTTP_ADDR", value, "a socket address like 0.0.0.0:8030 or off")?),
+            None => Some(SocketAddr::from(([0, 0, 0, 0], 8030))),
+        };
+        let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
+        tokio_postgres::Config::from_str(&database_url)
+            .map_err(|error| ConfigError(format!("DATABASE_URL is not a valid PostgreSQL URL: {error}")))?;
+        Ok(Config {
+            database_url,
+            grpc_addr: parse_or(&get, "POINTS_GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 50051)), "a socket address")?,
+            http_addr,
+            db_pool_size: bounded(&get, "POINTS_DB_POOL_SIZE", 16, 1, 1000)?,
+            db_pool_wait_timeout: millis(&get, "POINTS_DB_POOL_WAIT_MS", 2000, 1, 600_000)?,
+            db_connect_timeout: millis(&get, "POINTS_DB_CONNECT_TIMEOUT_MS", 3000, 1, 600_000)?,
+            db_statement_timeout: millis(&get, "POINTS_DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000)?,
+            key_hash_secret,
+            key_hash_secret_is_default,
+            key_environment: match get("POINTS_KEY_ENVIRONMENT").as_deref() {
+                None | Some("live") => KeyEnvironment::Live,
+                Some("test") => KeyEnvironment::Test,
+                Some(other) => {
+                    return Err(ConfigError(format!("POINTS_KEY_ENVIRONMENT must be live or test, not {other:?}")));
+                }
+            },
+            bootstrap_admin_key: get("POINTS_BOOTSTRAP_ADMIN_KEY"),
+            log_format: match get("POINTS_LOG_FORMAT").as_deref() {
+                None | Some("pretty") => LogFormat::Pretty,
+                Some("json") => LogFormat::Json,
+                Some(other) => return Err(ConfigError(format!("POINTS_LOG_FORMAT must be json or pretty, not {other:?}"))),
+            },
+            request_timeout: millis(&get, "POINTS_REQUEST_TIMEOUT_MS", 15_000, 1, 600_000)?,
+            grpc_message_size_bytes_max: bounded(&get, "POINTS_GRPC_MESSAGE_SIZE_BYTES_MAX", 4 << 20, 1024, 64 << 20)?,
+            migration_concurrency: bounded(&get, "POINTS_MIGRATION_CONCURRENCY", 4, 1, 64)?,
+            key_cache_ttl: millis(&get, "POINTS_KEY_CACHE_TTL_MS", 5000, 0, 3_600_000)?,
+            last_used_flush_interval: millis(&get, "POINTS_LAST_USED_FLUSH_MS", 5000, 10, 3_600_000)?,
+            shutdown_timeout: millis(&get, "POINTS_SHUTDOWN_TIMEOUT_MS", 20_000, 1, 600_000)?,
+            expiry_sweep_interval: millis(&get, "POINTS_EXPIRY_SWEEP_INTERVAL_MS", 30_000, 10, 86_400_000)?,
+            expiry_sweep_batch_size: bounded(&get, "POINTS_EXPIRY_SWEEP_BATCH_SIZE", 500, 1, 10_000)?,
+            audit_flush_interval: millis(&get, "POINTS_AUDIT_FLUSH_MS", 200, 1, 60_000)?,
+            audit_buffer_capacity: bounded(&get, "POINTS_AUDIT_BUFFER_CAPACITY", 10_000, 1, 1_000_000)?,
+            admin_ui_dir: get("POINTS_ADMIN_UI_DIR").unwrap_or_else(|| "admin-ui".to_owned()).into(),
+        })
+    }
+
+    /// The pool size is also the bound on concurrent database work; keep the connection count honest.
+    pub fn describe(&self) -> String {
+        format!(
+            "grpc={} http={} pool={} statement_timeout_ms={}",
+            self.grpc_addr,
+            self.http_addr.map_or_else(|| "off".to_owned(), |addr| addr.to_string()),
+            self.db_pool_size,
+            self.db_statement_timeout.as_millis()
+        )
+    }
+}
+
+fn parse_value<T: FromStr>(name: &str, value: &str, expected: &str) -> Result<T, ConfigError> {
+    value.trim().parse().map_err(|_| ConfigError(format!("{name} must be {expected}, got {value:?}")))
+}
+
+fn parse_or<T: FromStr>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    match get(name) {
+        Some(value) => parse_value(name, &value, expected),
+        None => Ok(default),
+    }
+}
+
+fn bounded<T>(get: &impl Fn(&str) -> Option<String>, name: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+where
+    T: FromStr + PartialOrd + std::fmt::Display + Copy,
+{
+    let value = parse_or(get, name, default, &format!("an integer in {min}..={max}"))?;
+    if value < min || value > max {
+        return Err(ConfigError(format!("{name} must be in {min}..={max}, got {value}")));
+    }
+    Ok(value)
+}
+
+fn millis(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+) -> Result<Duration, ConfigError> {
+    bounded(get, name, default, min, max).map(Duration::from_millis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn config_with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let config = config_with(&[]).expect("defaults");
+        assert_eq!(config.grpc_addr.port(), 50051);
+        assert_eq!(config.http_addr.map(|a| a.port()), Some(8030));
+        assert!(config.key_hash_secret_is_default);
+    }
+
+    #[test]
+    fn bad_values_name_the_variable() {
+        for (name, value) in [
+            ("POINTS_DB_POOL_SIZE", "0"),
+            ("POINTS_DB_POOL_SIZE", "many"),
+            ("POINTS_GRPC_ADDR", "nowhere"),
+            ("POINTS_LOG_FORMAT", "xml"),
+            ("POINTS_KEY_HASH_SECRET", "short"),
+            ("DATABASE_URL", "postgres://a:b@/x?sslmode=nonsense"),
+        ] {
+            let error = config_with(&[(name, value)]).expect_err(name).to_string();
+            assert!(error.contains(name), "{error}");
+        }
+    }
+}

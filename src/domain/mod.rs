@@ -1,0 +1,139 @@
+//! Domain types, parsed once at the edge ("parse, don't validate"): a value of these types is always valid.
+
+pub mod api_key;
+
+use crate::error::{ServiceError, ServiceResult};
+
+/// What a key may do (SPEC §4). `Admin` is the platform scope and implies every other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Scope {
+    Admin,
+    PointsRead,
+    PointsWrite,
+    RulesRead,
+    RulesWrite,
+    AuditRead,
+    KeysManage,
+}
+
+impl Scope {
+    /// Every scope a merchant key can hold; a new merchant's first key gets all of them.
+    pub const MERCHANT: [Scope; 6] =
+        [Scope::PointsRead, Scope::PointsWrite, Scope::RulesRead, Scope::RulesWrite, Scope::AuditRead, Scope::KeysManage];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Scope::Admin => "admin",
+            Scope::PointsRead => "points:read",
+            Scope::PointsWrite => "points:write",
+            Scope::RulesRead => "rules:read",
+            Scope::RulesWrite => "rules:write",
+            Scope::AuditRead => "audit:read",
+            Scope::KeysManage => "keys:manage",
+        }
+    }
+
+    pub fn parse(value: &str) -> ServiceResult<Scope> {
+        std::iter::once(Scope::Admin)
+            .chain(Scope::MERCHANT)
+            .find(|scope| scope.as_str() == value)
+            .ok_or_else(|| ServiceError::invalid(format!("unknown scope {value:?}")))
+    }
+
+    /// Parses a requested scope list: non-empty, known, de-duplicated and sorted.
+    pub fn parse_list(values: &[String]) -> ServiceResult<Vec<Scope>> {
+        if values.is_empty() {
+            return Err(ServiceError::invalid("scopes must not be empty"));
+        }
+        if values.len() > 16 {
+            return Err(ServiceError::invalid("at most 16 scopes"));
+        }
+        let mut scopes = values.iter().map(|value| Scope::parse(value)).collect::<ServiceResult<Vec<_>>>()?;
+        scopes.sort();
+        scopes.dedup();
+        Ok(scopes)
+    }
+}
+
+/// A merchant's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MerchantStatus {
+    Active,
+    Suspended,
+}
+
+impl MerchantStatus {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MerchantStatus::Active => "active",
+            MerchantStatus::Suspended => "suspended",
+        }
+    }
+
+    pub fn parse(value: &str) -> ServiceResult<MerchantStatus> {
+        match value {
+            "active" => Ok(MerchantStatus::Active),
+            "suspended" => Ok(MerchantStatus::Suspended),
+            other => Err(ServiceError::invalid(format!("status must be active or suspended, not {other:?}"))),
+        }
+    }
+}
+
+/// A merchant slug: `[a-z0-9-]{3,40}`, starting and ending with a letter or digit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Slug(String);
+
+impl Slug {
+    pub fn parse(value: &str) -> ServiceResult<Slug> {
+        let valid_chars = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let valid_ends = !value.starts_with('-') && !value.ends_with('-');
+        if !(3..=40).contains(&value.len()) || !valid_chars || !valid_ends {
+            return Err(ServiceError::invalid(
+                "slug must be 3 to 40 characters of a-z, 0-9 and '-', not starting or ending with '-'",
+            ));
+        }
+        Ok(Slug(value.to_owned()))
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// A bounded, trimmed, non-empty display name without control characters.
+pub fn parse_name(field: &str, value: &str, length_max: usize) -> ServiceResult<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > length_max {
+        return Err(ServiceError::invalid(format!("{field} must be 1 to {length_max} characters")));
+    }
+    if trimmed.chars().any(char::is_control) {
+        return Err(ServiceError::invalid(format!("{field} must not contain control characters")));
+    }
+    Ok(trimmed.to_owned())
+}
+
+/// Parses an id that must be a UUID; a malformed one is simply not found.
+pub fn parse_uuid(field: &str, value: &str) -> ServiceResult<uuid::Uuid> {
+    uuid::Uuid::parse_str(value).map_err(|_| ServiceError::invalid(format!("{field} must be a UUID")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_round_trip_and_unknown_ones_are_refused() {
+        for scope in std::iter::once(Scope::Admin).chain(Scope::MERCHANT) {
+            assert_eq!(Scope::parse(scope.as_str()), Ok(scope));
+        }
+        assert!(Scope::parse("points:*").is_err());
+        assert!(Scope::parse_list(&[]).is_err());
+    }
+
+    #[test]
+    fn slugs_are_bounded() {
+        for bad in ["ab", "-abc", "abc-", "ABC", "a b c", &"a".repeat(41)] {
+            assert!(Slug::parse(bad).is_err(), "{bad}");
+        }
+        assert!(Slug::parse("shop-1").is_ok());
+    }
+}

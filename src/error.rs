@@ -1,0 +1,248 @@
+//! The one error-code table of SPEC §8 and the service error every layer returns.
+//!
+//! [`ErrorCode`] is matched exhaustively to the gRPC code, the envelope code and the `ErrorInfo.reason`, so a new
+//! code cannot be added without deciding all three. Internal causes are logged here, once, and never reach a client.
+
+use std::collections::HashMap;
+
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// The `ErrorInfo.domain` of every error this service returns.
+pub const ERROR_DOMAIN: &str = "points.v1";
+
+/// SPEC §8 error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    /// 40001, gRPC INVALID_ARGUMENT: bad field, size, page token.
+    InvalidArgument,
+    /// 40101, gRPC UNAUTHENTICATED: missing, malformed, unknown, expired or revoked key.
+    Unauthenticated,
+    /// 40301, gRPC PERMISSION_DENIED: missing scope, suspended merchant, foreign `x-merchant-id`.
+    PermissionDenied,
+    /// 40401, gRPC NOT_FOUND.
+    NotFound,
+    /// 40901, gRPC ALREADY_EXISTS.
+    AlreadyExists,
+    /// 40902, gRPC ALREADY_EXISTS: idempotency key reused with a different request.
+    IdempotencyConflict,
+    /// 42201, gRPC FAILED_PRECONDITION: not enough points.
+    InsufficientPoints,
+    /// 42202, gRPC FAILED_PRECONDITION: no rule in effect for the amount's currency.
+    NoApplicableRule,
+    /// 42901, gRPC RESOURCE_EXHAUSTED.
+    RateLimited,
+    /// 50001, gRPC INTERNAL: the cause is logged, never returned.
+    Internal,
+    /// 50301, gRPC UNAVAILABLE: database down or tenant not migrated; retry later.
+    Unavailable,
+}
+
+impl ErrorCode {
+    /// Every code, for tables and tests.
+    pub const ALL: [ErrorCode; 11] = [
+        ErrorCode::InvalidArgument,
+        ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied,
+        ErrorCode::NotFound,
+        ErrorCode::AlreadyExists,
+        ErrorCode::IdempotencyConflict,
+        ErrorCode::InsufficientPoints,
+        ErrorCode::NoApplicableRule,
+        ErrorCode::RateLimited,
+        ErrorCode::Internal,
+        ErrorCode::Unavailable,
+    ];
+
+    /// The name carried as `google.rpc.ErrorInfo.reason`.
+    pub const fn reason(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
+            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
+            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
+            ErrorCode::NotFound => "NOT_FOUND",
+            ErrorCode::AlreadyExists => "ALREADY_EXISTS",
+            ErrorCode::IdempotencyConflict => "IDEMPOTENCY_CONFLICT",
+            ErrorCode::InsufficientPoints => "INSUFFICIENT_POINTS",
+            ErrorCode::NoApplicableRule => "NO_APPLICABLE_RULE",
+            ErrorCode::RateLimited => "RATE_LIMITED",
+            ErrorCode::Internal => "INTERNAL",
+            ErrorCode::Unavailable => "UNAVAILABLE",
+        }
+    }
+
+    /// The REST envelope `code`.
+    pub const fn envelope_code(self) -> i32 {
+        match self {
+            ErrorCode::InvalidArgument => 40001,
+            ErrorCode::Unauthenticated => 40101,
+            ErrorCode::PermissionDenied => 40301,
+            ErrorCode::NotFound => 40401,
+            ErrorCode::AlreadyExists => 40901,
+            ErrorCode::IdempotencyConflict => 40902,
+            ErrorCode::InsufficientPoints => 42201,
+            ErrorCode::NoApplicableRule => 42202,
+            ErrorCode::RateLimited => 42901,
+            ErrorCode::Internal => 50001,
+            ErrorCode::Unavailable => 50301,
+        }
+    }
+
+    /// The gRPC status code.
+    pub const fn grpc_code(self) -> Code {
+        match self {
+            ErrorCode::InvalidArgument => Code::InvalidArgument,
+            ErrorCode::Unauthenticated => Code::Unauthenticated,
+            ErrorCode::PermissionDenied => Code::PermissionDenied,
+            ErrorCode::NotFound => Code::NotFound,
+            ErrorCode::AlreadyExists | ErrorCode::IdempotencyConflict => Code::AlreadyExists,
+            ErrorCode::InsufficientPoints | ErrorCode::NoApplicableRule => Code::FailedPrecondition,
+            ErrorCode::RateLimited => Code::ResourceExhausted,
+            ErrorCode::Internal => Code::Internal,
+            ErrorCode::Unavailable => Code::Unavailable,
+        }
+    }
+
+    /// The code of an `ErrorInfo.reason`, if it is one of ours.
+    pub fn from_reason(reason: &str) -> Option<ErrorCode> {
+        ErrorCode::ALL.into_iter().find(|code| code.reason() == reason)
+    }
+}
+
+/// An error as a client sees it: a SPEC code and a message safe to show.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {message}")]
+pub struct ServiceError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+/// The message every internal error shows; the cause is only logged.
+pub const INTERNAL_MESSAGE: &str = "internal error; the cause has been logged";
+
+impl ServiceError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ServiceError { code, message: message.into() }
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        ServiceError::new(ErrorCode::InvalidArgument, message)
+    }
+    pub fn unauthenticated(message: impl Into<String>) -> Self {
+        ServiceError::new(ErrorCode::Unauthenticated, message)
+    }
+    pub fn permission_denied(message: impl Into<String>) -> Self {
+        ServiceError::new(ErrorCode::PermissionDenied, message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        ServiceError::new(ErrorCode::NotFound, message)
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        ServiceError::new(ErrorCode::Unavailable, message)
+    }
+
+    /// Logs an unexpected cause with its full chain and returns the fixed internal error.
+    pub fn internal(cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %ErrorChain(cause), "internal error");
+        ServiceError::new(ErrorCode::Internal, INTERNAL_MESSAGE)
+    }
+
+    /// Converts to a tonic status carrying `google.rpc.ErrorInfo { reason, domain }`.
+    pub fn into_status(self) -> tonic::Status {
+        let details = ErrorDetails::with_error_info(self.code.reason(), ERROR_DOMAIN, HashMap::<String, String>::new());
+        tonic::Status::with_error_details(self.code.grpc_code(), self.message, details)
+    }
+}
+
+impl From<ServiceError> for tonic::Status {
+    fn from(error: ServiceError) -> Self {
+        error.into_status()
+    }
+}
+
+/// SQLSTATEs that mean "the database cannot serve right now", as opposed to a bug.
+const UNAVAILABLE_SQLSTATES: &[&str] = &[
+    "57014", // query_canceled: statement_timeout fired
+    "57P01", // admin_shutdown
+    "57P02", // crash_shutdown
+    "57P03", // cannot_connect_now
+    "53300", // too_many_connections
+    "55P03", // lock_not_available: lock_timeout fired
+];
+
+impl From<tokio_postgres::Error> for ServiceError {
+    fn from(error: tokio_postgres::Error) -> Self {
+        let sqlstate_unavailable =
+            error.code().is_some_and(|state| UNAVAILABLE_SQLSTATES.contains(&state.code()));
+        if error.is_closed() || sqlstate_unavailable || error.code().is_none() && is_io_error(&error) {
+            tracing::warn!(error = %ErrorChain(&error), "database unavailable");
+            return ServiceError::unavailable("database unavailable; retry later");
+        }
+        ServiceError::internal(&error)
+    }
+}
+
+fn is_io_error(error: &tokio_postgres::Error) -> bool {
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        if cause.is::<std::io::Error>() {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+impl From<deadpool_postgres::PoolError> for ServiceError {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        match error {
+            deadpool_postgres::PoolError::Backend(error) => ServiceError::from(error),
+            other => {
+                tracing::warn!(error = %ErrorChain(&other), "database pool unavailable");
+                ServiceError::unavailable("database unavailable; retry later")
+            }
+        }
+    }
+}
+
+/// Displays an error with all its sources, `outer: inner: root`.
+pub struct ErrorChain<'a>(pub &'a dyn std::error::Error);
+
+impl std::fmt::Display for ErrorChain<'_> {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(formatter, "{}", self.0)?;
+        let mut source = self.0.source();
+        while let Some(cause) = source {
+            write!(formatter, ": {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
+}
+
+/// Result of a service call.
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_has_a_distinct_reason_and_envelope_code() {
+        let reasons: std::collections::HashSet<_> = ErrorCode::ALL.iter().map(|c| c.reason()).collect();
+        let codes: std::collections::HashSet<_> = ErrorCode::ALL.iter().map(|c| c.envelope_code()).collect();
+        assert_eq!(reasons.len(), ErrorCode::ALL.len());
+        assert_eq!(codes.len(), ErrorCode::ALL.len());
+        for code in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_reason(code.reason()), Some(code));
+        }
+    }
+
+    #[test]
+    fn status_carries_the_reason_as_error_info() {
+        let status = ServiceError::new(ErrorCode::InsufficientPoints, "short").into_status();
+        assert_eq!(status.code(), Code::FailedPrecondition);
+        let info = status.get_details_error_info().expect("error info");
+        assert_eq!(info.reason, "INSUFFICIENT_POINTS");
+        assert_eq!(info.domain, ERROR_DOMAIN);
+    }
+}

@@ -1,0 +1,31 @@
+//! The loyalty points platform: a multi-tenant gRPC service (package `points.v1`) over PostgreSQL.
+//!
+//! `main.rs` is a shim; everything lives here so the integration tests build the same [`app::Application`].
+//! Layout: [`config`] and [`telemetry`] at start, [`store`] for SQL and migrations, [`domain`] for parsed
+//! types, [`service`] for the units of work (each owns its transaction), [`auth`] for keys and the per-request
+//! access check, [`grpc`] for the thin tonic adapters.
+#![forbid(unsafe_code)]
+
+pub mod app;
+pub mod audit;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod pagination;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+pub mod tenancy;
+
+/// Code generated from `proto/points/v1/*.proto`.
+pub mod pb {
+    #![allow(clippy::all, clippy::pedantic, missing_docs)]
+    tonic::include_proto!("points.v1");
+
+    /// The encoded file descriptor set of the `points.v1` protos, served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/points_descriptor.bin"));
+}

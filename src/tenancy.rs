@@ -1,0 +1,55 @@
+//! Tenant schemas and the transaction that confines a request to one of them.
+//!
+//! A merchant's schema name is derived from its id by the system (`merchant_<32 hex>`), never from user input.
+//! [`begin_tenant_transaction`] opens a transaction and sets `search_path` to that schema alone with
+//! `set_config('search_path', .., true)`: the setting is transaction-local, so it ends at COMMIT or ROLLBACK (also
+//! when a failed request drops the transaction), and the connection goes back to the pool with the default path.
+
+use uuid::Uuid;
+
+use crate::error::ServiceResult;
+
+/// The schema of one merchant. Only constructible from a merchant id, so it is always a safe identifier.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TenantSchema {
+    name: String,
+}
+
+impl TenantSchema {
+    pub fn for_merchant(merchant_id: Uuid) -> TenantSchema {
+        TenantSchema { name: format!("merchant_{}", merchant_id.simple()) }
+    }
+
+    /// The bare schema name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The name quoted as an identifier, as `search_path` and DDL take it.
+    pub fn quoted(&self) -> String {
+        crate::store::quote_identifier(&self.name)
+    }
+}
+
+/// Opens a transaction whose unqualified names resolve only in `schema`.
+pub async fn begin_tenant_transaction<'c>(
+    client: &'c mut deadpool_postgres::Client,
+    schema: &TenantSchema,
+) -> ServiceResult<deadpool_postgres::Transaction<'c>> {
+    let transaction = client.transaction().await?;
+    let statement = transaction.prepare_cached("SELECT set_config('search_path', $1, true)").await?;
+    transaction.execute(&statement, &[&schema.quoted()]).await?;
+    Ok(transaction)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_names_are_system_made_identifiers() {
+        let schema = TenantSchema::for_merchant(Uuid::nil());
+        assert_eq!(schema.name(), "merchant_00000000000000000000000000000000");
+        assert_eq!(schema.quoted(), "\"merchant_00000000000000000000000000000000\"");
+    }
+}
