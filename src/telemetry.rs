@@ -6,7 +6,12 @@ use crate::config::LogFormat;
 
 /// Installs the global subscriber. Safe to call more than once (later calls are ignored), which tests rely on.
 pub fn init(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
+    init_with_default_filter(format, "info");
+}
+
+/// Like [`init`], with the filter used when `RUST_LOG` is unset (tests pass `warn`).
+pub fn init_with_default_filter(format: LogFormat, default_filter: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
     let registry = tracing_subscriber::registry().with(filter);
     let _ = match format {
         LogFormat::Json => registry.with(fmt::layer().json().with_current_span(true)).try_init(),

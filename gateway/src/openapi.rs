@@ -1,0 +1,212 @@
+//! The OpenAPI 3.1 document served at `/openapi.json`, generated from the handlers' `#[utoipa::path]` annotations.
+//!
+//! Routes and their documentation are registered together (`utoipa_axum::routes!`), so the document cannot list a
+//! route the router lacks or miss one it has. [`document_conventions`] then adds what every `/api/v1` operation shares
+//! and would be noise on each handler: the `x-api-key` security requirement, the `x-merchant-id` / `x-request-id`
+//! header parameters, the `x-request-id` response header, and one response per error status with an example of every
+//! SPEC §8 code that status can carry.
+
+use serde_json::json;
+use utoipa::OpenApi;
+use utoipa::openapi::example::ExampleBuilder;
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
+
+use crate::envelope::ErrorEnvelope;
+use crate::error::{ErrorCode, INTERNAL_MESSAGE, TIMEOUT_MESSAGE};
+
+/// The name of the security scheme of the `x-api-key` header.
+pub const SECURITY_SCHEME: &str = "api_key";
+
+/// The prefix of the routes that take a key and answer errors as documented here.
+const API_PREFIX: &str = "/api/v1/";
+
+const DESCRIPTION: &str = "\
+REST gateway of the multi-tenant loyalty points platform. Every response body is the envelope \
+`{\"code\": int, \"message\": string, \"data\": object|null}`; `code` 0 is success, any other value is a SPEC error code \
+(listed with examples under each error response).
+
+* **Authentication**: the `x-api-key` header. An admin key may act for a merchant with `x-merchant-id`.
+* **Request ids**: send `x-request-id` (1–128 visible ASCII characters) or one is generated; it is returned in the \
+`x-request-id` response header and recorded in the audit log.
+* **Status codes**: 201 when a POST created something (merchant, API key, ledger entry — but 200 when an idempotent \
+replay returned the stored result); 200 for everything else, including PUT. Errors use the HTTP status of SPEC §8. \
+Bodies over the size limit (1 MiB by default), malformed JSON, a wrong content type, unknown fields and bad path or \
+query values are 400 / 40001. A known path called with an undocumented method is 405 / 40001 with an `Allow` header. \
+A request running past the gateway's timeout is 504 / 50301; a points service that cannot be reached is 503 / 50301.
+* **Lists**: `page_size` (1–500, default 50) and the opaque `page_token` from the previous page's `next_page_token` \
+(null on the last page).";
+
+/// The static part of the document; the paths come from the routers.
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Points platform REST API", version = "1.0.0", description = DESCRIPTION),
+    tags(
+        (name = "merchants", description = "Platform administration (scope `admin`) and the calling key."),
+        (name = "api-keys", description = "API keys (scope `keys:manage`)."),
+        (name = "points", description = "The points ledger (scopes `points:read`, `points:write`)."),
+        (name = "rules", description = "Conversion rules (scopes `rules:read`, `rules:write`)."),
+        (name = "audit", description = "The tamper-evident audit trail (scope `audit:read`)."),
+        (name = "operations", description = "Health, readiness and metrics; no key."),
+    ),
+    components(schemas(ErrorEnvelope))
+)]
+pub struct ApiDoc;
+
+/// The error statuses every `/api/v1` operation documents, with the codes each can carry.
+const ERROR_RESPONSES: &[(u16, &str, &[(ErrorCode, &str)])] = &[
+    (
+        400,
+        "Invalid argument: bad JSON, content type, field, size, path or query value, page token.",
+        &[(ErrorCode::InvalidArgument, "invalid request body: missing field `uid`")],
+    ),
+    (
+        401,
+        "Missing, malformed, unknown, expired or revoked API key.",
+        &[(ErrorCode::Unauthenticated, "missing x-api-key")],
+    ),
+    (
+        403,
+        "The key lacks the scope, its merchant is suspended, or `x-merchant-id` names another merchant.",
+        &[(ErrorCode::PermissionDenied, "the key lacks the scope points:write")],
+    ),
+    (404, "The resource does not exist.", &[(ErrorCode::NotFound, "entry not found")]),
+    (
+        409,
+        "The resource exists already, or the idempotency key was used for a different request.",
+        &[
+            (ErrorCode::AlreadyExists, "a merchant with this slug exists already"),
+            (ErrorCode::IdempotencyConflict, "idempotency key reused with a different request"),
+        ],
+    ),
+    (
+        422,
+        "The request is valid but cannot be applied.",
+        &[
+            (ErrorCode::InsufficientPoints, "balance 30 is less than 50"),
+            (ErrorCode::NoApplicableRule, "no rule default in effect for EUR"),
+        ],
+    ),
+    (429, "Too many requests; retry later.", &[(ErrorCode::RateLimited, "rate limit exceeded, retry later")]),
+    (500, "Internal error; details are logged, never returned.", &[(ErrorCode::Internal, INTERNAL_MESSAGE)]),
+    (
+        501,
+        "The points service does not implement this method (version skew).",
+        &[(ErrorCode::Internal, "not implemented by the points service")],
+    ),
+    (
+        503,
+        "The points service or its database is unavailable; retry.",
+        &[(ErrorCode::Unavailable, "database unavailable, retry later")],
+    ),
+    (504, "The request ran past the gateway's timeout; retry.", &[(ErrorCode::Unavailable, TIMEOUT_MESSAGE)]),
+];
+
+/// The whole document: [`ApiDoc`], the given paths, and the shared conventions.
+pub(crate) fn finish(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    document_conventions(&mut openapi);
+    openapi
+}
+
+/// Adds the security scheme, shared header parameters, shared error responses and the `x-request-id` header.
+fn document_conventions(openapi: &mut utoipa::openapi::OpenApi) {
+    let components = openapi.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        SECURITY_SCHEME,
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+            "x-api-key",
+            "An API key, e.g. `lp_live_…`.",
+        ))),
+    );
+    for (status, description, codes) in ERROR_RESPONSES {
+        components.responses.insert(error_response_name(*status), RefOr::T(error_response(description, codes)));
+    }
+
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        let is_api = path.starts_with(API_PREFIX);
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+            &mut item.trace,
+        ];
+        for operation in operations.into_iter().flatten() {
+            add_request_id(operation);
+            if is_api {
+                add_api_conventions(operation);
+            }
+        }
+    }
+}
+
+fn add_api_conventions(operation: &mut Operation) {
+    operation.security = Some(vec![SecurityRequirement::new(SECURITY_SCHEME, Vec::<String>::new())]);
+    let merchant_id = ParameterBuilder::new()
+        .name("x-merchant-id")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some("With an admin key: act for this merchant (like Stripe's `Stripe-Account`)."))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build();
+    operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(merchant_id));
+    for (status, _, _) in ERROR_RESPONSES {
+        operation
+            .responses
+            .responses
+            .insert(status.to_string(), RefOr::Ref(Ref::from_response_name(error_response_name(*status))));
+    }
+}
+
+/// Documents the optional `x-request-id` request header and the `x-request-id` header of every inline response.
+fn add_request_id(operation: &mut Operation) {
+    let request_id = ParameterBuilder::new()
+        .name("x-request-id")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some("1–128 visible ASCII characters; generated (a UUID) when absent or unusable."))
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .build();
+    operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(request_id));
+    for response in operation.responses.responses.values_mut() {
+        if let RefOr::T(response) = response {
+            response.headers.insert("x-request-id".to_owned(), RefOr::T(request_id_header()));
+        }
+    }
+}
+
+fn request_id_header() -> utoipa::openapi::header::Header {
+    HeaderBuilder::new()
+        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .description(Some("The request id (the client's, or a generated UUID)."))
+        .build()
+}
+
+fn error_response_name(status: u16) -> String {
+    format!("Error{status}")
+}
+
+fn error_response(description: &str, codes: &[(ErrorCode, &str)]) -> utoipa::openapi::Response {
+    let examples = codes.iter().map(|(code, message)| {
+        let example = ExampleBuilder::new()
+            .summary(format!("{} {}", code.code(), code.reason()))
+            .value(Some(json!({"code": code.code(), "message": message, "data": null})))
+            .build();
+        (code.reason().to_owned(), example)
+    });
+    let content = ContentBuilder::new()
+        .schema(Some(Ref::from_schema_name("ErrorEnvelope")))
+        .examples_from_iter(examples)
+        .build();
+    ResponseBuilder::new()
+        .description(description)
+        .header("x-request-id", request_id_header())
+        .content("application/json", content)
+        .build()
+}

@@ -1,0 +1,700 @@
+//! The points ledger: earn, spend, adjust, reverse, entries, accounts, batch and calculate.
+//!
+//! Status rule: a mutation that wrote a new entry answers 201; the replay of an earlier request with the same
+//! idempotency key (`replayed: true`) answers 200, since nothing was created. Batch and calculate answer 200.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{Page, page_size, required};
+use crate::convert::{
+    deserialize_query_time, from_timestamp, metadata_from_json, metadata_to_json, to_timestamp_opt,
+};
+use crate::envelope::{ApiResult, Envelope, Success};
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, ApiQuery, CallContext};
+use crate::pb;
+use crate::state::AppState;
+
+/// The routes of this module.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(earn))
+        .routes(routes!(spend))
+        .routes(routes!(adjust))
+        .routes(routes!(reverse))
+        .routes(routes!(get_entry))
+        .routes(routes!(get_account))
+        .routes(routes!(list_entries))
+        .routes(routes!(batch))
+        .routes(routes!(calculate))
+}
+
+/// A free-form JSON object.
+type JsonObject = serde_json::Map<String, serde_json::Value>;
+
+/// One ledger entry.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Entry {
+    /// The entry's id.
+    #[schema(example = "e_01J9Z4A7VB")]
+    pub entry_id: String,
+    /// The merchant's end-user id.
+    #[schema(example = "user-42")]
+    pub uid: String,
+    /// "earn", "spend", "adjust", "reverse" or "expire".
+    #[schema(example = "earn")]
+    pub kind: String,
+    /// Signed change of the balance.
+    #[schema(example = 120)]
+    pub delta: i64,
+    /// The uid's balance right after this entry.
+    #[schema(example = 560)]
+    pub balance_after: i64,
+    /// The idempotency key of the request that wrote the entry.
+    #[schema(example = "order-1001-earn")]
+    pub idempotency_key: String,
+    /// The merchant's own reference, e.g. an order number.
+    #[schema(example = "order-1001")]
+    pub reference: Option<String>,
+    /// Free text.
+    #[schema(example = "Purchase at Coffee Corner")]
+    pub description: Option<String>,
+    /// The JSON object given with the request (`{}` when none).
+    #[schema(value_type = Object, example = json!({"store": "downtown"}))]
+    pub metadata: JsonObject,
+    /// The rule used when points were converted from money.
+    #[schema(example = "default")]
+    pub rule_code: Option<String>,
+    /// The version of that rule.
+    #[schema(example = 3)]
+    pub rule_version: Option<i32>,
+    /// The money amount (decimal string) when points were converted from money.
+    #[schema(example = "12.50")]
+    pub amount: Option<String>,
+    /// ISO-4217 currency of `amount`.
+    #[schema(example = "EUR")]
+    pub currency: Option<String>,
+    /// For a reversal, the entry it reverses.
+    pub reverses_entry_id: Option<String>,
+    /// When the points of this earn expire; null for never.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When the entry was written.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+impl From<pb::Entry> for Entry {
+    fn from(entry: pb::Entry) -> Entry {
+        Entry {
+            entry_id: entry.entry_id,
+            uid: entry.uid,
+            kind: entry.kind,
+            delta: entry.delta,
+            balance_after: entry.balance_after,
+            idempotency_key: entry.idempotency_key,
+            reference: entry.reference,
+            description: entry.description,
+            metadata: metadata_from_json(&entry.metadata_json),
+            rule_code: entry.rule_code,
+            rule_version: entry.rule_version,
+            amount: entry.amount,
+            currency: entry.currency,
+            reverses_entry_id: entry.reverses_entry_id,
+            expires_at: from_timestamp(entry.expires_at),
+            created_at: from_timestamp(entry.created_at),
+        }
+    }
+}
+
+/// The result of earn, spend, adjust and reverse.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MutationResult {
+    /// The entry written (or, for a replay, the one written the first time).
+    pub entry: Entry,
+    /// The uid's balance after the entry.
+    #[schema(example = 560)]
+    pub balance: i64,
+    /// True when this is the stored result of an earlier request with the same idempotency key.
+    #[schema(example = false)]
+    pub replayed: bool,
+}
+
+impl MutationResult {
+    fn from_proto(response: pb::MutationResponse) -> Result<MutationResult, ApiError> {
+        Ok(MutationResult {
+            entry: required(response.entry, "entry")?.into(),
+            balance: response.balance,
+            replayed: response.replayed,
+        })
+    }
+
+    /// 201 for a new entry, 200 for a replay.
+    fn into_success(self) -> Success<MutationResult> {
+        if self.replayed { Success::ok(self) } else { Success::created(self) }
+    }
+}
+
+/// Credits points: either `points`, or `amount` + `currency` (+ `rule_code`, default "default") converted by a rule.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EarnBody {
+    /// The merchant's end-user id, 1–128 printable characters.
+    #[schema(example = "user-42", min_length = 1, max_length = 128)]
+    pub uid: String,
+    /// Points to credit (> 0); omit when giving `amount`.
+    #[schema(example = 120, minimum = 1)]
+    pub points: Option<i64>,
+    /// Money amount to convert (decimal string); needs `currency`.
+    #[schema(example = "12.50")]
+    pub amount: Option<String>,
+    /// ISO-4217 currency of `amount`.
+    #[schema(example = "EUR")]
+    pub currency: Option<String>,
+    /// The conversion rule (default "default").
+    #[schema(example = "default")]
+    pub rule_code: Option<String>,
+    /// 1–128 characters, unique per merchant; a retry with the same key and body replays the first result.
+    #[schema(example = "order-1001-earn", min_length = 1, max_length = 128)]
+    pub idempotency_key: String,
+    /// The merchant's own reference, e.g. an order number.
+    #[schema(example = "order-1001")]
+    pub reference: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// A JSON object of at most 4 KiB.
+    #[schema(value_type = Option<Object>, example = json!({"store": "downtown"}))]
+    pub metadata: Option<JsonObject>,
+    /// When the earned points expire (default: the rule's `points_ttl_days`, or never).
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<EarnBody> for pb::EarnRequest {
+    fn from(body: EarnBody) -> pb::EarnRequest {
+        pb::EarnRequest {
+            uid: body.uid,
+            points: body.points,
+            amount: body.amount,
+            currency: body.currency,
+            rule_code: body.rule_code,
+            idempotency_key: body.idempotency_key,
+            reference: body.reference,
+            description: body.description,
+            metadata_json: metadata_to_json(body.metadata),
+            expires_at: to_timestamp_opt(body.expires_at),
+        }
+    }
+}
+
+/// Redeems points; the lots that expire first are used first.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SpendBody {
+    /// The merchant's end-user id, 1–128 printable characters.
+    #[schema(example = "user-42", min_length = 1, max_length = 128)]
+    pub uid: String,
+    /// Points to redeem (> 0).
+    #[schema(example = 50, minimum = 1)]
+    pub points: i64,
+    /// 1–128 characters, unique per merchant.
+    #[schema(example = "order-1002-spend", min_length = 1, max_length = 128)]
+    pub idempotency_key: String,
+    /// The merchant's own reference.
+    pub reference: Option<String>,
+    /// Free text.
+    pub description: Option<String>,
+    /// A JSON object of at most 4 KiB.
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<JsonObject>,
+}
+
+impl From<SpendBody> for pb::SpendRequest {
+    fn from(body: SpendBody) -> pb::SpendRequest {
+        pb::SpendRequest {
+            uid: body.uid,
+            points: body.points,
+            idempotency_key: body.idempotency_key,
+            reference: body.reference,
+            description: body.description,
+            metadata_json: metadata_to_json(body.metadata),
+        }
+    }
+}
+
+/// A signed manual correction; a negative delta cannot take the balance below zero.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustBody {
+    /// The merchant's end-user id, 1–128 printable characters.
+    #[schema(example = "user-42", min_length = 1, max_length = 128)]
+    pub uid: String,
+    /// Non-zero; positive credits, negative debits.
+    #[schema(example = -20)]
+    pub delta: i64,
+    /// Why the correction was made.
+    #[schema(example = "goodwill correction")]
+    pub reason: String,
+    /// 1–128 characters, unique per merchant.
+    #[schema(example = "ticket-77-adjust", min_length = 1, max_length = 128)]
+    pub idempotency_key: String,
+}
+
+impl From<AdjustBody> for pb::AdjustRequest {
+    fn from(body: AdjustBody) -> pb::AdjustRequest {
+        pb::AdjustRequest { uid: body.uid, delta: body.delta, reason: body.reason, idempotency_key: body.idempotency_key }
+    }
+}
+
+/// Reverses an entry (once).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReverseBody {
+    /// 1–128 characters, unique per merchant.
+    #[schema(example = "order-1001-refund", min_length = 1, max_length = 128)]
+    pub idempotency_key: String,
+    /// Why the entry is reversed.
+    #[schema(example = "order refunded")]
+    pub reason: Option<String>,
+}
+
+/// A uid's balance and the points that expire in the next 30 days.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Account {
+    /// The merchant's end-user id.
+    #[schema(example = "user-42")]
+    pub uid: String,
+    /// Current balance (never counts expired points); 0 for an unknown uid.
+    #[schema(example = 560)]
+    pub balance: i64,
+    /// Points expiring in the next 30 days, soonest first.
+    pub expiring: Vec<ExpiringPoints>,
+}
+
+/// Points that expire together.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ExpiringPoints {
+    /// How many points.
+    #[schema(example = 120)]
+    pub points: i64,
+    /// When they expire.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl From<pb::Account> for Account {
+    fn from(account: pb::Account) -> Account {
+        Account {
+            uid: account.uid,
+            balance: account.balance,
+            expiring: account
+                .expiring
+                .into_iter()
+                .map(|lot| ExpiringPoints { points: lot.points, expires_at: from_timestamp(lot.expires_at) })
+                .collect(),
+        }
+    }
+}
+
+/// An entry kind, to filter a uid's entries.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    /// Points credited.
+    Earn,
+    /// Points redeemed.
+    Spend,
+    /// Manual correction.
+    Adjust,
+    /// Reversal of an entry.
+    Reverse,
+    /// Points that expired.
+    Expire,
+}
+
+impl EntryKind {
+    fn as_str(self) -> &'static str {
+        match self {
+            EntryKind::Earn => "earn",
+            EntryKind::Spend => "spend",
+            EntryKind::Adjust => "adjust",
+            EntryKind::Reverse => "reverse",
+            EntryKind::Expire => "expire",
+        }
+    }
+}
+
+/// Filters and paging of a uid's entries.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct EntriesQuery {
+    /// Only entries of this kind.
+    pub kind: Option<EntryKind>,
+    /// Entries created at or after this time (RFC 3339).
+    #[serde(default, deserialize_with = "deserialize_query_time")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub from: Option<DateTime<Utc>>,
+    /// Entries created before this time (RFC 3339).
+    #[serde(default, deserialize_with = "deserialize_query_time")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub to: Option<DateTime<Utc>>,
+    /// Items per page, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub page_size: Option<u32>,
+    /// The `next_page_token` of the previous page.
+    pub page_token: Option<String>,
+}
+
+/// One operation of a batch: `op` says which, the other fields are that operation's body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(tag = "op", rename_all = "lowercase")]
+pub enum BatchOperationBody {
+    /// An earn.
+    Earn(EarnBody),
+    /// A spend.
+    Spend(SpendBody),
+    /// An adjust.
+    Adjust(AdjustBody),
+}
+
+impl From<BatchOperationBody> for pb::BatchOperation {
+    fn from(operation: BatchOperationBody) -> pb::BatchOperation {
+        let op = match operation {
+            BatchOperationBody::Earn(body) => pb::batch_operation::Op::Earn(body.into()),
+            BatchOperationBody::Spend(body) => pb::batch_operation::Op::Spend(body.into()),
+            BatchOperationBody::Adjust(body) => pb::batch_operation::Op::Adjust(body.into()),
+        };
+        pb::BatchOperation { op: Some(op) }
+    }
+}
+
+/// Up to 1,000 operations; `atomic: true` applies all or none.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchBody {
+    /// All or nothing (default false: each operation gets its own result).
+    #[serde(default)]
+    #[schema(example = false)]
+    pub atomic: bool,
+    /// The operations, applied in order.
+    #[schema(max_items = 1000)]
+    pub operations: Vec<BatchOperationBody>,
+}
+
+/// The per-operation results of a batch, in request order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResults {
+    /// One result per operation.
+    pub results: Vec<BatchItemResult>,
+}
+
+/// The result of one batch operation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchItemResult {
+    /// The operation's position in the request, from 0.
+    #[schema(example = 0)]
+    pub index: i32,
+    /// 0 on success, else the SPEC error code, e.g. 42201.
+    #[schema(example = 0)]
+    pub code: i32,
+    /// "OK" or the error message.
+    #[schema(example = "OK")]
+    pub message: String,
+    /// The error name, "OK" on success.
+    #[schema(example = "OK")]
+    pub reason: String,
+    /// The operation's result on success, null on error.
+    pub data: Option<MutationResult>,
+}
+
+/// Converts money to points with the rule in effect; writes nothing.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CalculateBody {
+    /// Money amount (decimal string).
+    #[schema(example = "12.50")]
+    pub amount: String,
+    /// ISO-4217 currency.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// The rule (default "default").
+    #[schema(example = "default")]
+    pub rule_code: Option<String>,
+    /// Use the version in effect at this time (default now).
+    pub at: Option<DateTime<Utc>>,
+}
+
+/// The points an amount is worth, and how they were computed.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Calculation {
+    /// The points.
+    #[schema(example = 125)]
+    pub points: i64,
+    /// The rule used.
+    #[schema(example = "default")]
+    pub rule_code: String,
+    /// Its version.
+    #[schema(example = 3)]
+    pub rule_version: i32,
+    /// The input amount.
+    #[schema(example = "12.50")]
+    pub amount: String,
+    /// The input currency.
+    #[schema(example = "EUR")]
+    pub currency: String,
+    /// Money per step.
+    #[schema(example = "1.00")]
+    pub unit_amount: String,
+    /// Points per step.
+    #[schema(example = 10)]
+    pub points_per_unit: i64,
+    /// "floor", "round" or "ceil".
+    #[schema(example = "floor")]
+    pub rounding: String,
+    /// amount / unit_amount * points_per_unit before rounding (exact decimal).
+    #[schema(example = "125.0")]
+    pub raw_points: String,
+    /// True when `max_points` cut the result.
+    #[schema(example = false)]
+    pub capped: bool,
+    /// The rule's cap per transaction.
+    pub max_points: Option<i64>,
+    /// The rule's minimum amount.
+    pub min_amount: Option<String>,
+    /// How long earned points live under this rule.
+    pub points_ttl_days: Option<i32>,
+}
+
+impl From<pb::CalculateResponse> for Calculation {
+    fn from(response: pb::CalculateResponse) -> Calculation {
+        Calculation {
+            points: response.points,
+            rule_code: response.rule_code,
+            rule_version: response.rule_version,
+            amount: response.amount,
+            currency: response.currency,
+            unit_amount: response.unit_amount,
+            points_per_unit: response.points_per_unit,
+            rounding: response.rounding,
+            raw_points: response.raw_points,
+            capped: response.capped,
+            max_points: response.max_points,
+            min_amount: response.min_amount,
+            points_ttl_days: response.points_ttl_days,
+        }
+    }
+}
+
+/// Credit points. Scope `points:write`. 201 for a new entry, 200 for a replay.
+#[utoipa::path(
+    post,
+    path = "/api/v1/points/earn",
+    tag = "points",
+    operation_id = "earn",
+    request_body = EarnBody,
+    responses(
+        (status = 201, description = "Points credited.", body = Envelope<MutationResult>),
+        (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
+    )
+)]
+async fn earn(
+    State(state): State<AppState>,
+    context: CallContext,
+    ApiJson(body): ApiJson<EarnBody>,
+) -> ApiResult<MutationResult> {
+    let response = state.backend.points.clone().earn(context.request(body.into())).await?.into_inner();
+    Ok(MutationResult::from_proto(response)?.into_success())
+}
+
+/// Redeem points. Scope `points:write`. 201 for a new entry, 200 for a replay.
+#[utoipa::path(
+    post,
+    path = "/api/v1/points/spend",
+    tag = "points",
+    operation_id = "spend",
+    request_body = SpendBody,
+    responses(
+        (status = 201, description = "Points redeemed.", body = Envelope<MutationResult>),
+        (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
+    )
+)]
+async fn spend(
+    State(state): State<AppState>,
+    context: CallContext,
+    ApiJson(body): ApiJson<SpendBody>,
+) -> ApiResult<MutationResult> {
+    let response = state.backend.points.clone().spend(context.request(body.into())).await?.into_inner();
+    Ok(MutationResult::from_proto(response)?.into_success())
+}
+
+/// Correct a balance by a signed delta. Scope `points:write`. 201 for a new entry, 200 for a replay.
+#[utoipa::path(
+    post,
+    path = "/api/v1/points/adjust",
+    tag = "points",
+    operation_id = "adjust",
+    request_body = AdjustBody,
+    responses(
+        (status = 201, description = "Balance adjusted.", body = Envelope<MutationResult>),
+        (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
+    )
+)]
+async fn adjust(
+    State(state): State<AppState>,
+    context: CallContext,
+    ApiJson(body): ApiJson<AdjustBody>,
+) -> ApiResult<MutationResult> {
+    let response = state.backend.points.clone().adjust(context.request(body.into())).await?.into_inner();
+    Ok(MutationResult::from_proto(response)?.into_success())
+}
+
+/// Reverse an entry (each entry once). Scope `points:write`. 201 for a new entry, 200 for a replay.
+#[utoipa::path(
+    post,
+    path = "/api/v1/points/entries/{entry_id}/reverse",
+    tag = "points",
+    operation_id = "reverse",
+    params(("entry_id" = String, Path, description = "The entry to reverse.")),
+    request_body = ReverseBody,
+    responses(
+        (status = 201, description = "Entry reversed.", body = Envelope<MutationResult>),
+        (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
+    )
+)]
+async fn reverse(
+    State(state): State<AppState>,
+    context: CallContext,
+    ApiPath(entry_id): ApiPath<String>,
+    ApiJson(body): ApiJson<ReverseBody>,
+) -> ApiResult<MutationResult> {
+    let request = pb::ReverseRequest { entry_id, idempotency_key: body.idempotency_key, reason: body.reason };
+    let response = state.backend.points.clone().reverse(context.request(request)).await?.into_inner();
+    Ok(MutationResult::from_proto(response)?.into_success())
+}
+
+/// Get one entry. Scope `points:read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/points/entries/{entry_id}",
+    tag = "points",
+    operation_id = "get_entry",
+    params(("entry_id" = String, Path, description = "The entry's id.")),
+    responses((status = 200, description = "The entry.", body = Envelope<Entry>))
+)]
+async fn get_entry(
+    State(state): State<AppState>,
+    context: CallContext,
+    ApiPath(entry_id): ApiPath<String>,
+) -> ApiResult<Entry> {
+    let request = pb::GetEntryRequest { entry_id };
+    let entry = state.backend.points.clone().get_entry(context.request(request)).await?.into_inner();
+    Ok(Success::ok(entry.into()))
+}
+
+/// A uid's balance and the points expiring in the next 30 days. Scope `points:read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/points/accounts/{uid}",
+    tag = "points",
+    operation_id = "get_account",
+    params(("uid" = String, Path, description = "The merchant's end-user id (1–128 printable characters).")),
+    responses((status = 200, description = "The account (balance 0 for an unknown uid).", body = Envelope<Account>))
+)]
+async fn get_account(
+    State(state): State<AppState>,
+    context: CallContext,
+    ApiPath(uid): ApiPath<String>,
+) -> ApiResult<Account> {
+    let request = pb::GetAccountRequest { uid };
+    let account = state.backend.points.clone().get_account(context.request(request)).await?.into_inner();
+    Ok(Success::ok(account.into()))
+}
+
+/// A uid's entries, newest first. Scope `points:read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/points/accounts/{uid}/entries",
+    tag = "points",
+    operation_id = "list_entries",
+    params(("uid" = String, Path, description = "The merchant's end-user id."), EntriesQuery),
+    responses((status = 200, description = "One page of entries.", body = Envelope<Page<Entry>>))
+)]
+async fn list_entries(
+    State(state): State<AppState>,
+    context: CallContext,
+    ApiPath(uid): ApiPath<String>,
+    ApiQuery(query): ApiQuery<EntriesQuery>,
+) -> ApiResult<Page<Entry>> {
+    let request = pb::ListEntriesRequest {
+        uid,
+        kind: query.kind.map(|kind| kind.as_str().to_owned()),
+        from: to_timestamp_opt(query.from),
+        to: to_timestamp_opt(query.to),
+        page_size: page_size(query.page_size)?,
+        page_token: query.page_token.unwrap_or_default(),
+    };
+    let response = state.backend.points.clone().list_entries(context.request(request)).await?.into_inner();
+    Ok(Success::ok(Page::from_proto(response.items, response.next_page_token)))
+}
+
+/// Apply up to 1,000 earn / spend / adjust operations. Scope `points:write`. Always 200 when the batch was accepted;
+/// each result carries its own `code`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/points/batch",
+    tag = "points",
+    operation_id = "batch",
+    request_body = BatchBody,
+    responses((status = 200, description = "Per-operation results.", body = Envelope<BatchResults>))
+)]
+async fn batch(
+    State(state): State<AppState>,
+    context: CallContext,
+    ApiJson(body): ApiJson<BatchBody>,
+) -> ApiResult<BatchResults> {
+    let request = pb::BatchRequest {
+        atomic: body.atomic,
+        operations: body.operations.into_iter().map(pb::BatchOperation::from).collect(),
+    };
+    let response = state.backend.points.clone().batch(context.request(request)).await?.into_inner();
+    let results = response
+        .results
+        .into_iter()
+        .map(|result| {
+            Ok(BatchItemResult {
+                index: result.index,
+                code: result.code,
+                message: result.message,
+                reason: result.reason,
+                data: result.data.map(MutationResult::from_proto).transpose()?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(Success::ok(BatchResults { results }))
+}
+
+/// Convert a money amount to points with the rule in effect; writes nothing. Scope `points:read`.
+#[utoipa::path(
+    post,
+    path = "/api/v1/points/calculate",
+    tag = "points",
+    operation_id = "calculate",
+    request_body = CalculateBody,
+    responses((status = 200, description = "The calculation.", body = Envelope<Calculation>))
+)]
+async fn calculate(
+    State(state): State<AppState>,
+    context: CallContext,
+    ApiJson(body): ApiJson<CalculateBody>,
+) -> ApiResult<Calculation> {
+    let request = pb::CalculateRequest {
+        amount: body.amount,
+        currency: body.currency,
+        rule_code: body.rule_code,
+        at: to_timestamp_opt(body.at),
+    };
+    let response = state.backend.points.clone().calculate(context.request(request)).await?.into_inner();
+    Ok(Success::ok(response.into()))
+}

@@ -1,0 +1,199 @@
+//! `spawn_app()`: a real server on port 0 over a new database named by a uuid, plus typed clients.
+
+#![allow(dead_code)]
+
+use std::{collections::HashMap, net::SocketAddr, sync::Arc};
+
+use points::{
+    app::Application,
+    config::Config,
+    pb::{
+        self, api_key_service_client::ApiKeyServiceClient, audit_service_client::AuditServiceClient,
+        merchant_service_client::MerchantServiceClient, points_service_client::PointsServiceClient,
+        rule_service_client::RuleServiceClient,
+    },
+    service::{Services, bootstrap::Bootstrap},
+};
+use tokio_util::sync::CancellationToken;
+use tonic::{
+    Code, Status,
+    metadata::MetadataValue,
+    service::{Interceptor, interceptor::InterceptedService},
+    transport::Channel,
+};
+use tonic_types::StatusExt;
+
+pub const TEST_KEY_HASH_SECRET: &str = "integration-test-key-hash-secret-0123456789";
+
+/// A running server and what tests need to talk to it.
+pub struct TestApp {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: Option<SocketAddr>,
+    pub database_url: String,
+    pub database_name: String,
+    pub admin_key: String,
+    pub shutdown: CancellationToken,
+    pub handle: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub channel: Channel,
+    pub services: Arc<Services>,
+    /// Tenants whose migration failed when this instance started.
+    pub tenant_migration_failures: Vec<String>,
+}
+
+/// Adds `x-api-key` (and `x-merchant-id`) to every call.
+#[derive(Clone)]
+pub struct Caller {
+    pub key: String,
+    pub merchant_id: Option<String>,
+    pub request_id: Option<String>,
+}
+
+impl Interceptor for Caller {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, Status> {
+        if let Ok(value) = MetadataValue::try_from(self.key.as_str()) {
+            request.metadata_mut().insert("x-api-key", value);
+        }
+        if let Some(merchant_id) = &self.merchant_id {
+            request.metadata_mut().insert("x-merchant-id", MetadataValue::try_from(merchant_id.as_str()).expect("ascii"));
+        }
+        if let Some(request_id) = &self.request_id {
+            request.metadata_mut().insert("x-request-id", MetadataValue::try_from(request_id.as_str()).expect("ascii"));
+        }
+        Ok(request)
+    }
+}
+
+pub type Client<T> = T;
+type Intercepted = InterceptedService<Channel, Caller>;
+
+pub fn base_settings(database_name: &str) -> HashMap<String, String> {
+    HashMap::from([
+        ("DATABASE_URL".to_owned(), format!("postgres://postgres@127.0.0.1:5432/{database_name}")),
+        ("POINTS_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("POINTS_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
+        ("POINTS_KEY_HASH_SECRET".to_owned(), TEST_KEY_HASH_SECRET.to_owned()),
+        ("POINTS_KEY_CACHE_TTL_MS".to_owned(), "30000".to_owned()),
+        ("POINTS_AUDIT_FLUSH_MS".to_owned(), "20".to_owned()),
+    ])
+}
+
+pub fn config_from(settings: &HashMap<String, String>) -> Config {
+    Config::from_lookup(|name| settings.get(name).cloned()).expect("test config")
+}
+
+/// A fresh database, migrated, with a server on it.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Like [`spawn_app`], with settings changed first.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut HashMap<String, String>)) -> TestApp {
+    let database_name = format!("points_test_{}", uuid::Uuid::new_v4().simple());
+    let mut settings = base_settings(&database_name);
+    customize(&mut settings);
+    spawn_on(settings, None).await
+}
+
+/// Another instance on the same database as `other` (the admin key is shared).
+pub async fn spawn_second_instance(other: &TestApp) -> TestApp {
+    let settings = base_settings(&other.database_name);
+    spawn_on(settings, Some(other.admin_key.clone())).await
+}
+
+pub async fn spawn_on(settings: HashMap<String, String>, admin_key: Option<String>) -> TestApp {
+    points::telemetry::init_with_default_filter(points::config::LogFormat::Pretty, "warn");
+    let config = config_from(&settings);
+    let database_url = config.database_url.clone();
+    let database_name = database_url.rsplit('/').next().expect("db name").to_owned();
+    let app = Application::build(config).await.expect("build application");
+    let admin_key = match (&app.bootstrap, admin_key) {
+        (Bootstrap::Created(key), _) => key.expose().to_owned(),
+        (_, Some(key)) => key,
+        (other, None) => panic!("expected a bootstrap key, got {other:?}"),
+    };
+    let grpc_addr = app.grpc_addr();
+    let http_addr = app.http_addr();
+    let shutdown = app.shutdown_token();
+    let services = app.services();
+    let tenant_migration_failures = app.tenant_migrations.failed.iter().map(|(id, _)| id.to_string()).collect();
+    let handle = tokio::spawn(app.run());
+    let channel = Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect_lazy();
+    TestApp { grpc_addr, http_addr, database_url, database_name, admin_key, shutdown, handle, channel, services, tenant_migration_failures }
+}
+
+impl TestApp {
+    pub fn caller(&self, key: &str) -> Caller {
+        Caller { key: key.to_owned(), merchant_id: None, request_id: None }
+    }
+
+    pub fn admin(&self) -> Caller {
+        self.caller(&self.admin_key)
+    }
+
+    pub fn merchants(&self, caller: Caller) -> MerchantServiceClient<Intercepted> {
+        MerchantServiceClient::with_interceptor(self.channel.clone(), caller)
+    }
+    pub fn keys(&self, caller: Caller) -> ApiKeyServiceClient<Intercepted> {
+        ApiKeyServiceClient::with_interceptor(self.channel.clone(), caller)
+    }
+    pub fn points(&self, caller: Caller) -> PointsServiceClient<Intercepted> {
+        PointsServiceClient::with_interceptor(self.channel.clone(), caller)
+    }
+    pub fn rules(&self, caller: Caller) -> RuleServiceClient<Intercepted> {
+        RuleServiceClient::with_interceptor(self.channel.clone(), caller)
+    }
+    pub fn audit(&self, caller: Caller) -> AuditServiceClient<Intercepted> {
+        AuditServiceClient::with_interceptor(self.channel.clone(), caller)
+    }
+
+    /// Registers a merchant with the admin key; returns it and its first key's plaintext.
+    pub async fn register_merchant(&self, slug: &str) -> (pb::Merchant, String) {
+        let response = self
+            .merchants(self.admin())
+            .register_merchant(pb::RegisterMerchantRequest { slug: slug.to_owned(), name: format!("Shop {slug}") })
+            .await
+            .expect("register merchant")
+            .into_inner();
+        let key = response.api_key.and_then(|key| key.key).expect("plaintext key");
+        (response.merchant.expect("merchant"), key)
+    }
+
+    /// A direct database connection for assertions.
+    pub async fn db(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await.expect("connect");
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Graceful stop; returns what `run` returned.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        self.handle.await.expect("join")
+    }
+}
+
+/// Asserts a status has the gRPC code and the SPEC reason.
+#[track_caller]
+pub fn assert_status(result: Result<impl std::fmt::Debug, Status>, code: Code, reason: &str) -> Status {
+    let status = result.expect_err("expected an error");
+    assert_eq!(status.code(), code, "unexpected status: {status:?}");
+    let info = status.get_details_error_info().unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    assert_eq!(info.reason, reason, "unexpected reason: {status:?}");
+    status
+}
+
+/// Lists services through reflection v1, as grpcurl does.
+pub async fn list_services_by_reflection(channel: Channel) -> Vec<String> {
+    use tonic_reflection::pb::v1::{
+        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
+    };
+    let mut client = ServerReflectionClient::new(channel);
+    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+    let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection").into_inner();
+    let response = responses.message().await.expect("message").expect("a response");
+    match response.message_response {
+        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+        other => panic!("unexpected reflection response {other:?}"),
+    }
+}

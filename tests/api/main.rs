@@ -1,0 +1,4 @@
+//! Integration tests: one binary, each test on its own freshly created PostgreSQL database.
+
+mod helpers;
+mod spine;
