@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
-use utoipa::openapi::{RefOr, schema};
+use utoipa::openapi::schema;
 
 use crate::error::ApiError;
 
@@ -50,11 +50,6 @@ impl ErrorEnvelope {
 /// The schema of a value that is always `null`.
 fn null_schema() -> Schema {
     ObjectBuilder::new().schema_type(schema::SchemaType::Type(Type::Null)).build().into()
-}
-
-/// Boxes [`null_schema`] for places that want a `RefOr<Schema>`.
-pub(crate) fn null_schema_ref() -> RefOr<Schema> {
-    RefOr::T(null_schema())
 }
 
 /// A success response: 200 or 201 with the envelope around `data`.

@@ -1,2 +1,147 @@
-//! placeholder
-pub mod pb { tonic::include_proto!("points.v1"); }
+//! REST gateway of the points platform: `/api/v1` JSON envelopes over the `points.v1` gRPC API.
+//!
+//! The gateway only translates: JSON ⇄ proto and gRPC status ⇄ `{code, message, data}` envelope. It never sees the
+//! store or the domain; everything it knows about the service comes from `proto/points/v1`.
+//!
+//! * [`router`] builds the axum app (`/api/v1/...`, `/docs`, `/openapi.json`, `/admin`, `/healthz`, `/readyz`,
+//!   `/metrics`) over a lazily connected gRPC channel;
+//! * [`serve`] runs it on a listener until a shutdown signal, finishing in-flight requests;
+//! * [`install_metrics_recorder`] installs the process-wide Prometheus recorder `/metrics` renders.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod convert;
+pub mod envelope;
+pub mod error;
+pub mod extract;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod routes;
+pub mod state;
+
+/// The generated `points.v1` messages and gRPC clients.
+#[allow(missing_docs, clippy::all, clippy::pedantic)]
+pub mod pb {
+    tonic::include_proto!("points.v1");
+}
+
+use std::future::Future;
+use std::path::Path;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::http::Method;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::response::{IntoResponse, Redirect, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::services::{ServeDir, ServeFile};
+use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tracing::Level;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_swagger_ui::{Config as SwaggerConfig, SwaggerUi};
+
+pub use crate::config::{ConfigError, GatewayConfig};
+pub use crate::error::{ApiError, ErrorCode};
+pub use crate::metrics::install_metrics_recorder;
+
+use crate::middleware::RequestId;
+use crate::state::{AppState, Backend};
+
+/// Where the OpenAPI document is served.
+pub const OPENAPI_PATH: &str = "/openapi.json";
+/// Where Swagger UI is served.
+pub const DOCS_PATH: &str = "/docs";
+/// Where the admin SPA is served.
+pub const ADMIN_PATH: &str = "/admin";
+
+/// The OpenAPI document of every route the gateway serves (what `/openapi.json` returns).
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    documented_routes().1
+}
+
+/// The routes that appear in the OpenAPI document, and the document: declared together, so they cannot diverge.
+fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (router, document) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(routes::api_router())
+        .merge(routes::ops::router())
+        .split_for_parts();
+    (router, openapi::finish(document))
+}
+
+/// Builds the gateway: every route, the envelope-producing fallbacks, and the layers (request id, metrics, tracing,
+/// timeout, body limit, panic guard). Connects to gRPC lazily, so it succeeds while the server is still down.
+///
+/// Installs the global metrics recorder if nobody did yet (see [`install_metrics_recorder`]).
+pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
+    config.validate()?;
+    let state = AppState {
+        backend: Backend::connect_lazy(config)?,
+        request_timeout: config.request_timeout,
+        metrics: install_metrics_recorder(),
+    };
+    let (api, document) = documented_routes();
+    let swagger = SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, document).config(
+        SwaggerConfig::new([OPENAPI_PATH])
+            .validator_url("none")
+            .try_it_out_enabled(true)
+            .persist_authorization(true)
+            .display_request_duration(true),
+    );
+    let mut app: Router<AppState> = api.merge(Router::from(swagger)).fallback(unknown_route);
+    if let Some(admin_ui_dir) = &config.admin_ui_dir {
+        app = app.merge(admin_router(admin_ui_dir));
+    }
+    let app = app
+        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(CatchPanicLayer::new())
+        .layer(from_fn_with_state(config.request_timeout, crate::middleware::timeout))
+        .layer(from_fn(crate::middleware::envelope_bare_errors))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(make_span)
+                .on_response(DefaultOnResponse::new().level(Level::INFO))
+                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+        )
+        .layer(from_fn(crate::middleware::record_metrics))
+        .layer(from_fn(crate::middleware::request_id))
+        .with_state(state);
+    Ok(app)
+}
+
+/// Runs the gateway on `listener` until `shutdown` completes, then stops accepting and finishes in-flight requests.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: GatewayConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router(&config).await?;
+    let address = listener.local_addr()?;
+    tracing::info!(%address, grpc_url = %config.grpc_url, "rest gateway listening");
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    tracing::info!("rest gateway stopped");
+    Ok(())
+}
+
+/// The span of one request: method, route template (never the raw path, which may carry ids) and request id.
+fn make_span(request: &Request) -> tracing::Span {
+    let route = request.extensions().get::<MatchedPath>().map_or(crate::middleware::UNMATCHED_ROUTE, MatchedPath::as_str);
+    let request_id = request.extensions().get::<RequestId>().map_or("", RequestId::as_str);
+    tracing::info_span!("http_request", method = %request.method(), route, request_id)
+}
+
+/// 404 envelope for every path no route serves (`/api/v1/...` included; `/admin/...` has its own SPA fallback).
+async fn unknown_route(method: Method, uri: axum::http::Uri) -> Response {
+    ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
+}
+
+/// `/admin`: the SPA's static files, with `index.html` for unknown paths so deep links work. `/admin` itself
+/// redirects to `/admin/` so the SPA's relative asset URLs resolve under `/admin/`.
+fn admin_router(admin_ui_dir: &Path) -> Router<AppState> {
+    let index = admin_ui_dir.join("index.html");
+    let files = ServeDir::new(admin_ui_dir).append_index_html_on_directories(true).fallback(ServeFile::new(index));
+    Router::new()
+        .route(ADMIN_PATH, axum::routing::any(|| async { Redirect::permanent("/admin/") }))
+        .nest_service("/admin/", files)
+}
