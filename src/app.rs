@@ -121,6 +121,13 @@ impl Application {
             background.clone(),
         ));
 
+        tasks.spawn(crate::service::ledger::run_expiry_sweeper(
+            services.clone(),
+            config.expiry_sweep_interval,
+            config.expiry_sweep_batch_size,
+            background.clone(),
+        ));
+
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         for name in SERVICE_NAMES {
             health_reporter.set_service_status(*name, tonic_health::ServingStatus::Serving).await;

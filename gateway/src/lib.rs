@@ -82,13 +82,15 @@ pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
         metrics: install_metrics_recorder(),
     };
     let (api, document) = documented_routes();
-    let swagger = SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, document).config(
-        SwaggerConfig::new([OPENAPI_PATH])
-            .validator_url("none")
-            .try_it_out_enabled(true)
-            .persist_authorization(true)
-            .display_request_duration(true),
-    );
+    let swagger = SwaggerUi::new(DOCS_PATH)
+        .url(OPENAPI_PATH, document)
+        .config(
+            SwaggerConfig::new([OPENAPI_PATH])
+                .validator_url("none")
+                .try_it_out_enabled(true)
+                .persist_authorization(true)
+                .display_request_duration(true),
+        );
     let mut app: Router<AppState> = api.merge(Router::from(swagger)).fallback(unknown_route);
     if let Some(admin_ui_dir) = &config.admin_ui_dir {
         app = app.merge(admin_router(admin_ui_dir));
@@ -96,7 +98,10 @@ pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
     let app = app
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(CatchPanicLayer::new())
-        .layer(from_fn_with_state(config.request_timeout, crate::middleware::timeout))
+        .layer(from_fn_with_state(
+            config.request_timeout,
+            crate::middleware::timeout,
+        ))
         .layer(from_fn(crate::middleware::envelope_bare_errors))
         .layer(
             TraceLayer::new_for_http()
@@ -119,15 +124,23 @@ pub async fn serve(
     let app = router(&config).await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, grpc_url = %config.grpc_url, "rest gateway listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     tracing::info!("rest gateway stopped");
     Ok(())
 }
 
 /// The span of one request: method, route template (never the raw path, which may carry ids) and request id.
 fn make_span(request: &Request) -> tracing::Span {
-    let route = request.extensions().get::<MatchedPath>().map_or(crate::middleware::UNMATCHED_ROUTE, MatchedPath::as_str);
-    let request_id = request.extensions().get::<RequestId>().map_or("", RequestId::as_str);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(crate::middleware::UNMATCHED_ROUTE, MatchedPath::as_str);
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map_or("", RequestId::as_str);
     tracing::info_span!("http_request", method = %request.method(), route, request_id)
 }
 
@@ -140,8 +153,13 @@ async fn unknown_route(method: Method, uri: axum::http::Uri) -> Response {
 /// redirects to `/admin/` so the SPA's relative asset URLs resolve under `/admin/`.
 fn admin_router(admin_ui_dir: &Path) -> Router<AppState> {
     let index = admin_ui_dir.join("index.html");
-    let files = ServeDir::new(admin_ui_dir).append_index_html_on_directories(true).fallback(ServeFile::new(index));
+    let files = ServeDir::new(admin_ui_dir)
+        .append_index_html_on_directories(true)
+        .fallback(ServeFile::new(index));
     Router::new()
-        .route(ADMIN_PATH, axum::routing::any(|| async { Redirect::permanent("/admin/") }))
+        .route(
+            ADMIN_PATH,
+            axum::routing::any(|| async { Redirect::permanent("/admin/") }),
+        )
         .nest_service("/admin/", files)
 }

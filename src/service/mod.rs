@@ -3,6 +3,8 @@
 
 pub mod api_keys;
 pub mod bootstrap;
+pub mod ledger;
+pub mod rules;
 pub mod merchants;
 
 use std::{
