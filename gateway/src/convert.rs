@@ -52,11 +52,6 @@ pub fn next_page_token(token: String) -> Option<String> {
     if token.is_empty() { None } else { Some(token) }
 }
 
-/// `None` for an empty string: proto3 cannot tell an empty optional string from an absent one in some fields.
-pub fn non_empty(value: String) -> Option<String> {
-    if value.is_empty() { None } else { Some(value) }
-}
-
 /// Deserializes an optional RFC 3339 time from a query string.
 ///
 /// A `+` in a query string decodes to a space, so `2025-01-01T00:00:00+01:00` sent unencoded arrives as

@@ -216,11 +216,6 @@ impl CallContext {
         request.set_timeout(self.timeout + GRPC_DEADLINE_MARGIN);
         request
     }
-
-    /// The request id sent to the points service.
-    pub fn request_id(&self) -> &AsciiMetadataValue {
-        &self.request_id
-    }
 }
 
 impl FromRequestParts<AppState> for CallContext {

@@ -8,17 +8,18 @@
 //! * [`serve`] runs it on a listener until a shutdown signal, finishing in-flight requests;
 //! * [`install_metrics_recorder`] installs the process-wide Prometheus recorder `/metrics` renders.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod config;
-pub mod convert;
+mod convert;
 pub mod envelope;
 pub mod error;
-pub mod extract;
+mod extract;
 pub mod metrics;
-pub mod middleware;
+mod middleware;
 pub mod openapi;
-pub mod routes;
-pub mod state;
+mod routes;
+mod state;
 
 /// The generated `points.v1` messages and gRPC clients.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -36,7 +37,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Redirect, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::services::{ServeDir, ServeFile};
-use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -107,7 +108,8 @@ pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
             TraceLayer::new_for_http()
                 .make_span_with(make_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO))
-                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+                // The response line already carries the status; errors worth a warning are logged where they arise.
+                .on_failure(()),
         )
         .layer(from_fn(crate::middleware::record_metrics))
         .layer(from_fn(crate::middleware::request_id))

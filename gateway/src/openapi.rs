@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`, generated from the handlers' `#[utoipa::path]` annotations.
 //!
 //! Routes and their documentation are registered together (`utoipa_axum::routes!`), so the document cannot list a
-//! route the router lacks or miss one it has. [`document_conventions`] then adds what every `/api/v1` operation shares
+//! route the router lacks or miss one it has. `document_conventions` then adds what every `/api/v1` operation shares
 //! and would be noise on each handler: the `x-api-key` security requirement, the `x-merchant-id` / `x-request-id`
 //! header parameters, the `x-request-id` response header, and one response per error status with an example of every
 //! SPEC §8 code that status can carry.

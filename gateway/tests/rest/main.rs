@@ -9,3 +9,4 @@ mod docs;
 mod helpers;
 mod operations;
 mod request_id;
+mod serve;
