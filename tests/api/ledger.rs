@@ -290,3 +290,215 @@ async fn concurrent_mixed_calls_on_one_uid_and_on_many_uids_keep_exact_balances(
         assert_ledger_invariants(&app.db().await, &merchant.merchant_id).await;
     }
 }
+
+#[tokio::test]
+async fn lots_are_spent_earliest_expiry_first_and_expired_points_are_never_spendable() {
+    let app = spawn_app().await;
+    let (merchant, key) = app.register_merchant("expiry-shop").await;
+    let schema = schema_of(&merchant.merchant_id);
+    let mut points = app.points(app.caller(&key));
+    let in_hours = |hours: i64| Some(points::grpc::timestamp(chrono::Utc::now() + chrono::Duration::hours(hours)));
+    let never = points.earn(earn_request("gina", 10, "never")).await.expect("earn").into_inner().entry.expect("entry");
+    let late = points
+        .earn(pb::EarnRequest { expires_at: in_hours(72), ..earn_request("gina", 10, "late") })
+        .await
+        .expect("earn")
+        .into_inner()
+        .entry
+        .expect("entry");
+    let soon = points
+        .earn(pb::EarnRequest { expires_at: in_hours(1), ..earn_request("gina", 10, "soon") })
+        .await
+        .expect("earn")
+        .into_inner()
+        .entry
+        .expect("entry");
+    let account = points.get_account(pb::GetAccountRequest { uid: "gina".into() }).await.expect("account").into_inner();
+    assert_eq!(account.balance, 30);
+    assert_eq!(account.expiring.iter().map(|e| e.points).collect::<Vec<_>>(), vec![10, 10], "both dated lots, soonest first");
+    let seconds: Vec<i64> = account.expiring.iter().map(|e| e.expires_at.expect("expiry").seconds).collect();
+    assert!(seconds[0] < seconds[1]);
+
+    points.spend(spend_request("gina", 15, &idem())).await.expect("spend");
+    let db = app.db().await;
+    let remaining = |entry_id: String| {
+        let db = &db;
+        let schema = schema.clone();
+        async move {
+            db.query_one(&format!("SELECT remaining FROM {schema}.lots WHERE entry_id = $1"), &[&entry_id.parse::<i64>().expect("id")])
+                .await
+                .expect("lot")
+                .get::<_, i64>(0)
+        }
+    };
+    assert_eq!(remaining(soon.entry_id.clone()).await, 0, "the lot expiring first is used first");
+    assert_eq!(remaining(late.entry_id.clone()).await, 5);
+    assert_eq!(remaining(never.entry_id.clone()).await, 10, "never-expiring points are used last");
+
+    // Let the 72h lot expire (time travel on the lot, not on the entries) and look before any sweep.
+    db.execute(
+        &format!("UPDATE {schema}.lots SET expires_at = now() - interval '1 second' WHERE entry_id = $1"),
+        &[&late.entry_id.parse::<i64>().expect("id")],
+    )
+    .await
+    .expect("expire lot");
+    let account = points.get_account(pb::GetAccountRequest { uid: "gina".into() }).await.expect("account").into_inner();
+    assert_eq!(account.balance, 10, "expired points are not counted even before the sweep");
+    let refused = points.spend(spend_request("gina", 11, &idem())).await;
+    assert_status(refused, Code::FailedPrecondition, "INSUFFICIENT_POINTS");
+    let expire_entries = format!("SELECT count(*) FROM {schema}.entries WHERE kind = 'expire'");
+    assert_eq!(db.query_one(&expire_entries, &[]).await.expect("count").get::<_, i64>(0), 0, "a refused call writes nothing");
+
+    let tenant = points::tenancy::TenantSchema::for_merchant(merchant.merchant_id.parse().expect("uuid"));
+    let written = points::service::ledger::sweep_expired(&app.services, &tenant, 100).await.expect("sweep");
+    assert_eq!(written, 1);
+    let expired = points
+        .list_entries(pb::ListEntriesRequest { uid: "gina".into(), kind: Some("expire".into()), ..Default::default() })
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(expired.items.iter().map(|e| (e.delta, e.balance_after)).collect::<Vec<_>>(), vec![(-5, 10)]);
+    assert_eq!(points::service::ledger::sweep_expired(&app.services, &tenant, 100).await.expect("sweep"), 0, "idempotent");
+    assert_ledger_invariants(&db, &merchant.merchant_id).await;
+
+    // Reversing the spend gives its points back to the lots it used, with their original expiry: the part that
+    // came from the now-expired lot is written off at once, the part from the 1h lot is spendable again.
+    let spend_entry = points
+        .list_entries(pb::ListEntriesRequest { uid: "gina".into(), kind: Some("spend".into()), ..Default::default() })
+        .await
+        .expect("list")
+        .into_inner()
+        .items
+        .remove(0);
+    let reversed = points
+        .reverse(pb::ReverseRequest { entry_id: spend_entry.entry_id, idempotency_key: idem(), reason: None })
+        .await
+        .expect("reverse")
+        .into_inner();
+    assert_eq!(reversed.balance, 20, "10 never + 10 from the 1h lot; the 5 from the expired lot expire again");
+    assert_eq!(remaining(soon.entry_id).await, 10);
+    assert_ledger_invariants(&db, &merchant.merchant_id).await;
+}
+
+#[tokio::test]
+async fn batches_take_up_to_a_thousand_operations_atomically_or_item_by_item() {
+    let app = spawn_app().await;
+    let (merchant, key) = app.register_merchant("batch-shop").await;
+    let mut points = app.points(app.caller(&key));
+    let earn = |uid: String, n: i64, key: String| pb::BatchOperation { op: Some(pb::batch_operation::Op::Earn(earn_request(&uid, n, &key))) };
+    let spend = |uid: &str, n: i64, key: &str| pb::BatchOperation { op: Some(pb::batch_operation::Op::Spend(spend_request(uid, n, key))) };
+
+    let thousand: Vec<_> = (0..1000).map(|i| earn(format!("u{}", i % 37), 1, format!("b{i}"))).collect();
+    let response = points
+        .batch(pb::BatchRequest { atomic: true, operations: thousand.clone() })
+        .await
+        .expect("1000 operations")
+        .into_inner();
+    assert_eq!(response.results.len(), 1000);
+    assert!(response.results.iter().all(|r| r.code == 0));
+    let mut too_many = thousand;
+    too_many.push(earn("u0".into(), 1, "b1000".into()));
+    assert_status(points.batch(pb::BatchRequest { atomic: true, operations: too_many }).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_status(points.batch(pb::BatchRequest { atomic: false, operations: vec![] }).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+
+    let db = app.db().await;
+    let count_entries = format!("SELECT count(*) FROM {}.entries", schema_of(&merchant.merchant_id));
+    let before: i64 = db.query_one(&count_entries, &[]).await.expect("count").get(0);
+    let atomic_with_bad_item = vec![
+        earn("harry".into(), 5, "h1".into()),
+        spend("harry", 50, "h2"),
+        earn("harry".into(), 5, "h3".into()),
+    ];
+    let status = assert_status(
+        points.batch(pb::BatchRequest { atomic: true, operations: atomic_with_bad_item.clone() }).await,
+        Code::FailedPrecondition,
+        "INSUFFICIENT_POINTS",
+    );
+    assert!(status.message().contains("operations[1]"), "{status:?}");
+    let invalid_item = vec![earn("harry".into(), 5, "h1".into()), earn("".into(), 5, "h4".into())];
+    assert_status(points.batch(pb::BatchRequest { atomic: true, operations: invalid_item }).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_eq!(db.query_one(&count_entries, &[]).await.expect("count").get::<_, i64>(0), before, "atomic failures write nothing");
+
+    let mut mixed = atomic_with_bad_item;
+    mixed.push(pb::BatchOperation { op: None });
+    let response = points.batch(pb::BatchRequest { atomic: false, operations: mixed }).await.expect("batch").into_inner();
+    let codes: Vec<_> = response.results.iter().map(|r| (r.index, r.code)).collect();
+    assert_eq!(codes, vec![(0, 0), (1, 42201), (2, 0), (3, 40001)]);
+    assert_eq!(response.results[1].reason, "INSUFFICIENT_POINTS");
+    assert_eq!(response.results[2].data.as_ref().expect("data").balance, 10);
+    assert_eq!(db.query_one(&count_entries, &[]).await.expect("count").get::<_, i64>(0), before + 2);
+    // Replaying the same non-atomic batch replays the applied items and retries the failed one.
+    let again = points
+        .batch(pb::BatchRequest { atomic: false, operations: vec![earn("harry".into(), 5, "h1".into()), spend("harry", 50, "h2")] })
+        .await
+        .expect("batch")
+        .into_inner();
+    assert!(again.results[0].data.as_ref().expect("data").replayed);
+    assert_eq!(again.results[1].code, 42201);
+    assert_ledger_invariants(&db, &merchant.merchant_id).await;
+}
+
+#[tokio::test]
+async fn with_one_pooled_connection_interleaved_tenants_never_see_each_other() {
+    let app = spawn_app_with(|settings| {
+        settings.insert("POINTS_DB_POOL_SIZE".into(), "1".into());
+    })
+    .await;
+    let (first, first_key) = app.register_merchant("tenant-one").await;
+    let (second, second_key) = app.register_merchant("tenant-two").await;
+    let tenants = [(first_key, "one"), (second_key, "two")];
+    let mut failures = 0;
+    for call in 0..1000 {
+        let (key, tag) = &tenants[call % 2];
+        let mut points = app.points(app.caller(key));
+        let uid = format!("{tag}-user");
+        match call % 5 {
+            // Fails inside the transaction, after the account row was locked and written.
+            0 => {
+                let result = points.spend(spend_request(&uid, 1_000_000, &idem())).await;
+                assert_eq!(result.expect_err("insufficient").code(), Code::FailedPrecondition);
+                failures += 1;
+            }
+            1 | 2 => {
+                points.earn(earn_request(&uid, 2, &idem())).await.expect("earn");
+            }
+            _ => {
+                let listed = points
+                    .list_entries(pb::ListEntriesRequest { uid: uid.clone(), page_size: 500, ..Default::default() })
+                    .await
+                    .expect("list")
+                    .into_inner();
+                assert!(listed.items.iter().all(|e| e.uid == uid), "a foreign row leaked");
+                for other in ["one-user", "two-user"].into_iter().filter(|other| *other != uid) {
+                    let leaked = points
+                        .list_entries(pb::ListEntriesRequest { uid: other.into(), ..Default::default() })
+                        .await
+                        .expect("list")
+                        .into_inner();
+                    assert!(leaked.items.is_empty(), "{tag} sees entries of {other}");
+                    let balance = points.get_account(pb::GetAccountRequest { uid: other.into() }).await.expect("account");
+                    assert_eq!(balance.into_inner().balance, 0, "{tag} sees the balance of {other}");
+                }
+            }
+        }
+    }
+    assert_eq!(failures, 200);
+    // The single pooled connection is back with the default search path.
+    let client = app.services.pool.get().await.expect("the one connection");
+    let search_path: String = client.query_one("SHOW search_path", &[]).await.expect("show").get(0);
+    assert_eq!(search_path, points::store::DEFAULT_SEARCH_PATH);
+    drop(client);
+    let db = app.db().await;
+    for (merchant, tag) in [(&first, "one"), (&second, "two")] {
+        let foreign: i64 = db
+            .query_one(
+                &format!("SELECT count(*) FROM {}.entries WHERE uid NOT LIKE $1", schema_of(&merchant.merchant_id)),
+                &[&format!("{tag}-%")],
+            )
+            .await
+            .expect("count")
+            .get(0);
+        assert_eq!(foreign, 0);
+        assert_ledger_invariants(&db, &merchant.merchant_id).await;
+    }
+}
