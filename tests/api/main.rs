@@ -3,3 +3,4 @@
 mod helpers;
 mod spine;
 mod ledger;
+mod ledger_model;
