@@ -204,19 +204,27 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
     })
 }
 
-/// The REST gateway in the same process, calling this server's gRPC port over loopback.
+/// The REST gateway in the same process, calling this server's gRPC port over loopback (the same path a
+/// separately deployed gateway takes, so both deployments behave alike).
 async fn gateway_task(
     listener: Option<TcpListener>,
     grpc_addr: SocketAddr,
-    _config: &Config,
+    config: &Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(listener) = listener else {
         return Ok(());
     };
-    let _ = (grpc_addr, shutdown);
-    drop(listener);
-    Ok(())
+    let loopback = if grpc_addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], grpc_addr.port()))
+    } else {
+        grpc_addr
+    };
+    let mut gateway_config = points_gateway::GatewayConfig::from_env()?;
+    gateway_config.grpc_url = format!("http://{loopback}");
+    gateway_config.admin_ui_dir = Some(config.admin_ui_dir.clone());
+    tracing::info!(http = %listener.local_addr()?, "serving REST gateway, /docs and /admin");
+    points_gateway::serve(listener, gateway_config, async move { shutdown.cancelled().await }).await
 }
 
 /// Marks the services NOT_SERVING while the database does not answer, SERVING when it does again.

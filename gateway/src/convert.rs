@@ -63,9 +63,6 @@ where
     let Some(text) = Option::<String>::deserialize(deserializer)? else {
         return Ok(None);
     };
-    if text.is_empty() {
-        return Ok(None);
-    }
     let parsed = DateTime::parse_from_rfc3339(&text).or_else(|error| {
         if text.contains(' ') {
             DateTime::parse_from_rfc3339(&text.replace(' ', "+"))

@@ -375,7 +375,8 @@ pub enum BatchOperationBody {
 
 /// The schema is written by hand: the derived one would combine `{op}` with a body schema that forbids unknown
 /// properties (`allOf`), which no document can satisfy. Here each variant is the body's own object schema with `op`
-/// added as a required property.
+/// added as a required property, and without value constraints (lengths, ranges, patterns): an operation that breaks
+/// them does not fail the batch, it gets its own 40001 result.
 impl utoipa::PartialSchema for BatchOperationBody {
     fn schema() -> RefOr<Schema> {
         let variants = [
