@@ -43,8 +43,11 @@ impl PointsService for Handlers {
         Err(not_yet())
     }
 
-    async fn calculate(&self, _request: Request<pb::CalculateRequest>) -> Result<Response<pb::CalculateResponse>, Status> {
-        Err(not_yet())
+    async fn calculate(&self, request: Request<pb::CalculateRequest>) -> Result<Response<pb::CalculateResponse>, Status> {
+        super::handle(request, |call, message| async move {
+            super::rules::calculate_response(&self.services, &call, message).await
+        })
+        .await
     }
 
 }

@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod bootstrap;
 pub mod merchants;
+pub mod rules;
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},

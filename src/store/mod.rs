@@ -8,6 +8,7 @@
 pub mod api_keys;
 pub mod merchants;
 pub mod migrations;
+pub mod rules;
 
 use std::str::FromStr;
 
