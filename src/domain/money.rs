@@ -71,7 +71,10 @@ impl Currency {
 
     /// How many decimals an amount in this currency may have: 0 for JPY, 3 for KWD, 2 for most.
     pub fn minor_units(&self) -> u32 {
-        MINOR_UNITS.iter().find(|(code, _)| *code == self.0).map_or(MINOR_UNITS_DEFAULT, |(_, units)| *units)
+        MINOR_UNITS
+            .iter()
+            .find(|(code, _)| *code == self.0)
+            .map_or(MINOR_UNITS_DEFAULT, |(_, units)| *units)
     }
 }
 
@@ -96,7 +99,12 @@ impl Money {
     /// than [`SIGNIFICANT_DIGITS_MAX`] significant digits once written with the currency's decimals. Trailing
     /// zeros do not count as decimals (`100.00 JPY` is `100 JPY`), since they add no precision. The amount is kept
     /// with exactly the currency's decimals (`12.5 EUR` becomes `12.50`). `field` names the input in messages.
-    pub fn parse(field: &str, amount: &str, currency: &Currency, zero: ZeroAmount) -> ServiceResult<Money> {
+    pub fn parse(
+        field: &str,
+        amount: &str,
+        currency: &Currency,
+        zero: ZeroAmount,
+    ) -> ServiceResult<Money> {
         let (mantissa, scale) = parse_decimal(field, amount)?;
         let decimals = currency.minor_units();
         if scale > decimals {
@@ -116,11 +124,17 @@ impl Money {
             .and_then(|factor| mantissa.checked_mul(factor))
             .filter(|mantissa| *mantissa < 10i128.pow(SIGNIFICANT_DIGITS_MAX as u32))
             .ok_or_else(too_many_digits)?;
-        let amount = Decimal::try_from_i128_with_scale(mantissa, decimals).map_err(|_| too_many_digits())?;
+        let amount =
+            Decimal::try_from_i128_with_scale(mantissa, decimals).map_err(|_| too_many_digits())?;
         if zero == ZeroAmount::Refused && amount.is_zero() {
-            return Err(ServiceError::invalid(format!("{field} must be greater than 0")));
+            return Err(ServiceError::invalid(format!(
+                "{field} must be greater than 0"
+            )));
         }
-        Ok(Money { amount, currency: currency.clone() })
+        Ok(Money {
+            amount,
+            currency: currency.clone(),
+        })
     }
 
     /// The amount, with exactly the currency's decimals.
@@ -173,10 +187,16 @@ fn parse_decimal(field: &str, value: &str) -> ServiceResult<(i128, u32)> {
     let digits = format!("{integer}{fraction}");
     let significant = digits.trim_start_matches('0');
     if significant.len() > SIGNIFICANT_DIGITS_MAX {
-        return Err(ServiceError::invalid(format!("{field} has more than {SIGNIFICANT_DIGITS_MAX} significant digits")));
+        return Err(ServiceError::invalid(format!(
+            "{field} has more than {SIGNIFICANT_DIGITS_MAX} significant digits"
+        )));
     }
     // At most 28 digits, so the integer holds it exactly.
-    let mantissa: i128 = if significant.is_empty() { 0 } else { significant.parse().map_err(|_| malformed())? };
+    let mantissa: i128 = if significant.is_empty() {
+        0
+    } else {
+        significant.parse().map_err(|_| malformed())?
+    };
     let scale = u32::try_from(fraction.len()).map_err(|_| malformed())?;
     Ok((mantissa, scale))
 }
@@ -199,7 +219,18 @@ mod tests {
         for bad in ["", "EU", "EURO", "eur", "E1R", "ÉUR"] {
             assert!(Currency::parse(bad).is_err(), "{bad:?}");
         }
-        let table = [("EUR", 2), ("USD", 2), ("JPY", 0), ("KRW", 0), ("KWD", 3), ("BHD", 3), ("JOD", 3), ("OMR", 3), ("TND", 3), ("XYZ", 2)];
+        let table = [
+            ("EUR", 2),
+            ("USD", 2),
+            ("JPY", 0),
+            ("KRW", 0),
+            ("KWD", 3),
+            ("BHD", 3),
+            ("JOD", 3),
+            ("OMR", 3),
+            ("TND", 3),
+            ("XYZ", 2),
+        ];
         for (code, units) in table {
             assert_eq!(currency(code).minor_units(), units, "{code}");
         }
@@ -215,13 +246,26 @@ mod tests {
             ("1000", "JPY", "1000"),
             ("1000.00", "JPY", "1000"),
             ("1.234", "KWD", "1.234"),
-            ("9999999999999999999999999999", "JPY", "9999999999999999999999999999"),
-            ("99999999999999999999999999.99", "EUR", "99999999999999999999999999.99"),
-            ("99999999999999999999999999.9900", "EUR", "99999999999999999999999999.99"),
+            (
+                "9999999999999999999999999999",
+                "JPY",
+                "9999999999999999999999999999",
+            ),
+            (
+                "99999999999999999999999999.99",
+                "EUR",
+                "99999999999999999999999999.99",
+            ),
+            (
+                "99999999999999999999999999.9900",
+                "EUR",
+                "99999999999999999999999999.99",
+            ),
             ("0.01", "EUR", "0.01"),
         ];
         for (input, code, expected) in table {
-            let money = Money::parse("amount", input, &currency(code), ZeroAmount::Refused).expect(input);
+            let money =
+                Money::parse("amount", input, &currency(code), ZeroAmount::Refused).expect(input);
             assert_eq!(money.to_string(), expected, "{input} {code}");
         }
     }
@@ -229,17 +273,40 @@ mod tests {
     #[test]
     fn malformed_amounts_are_refused_with_a_clear_message() {
         let eur = currency("EUR");
-        for bad in ["", "-1", "+1", "1e3", "1E3", " 1", "1 ", ".5", "5.", "1.2.3", "1,50", "NaN", "inf", "0x10", "١٢"] {
+        for bad in [
+            "", "-1", "+1", "1e3", "1E3", " 1", "1 ", ".5", "5.", "1.2.3", "1,50", "NaN", "inf",
+            "0x10", "١٢",
+        ] {
             let error = Money::parse("amount", bad, &eur, ZeroAmount::Allowed).expect_err(bad);
             assert_eq!(error.code, crate::error::ErrorCode::InvalidArgument);
-            assert!(error.message.starts_with("amount "), "{bad:?}: {}", error.message);
+            assert!(
+                error.message.starts_with("amount "),
+                "{bad:?}: {}",
+                error.message
+            );
         }
         let too_long = "1".repeat(29);
         assert!(Money::parse("amount", &too_long, &currency("JPY"), ZeroAmount::Allowed).is_err());
         // 27 integer digits fit in JPY but not with the two decimals of EUR.
         let integer_digits_27 = "1".repeat(27);
-        assert!(Money::parse("amount", &integer_digits_27, &currency("JPY"), ZeroAmount::Allowed).is_ok());
-        assert!(Money::parse("amount", &integer_digits_27, &currency("EUR"), ZeroAmount::Allowed).is_err());
+        assert!(
+            Money::parse(
+                "amount",
+                &integer_digits_27,
+                &currency("JPY"),
+                ZeroAmount::Allowed
+            )
+            .is_ok()
+        );
+        assert!(
+            Money::parse(
+                "amount",
+                &integer_digits_27,
+                &currency("EUR"),
+                ZeroAmount::Allowed
+            )
+            .is_err()
+        );
         let padded = format!("{}1", "0".repeat(70));
         assert!(Money::parse("amount", &padded, &eur, ZeroAmount::Allowed).is_err());
     }
@@ -248,8 +315,13 @@ mod tests {
     fn more_decimals_than_the_currency_allows_is_invalid_argument() {
         let table = [("1.5", "JPY"), ("1.001", "EUR"), ("1.0001", "KWD")];
         for (input, code) in table {
-            let error = Money::parse("amount", input, &currency(code), ZeroAmount::Allowed).expect_err(input);
-            assert!(error.message.contains("more decimals than"), "{}", error.message);
+            let error = Money::parse("amount", input, &currency(code), ZeroAmount::Allowed)
+                .expect_err(input);
+            assert!(
+                error.message.contains("more decimals than"),
+                "{}",
+                error.message
+            );
         }
     }
 
@@ -257,6 +329,11 @@ mod tests {
     fn zero_is_refused_only_where_it_must_be_positive() {
         let eur = currency("EUR");
         assert!(Money::parse("amount", "0.00", &eur, ZeroAmount::Refused).is_err());
-        assert_eq!(Money::parse("min_amount", "0", &eur, ZeroAmount::Allowed).expect("zero").to_string(), "0.00");
+        assert_eq!(
+            Money::parse("min_amount", "0", &eur, ZeroAmount::Allowed)
+                .expect("zero")
+                .to_string(),
+            "0.00"
+        );
     }
 }

@@ -23,8 +23,9 @@ pub struct RuleCode(String);
 
 impl RuleCode {
     pub fn parse(value: &str) -> ServiceResult<RuleCode> {
-        let valid_chars =
-            value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        let valid_chars = value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
         if value.is_empty() || value.len() > RULE_CODE_LENGTH_MAX || !valid_chars {
             return Err(ServiceError::invalid(format!(
                 "rule code must be 1 to {RULE_CODE_LENGTH_MAX} characters of a-z, 0-9, '_' and '-'"
@@ -69,7 +70,9 @@ impl Rounding {
             "floor" => Ok(Rounding::Floor),
             "round" => Ok(Rounding::Round),
             "ceil" => Ok(Rounding::Ceil),
-            _ => Err(ServiceError::invalid("rounding must be floor, round or ceil")),
+            _ => Err(ServiceError::invalid(
+                "rounding must be floor, round or ceil",
+            )),
         }
     }
 }
@@ -140,26 +143,44 @@ impl RuleInput {
     pub fn parse(&self, now: DateTime<Utc>) -> ServiceResult<NewRuleVersion> {
         let code = RuleCode::parse(&self.code)?;
         let currency = Currency::parse(&self.currency)?;
-        let unit_amount = Money::parse("unit_amount", &self.unit_amount, &currency, ZeroAmount::Refused)?.amount();
+        let unit_amount = Money::parse(
+            "unit_amount",
+            &self.unit_amount,
+            &currency,
+            ZeroAmount::Refused,
+        )?
+        .amount();
         if self.points_per_unit <= 0 {
-            return Err(ServiceError::invalid("points_per_unit must be greater than 0"));
+            return Err(ServiceError::invalid(
+                "points_per_unit must be greater than 0",
+            ));
         }
         let rounding = Rounding::parse(&self.rounding)?;
         let min_amount = self
             .min_amount
             .as_deref()
-            .map(|value| Money::parse("min_amount", value, &currency, ZeroAmount::Allowed).map(|money| money.amount()))
+            .map(|value| {
+                Money::parse("min_amount", value, &currency, ZeroAmount::Allowed)
+                    .map(|money| money.amount())
+            })
             .transpose()?;
         if self.max_points.is_some_and(|max_points| max_points <= 0) {
             return Err(ServiceError::invalid("max_points must be greater than 0"));
         }
-        if self.points_ttl_days.is_some_and(|days| !(1..=POINTS_TTL_DAYS_MAX).contains(&days)) {
-            return Err(ServiceError::invalid(format!("points_ttl_days must be between 1 and {POINTS_TTL_DAYS_MAX}")));
+        if self
+            .points_ttl_days
+            .is_some_and(|days| !(1..=POINTS_TTL_DAYS_MAX).contains(&days))
+        {
+            return Err(ServiceError::invalid(format!(
+                "points_ttl_days must be between 1 and {POINTS_TTL_DAYS_MAX}"
+            )));
         }
         let effective_from = truncate_to_micros(self.effective_from.unwrap_or(now));
         let effective_to = self.effective_to.map(truncate_to_micros);
         if effective_to.is_some_and(|to| to <= effective_from) {
-            return Err(ServiceError::invalid("effective_to must be after effective_from"));
+            return Err(ServiceError::invalid(
+                "effective_to must be after effective_from",
+            ));
         }
         let terms = RuleTerms {
             currency,
@@ -170,7 +191,12 @@ impl RuleInput {
             max_points: self.max_points,
             points_ttl_days: self.points_ttl_days,
         };
-        Ok(NewRuleVersion { code, terms, effective_from, effective_to })
+        Ok(NewRuleVersion {
+            code,
+            terms,
+            effective_from,
+            effective_to,
+        })
     }
 }
 
@@ -201,11 +227,20 @@ pub struct Calculation {
 /// shows what the amount would have been worth. A result above `i64::MAX` points before the cap is
 /// INVALID_ARGUMENT, even when `max_points` would cut it, so `raw_points` always fits in the response.
 pub fn calculate(amount: Decimal, terms: &RuleTerms) -> ServiceResult<Calculation> {
-    let too_large = || ServiceError::invalid(format!("amount is too large: it converts to more than {} points", i64::MAX));
-    if amount.is_sign_negative() || terms.unit_amount <= Decimal::ZERO || terms.points_per_unit <= 0 {
-        return Err(ServiceError::invalid("amount, unit_amount and points_per_unit must be positive"));
+    let too_large = || {
+        ServiceError::invalid(format!(
+            "amount is too large: it converts to more than {} points",
+            i64::MAX
+        ))
+    };
+    if amount.is_sign_negative() || terms.unit_amount <= Decimal::ZERO || terms.points_per_unit <= 0
+    {
+        return Err(ServiceError::invalid(
+            "amount, unit_amount and points_per_unit must be positive",
+        ));
     }
-    let ratio = PointsRatio::new(amount, terms.unit_amount, terms.points_per_unit).ok_or_else(too_large)?;
+    let ratio =
+        PointsRatio::new(amount, terms.unit_amount, terms.points_per_unit).ok_or_else(too_large)?;
     let (quotient, remainder) = ratio.divide().ok_or_else(too_large)?;
     let rounds_up = match terms.rounding {
         Rounding::Floor => false,
@@ -213,16 +248,27 @@ pub fn calculate(amount: Decimal, terms: &RuleTerms) -> ServiceResult<Calculatio
         // Half away from zero: up when remainder / denominator >= 1/2, written without overflow.
         Rounding::Round => remainder >= ratio.denominator - remainder,
     };
-    let rounded = quotient.checked_add(u128::from(rounds_up)).ok_or_else(too_large)?;
+    let rounded = quotient
+        .checked_add(u128::from(rounds_up))
+        .ok_or_else(too_large)?;
     let rounded = i64::try_from(rounded).map_err(|_| too_large())?;
-    let raw_points = ratio.to_decimal(quotient, remainder).ok_or_else(too_large)?;
-    let below_min_amount = terms.min_amount.is_some_and(|min_amount| amount < min_amount);
+    let raw_points = ratio
+        .to_decimal(quotient, remainder)
+        .ok_or_else(too_large)?;
+    let below_min_amount = terms
+        .min_amount
+        .is_some_and(|min_amount| amount < min_amount);
     let (points, capped) = match terms.max_points {
         _ if below_min_amount => (0, false),
         Some(max_points) if rounded > max_points => (max_points, true),
         _ => (rounded, false),
     };
-    Ok(Calculation { points, raw_points, capped, below_min_amount })
+    Ok(Calculation {
+        points,
+        raw_points,
+        capped,
+        below_min_amount,
+    })
 }
 
 /// `amount × points_per_unit / unit_amount` as a fraction of integers: the decimals' mantissas with the scales
@@ -245,7 +291,11 @@ impl PointsRatio {
         if denominator == 0 {
             return None;
         }
-        Some(PointsRatio { left: amount_mantissa, right, denominator })
+        Some(PointsRatio {
+            left: amount_mantissa,
+            right,
+            denominator,
+        })
     }
 
     /// The whole part and remainder; None when the whole part does not fit in 128 bits.
@@ -273,7 +323,9 @@ impl PointsRatio {
             }
         }
         let mantissa = i128::try_from(mantissa).ok()?;
-        Decimal::try_from_i128_with_scale(mantissa, scale).ok().map(|decimal| decimal.normalize())
+        Decimal::try_from_i128_with_scale(mantissa, scale)
+            .ok()
+            .map(|decimal| decimal.normalize())
     }
 
     /// The next decimal digit of `remainder / denominator` and the remainder after it.
@@ -368,13 +420,31 @@ mod tests {
             ("10", "3", 1, Ceil, 4, "3.333333333333333333333333333"),
             ("20", "3", 1, Round, 7, "6.666666666666666666666666667"),
             ("1", "3", 3, Floor, 1, "1"),
-            ("0.01", "0.03", 1, Round, 0, "0.3333333333333333333333333333"),
+            (
+                "0.01",
+                "0.03",
+                1,
+                Round,
+                0,
+                "0.3333333333333333333333333333",
+            ),
             ("5", "2", 3, Round, 8, "7.5"),
         ];
         for (amount, unit_amount, points_per_unit, rounding, points, raw_points) in table {
-            let result = calculate(decimal(amount), &terms(unit_amount, points_per_unit, rounding)).expect(amount);
-            assert_eq!(result.points, points, "{amount} / {unit_amount} × {points_per_unit} {rounding:?}");
-            assert_eq!(result.raw_points.to_string(), raw_points, "{amount} / {unit_amount} raw");
+            let result = calculate(
+                decimal(amount),
+                &terms(unit_amount, points_per_unit, rounding),
+            )
+            .expect(amount);
+            assert_eq!(
+                result.points, points,
+                "{amount} / {unit_amount} × {points_per_unit} {rounding:?}"
+            );
+            assert_eq!(
+                result.raw_points.to_string(),
+                raw_points,
+                "{amount} / {unit_amount} raw"
+            );
             assert!(!result.capped && !result.below_min_amount);
         }
     }
@@ -384,7 +454,10 @@ mod tests {
         let mut terms = terms("1", 1, Rounding::Floor);
         terms.min_amount = Some(decimal("5"));
         let below = calculate(decimal("4.99"), &terms).expect("below");
-        assert_eq!((below.points, below.below_min_amount, below.raw_points), (0, true, decimal("4.99")));
+        assert_eq!(
+            (below.points, below.below_min_amount, below.raw_points),
+            (0, true, decimal("4.99"))
+        );
         let at = calculate(decimal("5.00"), &terms).expect("at");
         assert_eq!((at.points, at.below_min_amount), (5, false));
     }
@@ -393,7 +466,13 @@ mod tests {
     fn max_points_caps_the_result_and_says_so() {
         let mut terms = terms("1", 10, Rounding::Floor);
         terms.max_points = Some(100);
-        let table = [("9.99", 99, false), ("10", 100, false), ("10.01", 100, true), ("1000000", 100, true)];
+        let table = [
+            ("9.99", 99, false),
+            ("10", 100, false),
+            ("10.10", 100, true),
+            ("10.09", 100, false),
+            ("1000000", 100, true),
+        ];
         for (amount, points, capped) in table {
             let result = calculate(decimal(amount), &terms).expect(amount);
             assert_eq!((result.points, result.capped), (points, capped), "{amount}");
@@ -405,13 +484,26 @@ mod tests {
         let table = [
             // i64::MAX points exactly.
             ("92233720368547758.07", "0.01", 1, i64::MAX),
-            ("9999999999999999999999999999", "10000000000000000000", 1, 999_999_999),
-            ("99999999999999999999999999.99", "1000000000000000000000", 1000, 99_999_999),
-            ("1000000000", "0.01", 1_000_000_000, 100_000_000_000_000_000),
+            (
+                "9999999999999999999999999999",
+                "10000000000000000000",
+                1,
+                999_999_999,
+            ),
+            (
+                "99999999999999999999999999.99",
+                "1000000000000000000000",
+                1000,
+                99_999_999,
+            ),
+            ("1000000000", "0.01", 1_000_000, 100_000_000_000_000_000),
         ];
         for (amount, unit_amount, points_per_unit, points) in table {
-            let result =
-                calculate(decimal(amount), &terms(unit_amount, points_per_unit, Rounding::Floor)).expect(amount);
+            let result = calculate(
+                decimal(amount),
+                &terms(unit_amount, points_per_unit, Rounding::Floor),
+            )
+            .expect(amount);
             assert_eq!(result.points, points, "{amount}");
         }
     }
@@ -424,12 +516,19 @@ mod tests {
             ("92233720368547758.07", "0.01", 2),
         ];
         for (amount, unit_amount, points_per_unit) in table {
-            let error = calculate(decimal(amount), &terms(unit_amount, points_per_unit, Rounding::Ceil))
-                .expect_err(amount);
+            let error = calculate(
+                decimal(amount),
+                &terms(unit_amount, points_per_unit, Rounding::Ceil),
+            )
+            .expect_err(amount);
             assert_eq!(error.code, crate::error::ErrorCode::InvalidArgument);
         }
         // Rounding up past the limit is also refused.
-        let error = calculate(decimal("92233720368547758.075"), &terms("0.01", 1, Rounding::Ceil)).expect_err("ceil");
+        let error = calculate(
+            decimal("92233720368547758.075"),
+            &terms("0.01", 1, Rounding::Ceil),
+        )
+        .expect_err("ceil");
         assert_eq!(error.code, crate::error::ErrorCode::InvalidArgument);
     }
 
@@ -460,7 +559,9 @@ mod tests {
             ("max_points", |input| input.max_points = Some(0)),
             ("ttl low", |input| input.points_ttl_days = Some(0)),
             ("ttl high", |input| input.points_ttl_days = Some(36_501)),
-            ("to before from", |input| input.effective_to = Some(Utc::now() - chrono::Duration::days(1))),
+            ("to before from", |input| {
+                input.effective_to = Some(Utc::now() - chrono::Duration::days(1))
+            }),
             ("to equal from", |input| {
                 input.effective_from = Some(Utc::now());
                 input.effective_to = input.effective_from;
@@ -470,7 +571,11 @@ mod tests {
             let mut input = valid.clone();
             breaker(&mut input);
             let error = input.parse(now).expect_err(name);
-            assert_eq!(error.code, crate::error::ErrorCode::InvalidArgument, "{name}");
+            assert_eq!(
+                error.code,
+                crate::error::ErrorCode::InvalidArgument,
+                "{name}"
+            );
         }
     }
 
@@ -479,7 +584,10 @@ mod tests {
         assert_eq!(multiply_wide(u128::MAX, u128::MAX), (u128::MAX - 1, 1));
         assert_eq!(multiply_wide(1 << 64, 1 << 64), (1, 0));
         assert_eq!(divide_wide(1, 0, 1 << 64), Some((1 << 64, 0)));
-        assert_eq!(divide_wide(u128::MAX - 1, 1, u128::MAX), Some((u128::MAX, 0)));
+        assert_eq!(
+            divide_wide(u128::MAX - 1, 1, u128::MAX),
+            Some((u128::MAX, 0))
+        );
         assert_eq!(divide_wide(1, 0, 1), None);
     }
 

@@ -28,7 +28,9 @@ fn money_text(amount: Decimal, currency: &str) -> String {
 pub fn rule_version_message(row: RuleVersionRow) -> pb::RuleVersion {
     pb::RuleVersion {
         unit_amount: money_text(row.unit_amount, &row.currency),
-        min_amount: row.min_amount.map(|amount| money_text(amount, &row.currency)),
+        min_amount: row
+            .min_amount
+            .map(|amount| money_text(amount, &row.currency)),
         code: row.code,
         version: row.version,
         currency: row.currency,
@@ -45,8 +47,14 @@ pub fn rule_version_message(row: RuleVersionRow) -> pb::RuleVersion {
 /// The unchecked input of one rule; `field_prefix` (e.g. `rules[3].`) names its timestamps in errors.
 fn rule_input(field_prefix: &str, request: pb::PutRuleRequest) -> ServiceResult<RuleInput> {
     Ok(RuleInput {
-        effective_from: parse_timestamp(&format!("{field_prefix}effective_from"), request.effective_from)?,
-        effective_to: parse_timestamp(&format!("{field_prefix}effective_to"), request.effective_to)?,
+        effective_from: parse_timestamp(
+            &format!("{field_prefix}effective_from"),
+            request.effective_from,
+        )?,
+        effective_to: parse_timestamp(
+            &format!("{field_prefix}effective_to"),
+            request.effective_to,
+        )?,
         code: request.code,
         currency: request.currency,
         unit_amount: request.unit_amount,
@@ -67,13 +75,22 @@ pub async fn calculate_response(
     request: pb::CalculateRequest,
 ) -> ServiceResult<pb::CalculateResponse> {
     let at = parse_timestamp("at", request.at)?;
-    let conversion =
-        rules::calculate(services, call, &request.amount, &request.currency, request.rule_code.as_deref(), at).await?;
+    let conversion = rules::calculate(
+        services,
+        call,
+        &request.amount,
+        &request.currency,
+        request.rule_code.as_deref(),
+        at,
+    )
+    .await?;
     Ok(pb::CalculateResponse {
         points: conversion.points,
         amount: money_text(conversion.amount, &conversion.currency),
         unit_amount: money_text(conversion.unit_amount, &conversion.currency),
-        min_amount: conversion.min_amount.map(|amount| money_text(amount, &conversion.currency)),
+        min_amount: conversion
+            .min_amount
+            .map(|amount| money_text(amount, &conversion.currency)),
         rule_code: conversion.rule_code,
         rule_version: conversion.rule_version,
         currency: conversion.currency,
@@ -88,27 +105,48 @@ pub async fn calculate_response(
 
 #[tonic::async_trait]
 impl RuleService for Handlers {
-    async fn list_rules(&self, request: Request<pb::ListRulesRequest>) -> Result<Response<pb::ListRulesResponse>, Status> {
+    async fn list_rules(
+        &self,
+        request: Request<pb::ListRulesRequest>,
+    ) -> Result<Response<pb::ListRulesResponse>, Status> {
         handle(request, |call, message| async move {
-            let (rows, next_page_token) =
-                rules::list(&self.services, &call, message.page_size, &message.page_token).await?;
-            Ok(pb::ListRulesResponse { items: rows.into_iter().map(rule_version_message).collect(), next_page_token })
+            let (rows, next_page_token) = rules::list(
+                &self.services,
+                &call,
+                message.page_size,
+                &message.page_token,
+            )
+            .await?;
+            Ok(pb::ListRulesResponse {
+                items: rows.into_iter().map(rule_version_message).collect(),
+                next_page_token,
+            })
         })
         .await
     }
 
-    async fn get_rule(&self, request: Request<pb::GetRuleRequest>) -> Result<Response<pb::RuleVersion>, Status> {
+    async fn get_rule(
+        &self,
+        request: Request<pb::GetRuleRequest>,
+    ) -> Result<Response<pb::RuleVersion>, Status> {
         handle(request, |call, message| async move {
             let at = parse_timestamp("at", message.at)?;
-            Ok(rule_version_message(rules::get(&self.services, &call, &message.code, at).await?))
+            Ok(rule_version_message(
+                rules::get(&self.services, &call, &message.code, at).await?,
+            ))
         })
         .await
     }
 
-    async fn put_rule(&self, request: Request<pb::PutRuleRequest>) -> Result<Response<pb::RuleVersion>, Status> {
+    async fn put_rule(
+        &self,
+        request: Request<pb::PutRuleRequest>,
+    ) -> Result<Response<pb::RuleVersion>, Status> {
         handle(request, |call, message| async move {
             let input = rule_input("", message)?;
-            Ok(rule_version_message(rules::put(&self.services, &call, &input).await?))
+            Ok(rule_version_message(
+                rules::put(&self.services, &call, &input).await?,
+            ))
         })
         .await
     }
@@ -118,9 +156,14 @@ impl RuleService for Handlers {
         request: Request<pb::ListRuleVersionsRequest>,
     ) -> Result<Response<pb::ListRuleVersionsResponse>, Status> {
         handle(request, |call, message| async move {
-            let (rows, next_page_token) =
-                rules::list_versions(&self.services, &call, &message.code, message.page_size, &message.page_token)
-                    .await?;
+            let (rows, next_page_token) = rules::list_versions(
+                &self.services,
+                &call,
+                &message.code,
+                message.page_size,
+                &message.page_token,
+            )
+            .await?;
             Ok(pb::ListRuleVersionsResponse {
                 items: rows.into_iter().map(rule_version_message).collect(),
                 next_page_token,
@@ -129,7 +172,10 @@ impl RuleService for Handlers {
         .await
     }
 
-    async fn sync_rules(&self, request: Request<pb::SyncRulesRequest>) -> Result<Response<pb::SyncRulesResponse>, Status> {
+    async fn sync_rules(
+        &self,
+        request: Request<pb::SyncRulesRequest>,
+    ) -> Result<Response<pb::SyncRulesResponse>, Status> {
         handle(request, |call, message| async move {
             // The size limit is checked before the inputs are converted, so an oversized batch costs nothing.
             if message.rules.len() > rules::SYNC_RULES_MAX {
@@ -147,7 +193,11 @@ impl RuleService for Handlers {
                 .collect::<ServiceResult<Vec<_>>>()?;
             let outcome = rules::sync(&self.services, &call, &message.mode, &inputs).await?;
             Ok(pb::SyncRulesResponse {
-                created: outcome.created.into_iter().map(rule_version_message).collect(),
+                created: outcome
+                    .created
+                    .into_iter()
+                    .map(rule_version_message)
+                    .collect(),
                 ended: outcome.ended,
             })
         })

@@ -15,7 +15,9 @@ use super::{CallContext, Services};
 use crate::{
     domain::{
         money::{Currency, Money, ZeroAmount},
-        rules::{self as domain, RuleCode, RuleInput, RuleTerms, Rounding, SyncMode, truncate_to_micros},
+        rules::{
+            self as domain, Rounding, RuleCode, RuleInput, RuleTerms, SyncMode, truncate_to_micros,
+        },
     },
     error::{ErrorCode, ServiceError, ServiceResult},
     pagination::{PageRequest, finish_page},
@@ -65,12 +67,18 @@ pub async fn convert(
     let money = Money::parse("amount", amount, &currency, ZeroAmount::Refused)?;
     let code = RuleCode::parse_or_default(rule_code)?;
     let at = truncate_to_micros(at);
-    let row = store::rules::version_at(client, code.as_str(), at).await?.ok_or_else(|| {
-        ServiceError::new(
-            ErrorCode::NoApplicableRule,
-            format!("no version of rule {:?} is in effect at {}", code.as_str(), at.to_rfc3339_opts(SecondsFormat::AutoSi, true)),
-        )
-    })?;
+    let row = store::rules::version_at(client, code.as_str(), at)
+        .await?
+        .ok_or_else(|| {
+            ServiceError::new(
+                ErrorCode::NoApplicableRule,
+                format!(
+                    "no version of rule {:?} is in effect at {}",
+                    code.as_str(),
+                    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+                ),
+            )
+        })?;
     if row.currency != currency.code() {
         return Err(ServiceError::new(
             ErrorCode::NoApplicableRule,
@@ -104,8 +112,10 @@ pub async fn convert(
 
 /// The terms of a stored version. The table's CHECKs make a failure here a corrupted row, hence INTERNAL.
 fn terms_of(row: &RuleVersionRow) -> ServiceResult<RuleTerms> {
-    let currency = Currency::parse(&row.currency).map_err(|error| ServiceError::internal(&error))?;
-    let rounding = Rounding::parse(&row.rounding).map_err(|error| ServiceError::internal(&error))?;
+    let currency =
+        Currency::parse(&row.currency).map_err(|error| ServiceError::internal(&error))?;
+    let rounding =
+        Rounding::parse(&row.rounding).map_err(|error| ServiceError::internal(&error))?;
     Ok(RuleTerms {
         currency,
         unit_amount: row.unit_amount,
@@ -130,7 +140,14 @@ pub async fn calculate(
     let schema = &call.auth.merchant()?.schema;
     let mut client = services.pool.get().await?;
     let transaction = tenancy::begin_tenant_transaction(&mut client, schema).await?;
-    let conversion = convert(&*transaction, amount, currency, rule_code, at.unwrap_or_else(Utc::now)).await?;
+    let conversion = convert(
+        &*transaction,
+        amount,
+        currency,
+        rule_code,
+        at.unwrap_or_else(Utc::now),
+    )
+    .await?;
     transaction.commit().await?;
     let mut notes = call.notes();
     notes.amount = Some(conversion.amount);
@@ -142,7 +159,11 @@ pub async fn calculate(
 }
 
 /// Creates the next version of `input.code` (`PutRule`), with its audit record in the same transaction.
-pub async fn put(services: &Services, call: &CallContext, input: &RuleInput) -> ServiceResult<RuleVersionRow> {
+pub async fn put(
+    services: &Services,
+    call: &CallContext,
+    input: &RuleInput,
+) -> ServiceResult<RuleVersionRow> {
     let schema = &call.auth.merchant()?.schema;
     let version = input.parse(Utc::now())?;
     let mut client = services.pool.get().await?;
@@ -151,7 +172,9 @@ pub async fn put(services: &Services, call: &CallContext, input: &RuleInput) -> 
         .await?
         .into_iter()
         .next()
-        .ok_or_else(|| ServiceError::internal(&MissingInsertedVersion(version.code.as_str().to_owned())))?;
+        .ok_or_else(|| {
+            ServiceError::internal(&MissingInsertedVersion(version.code.as_str().to_owned()))
+        })?;
     {
         let mut notes = call.notes();
         notes.rule_code = Some(row.code.clone());
@@ -206,16 +229,30 @@ pub async fn list_versions(
     let before = page
         .cursor
         .as_deref()
-        .map(|cursor| cursor.parse::<i32>().map_err(|_| ServiceError::invalid("invalid page_token")))
+        .map(|cursor| {
+            cursor
+                .parse::<i32>()
+                .map_err(|_| ServiceError::invalid("invalid page_token"))
+        })
         .transpose()?;
     let mut client = services.pool.get().await?;
     let transaction = tenancy::begin_tenant_transaction(&mut client, schema).await?;
-    let rows = store::rules::list_versions(&*transaction, code.as_str(), before, page.fetch_limit()).await?;
-    if rows.is_empty() && before.is_none() && !store::rules::code_exists(&*transaction, code.as_str()).await? {
-        return Err(ServiceError::not_found(format!("rule {:?} not found", code.as_str())));
+    let rows =
+        store::rules::list_versions(&*transaction, code.as_str(), before, page.fetch_limit())
+            .await?;
+    if rows.is_empty()
+        && before.is_none()
+        && !store::rules::code_exists(&*transaction, code.as_str()).await?
+    {
+        return Err(ServiceError::not_found(format!(
+            "rule {:?} not found",
+            code.as_str()
+        )));
     }
     transaction.commit().await?;
-    Ok(finish_page(&list, rows, &page, |row| row.version.to_string()))
+    Ok(finish_page(&list, rows, &page, |row| {
+        row.version.to_string()
+    }))
 }
 
 /// The version in effect now of every code that has one, by code.
@@ -228,13 +265,22 @@ pub async fn list(
     const LIST: &str = "rules";
     let schema = &call.auth.merchant()?.schema;
     let page = PageRequest::parse(LIST, page_size, page_token)?;
-    let after = page.cursor.as_deref().map(RuleCode::parse).transpose().map_err(|_| ServiceError::invalid("invalid page_token"))?;
+    let after = page
+        .cursor
+        .as_deref()
+        .map(RuleCode::parse)
+        .transpose()
+        .map_err(|_| ServiceError::invalid("invalid page_token"))?;
     let mut client = services.pool.get().await?;
     let transaction = tenancy::begin_tenant_transaction(&mut client, schema).await?;
     let now = truncate_to_micros(Utc::now());
-    let rows =
-        store::rules::list_in_effect(&*transaction, now, after.as_ref().map(RuleCode::as_str), page.fetch_limit())
-            .await?;
+    let rows = store::rules::list_in_effect(
+        &*transaction,
+        now,
+        after.as_ref().map(RuleCode::as_str),
+        page.fetch_limit(),
+    )
+    .await?;
     transaction.commit().await?;
     Ok(finish_page(LIST, rows, &page, |row| row.code.clone()))
 }
@@ -251,17 +297,27 @@ pub struct SyncOutcome {
 /// Creates a new version of every rule in `inputs` in one transaction (`SyncRules`); in `replace` mode also ends
 /// every code absent from `inputs`. All rules are checked before anything is written, so one invalid rule changes
 /// nothing. A `replace` with an empty list ends every code.
-pub async fn sync(services: &Services, call: &CallContext, mode: &str, inputs: &[RuleInput]) -> ServiceResult<SyncOutcome> {
+pub async fn sync(
+    services: &Services,
+    call: &CallContext,
+    mode: &str,
+    inputs: &[RuleInput],
+) -> ServiceResult<SyncOutcome> {
     let schema = &call.auth.merchant()?.schema;
     let mode = SyncMode::parse(mode)?;
     if inputs.len() > SYNC_RULES_MAX {
-        return Err(ServiceError::invalid(format!("at most {SYNC_RULES_MAX} rules per sync, got {}", inputs.len())));
+        return Err(ServiceError::invalid(format!(
+            "at most {SYNC_RULES_MAX} rules per sync, got {}",
+            inputs.len()
+        )));
     }
     let now = truncate_to_micros(Utc::now());
     let mut seen = HashSet::with_capacity(inputs.len());
     let mut versions = Vec::with_capacity(inputs.len());
     for (index, input) in inputs.iter().enumerate() {
-        let version = input.parse(now).map_err(|error| ServiceError::invalid(format!("rules[{index}]: {}", error.message)))?;
+        let version = input
+            .parse(now)
+            .map_err(|error| ServiceError::invalid(format!("rules[{index}]: {}", error.message)))?;
         if !seen.insert(version.code.clone()) {
             return Err(ServiceError::invalid(format!(
                 "rules[{index}]: code {:?} appears more than once",
@@ -276,11 +332,18 @@ pub async fn sync(services: &Services, call: &CallContext, mode: &str, inputs: &
         SyncMode::Upsert => Vec::new(),
         SyncMode::Replace => {
             store::rules::lock_all_codes(&*transaction).await?;
-            let keep: Vec<&str> = versions.iter().map(|version| version.code.as_str()).collect();
+            let keep: Vec<&str> = versions
+                .iter()
+                .map(|version| version.code.as_str())
+                .collect();
             store::rules::end_codes_except(&*transaction, &keep, now).await?
         }
     };
-    let created = if versions.is_empty() { Vec::new() } else { store::rules::insert_versions(&*transaction, &versions).await? };
+    let created = if versions.is_empty() {
+        Vec::new()
+    } else {
+        store::rules::insert_versions(&*transaction, &versions).await?
+    };
     let created = in_request_order(&versions, created)?;
     crate::audit::record_in_transaction(&transaction, call).await?;
     transaction.commit().await?;
@@ -288,14 +351,20 @@ pub async fn sync(services: &Services, call: &CallContext, mode: &str, inputs: &
 }
 
 /// Puts the inserted rows (returned in no particular order) back in the order of the request.
-fn in_request_order(versions: &[domain::NewRuleVersion], rows: Vec<RuleVersionRow>) -> ServiceResult<Vec<RuleVersionRow>> {
-    let mut by_code: HashMap<String, RuleVersionRow> = rows.into_iter().map(|row| (row.code.clone(), row)).collect();
+fn in_request_order(
+    versions: &[domain::NewRuleVersion],
+    rows: Vec<RuleVersionRow>,
+) -> ServiceResult<Vec<RuleVersionRow>> {
+    let mut by_code: HashMap<String, RuleVersionRow> = rows
+        .into_iter()
+        .map(|row| (row.code.clone(), row))
+        .collect();
     versions
         .iter()
         .map(|version| {
-            by_code
-                .remove(version.code.as_str())
-                .ok_or_else(|| ServiceError::internal(&MissingInsertedVersion(version.code.as_str().to_owned())))
+            by_code.remove(version.code.as_str()).ok_or_else(|| {
+                ServiceError::internal(&MissingInsertedVersion(version.code.as_str().to_owned()))
+            })
         })
         .collect()
 }

@@ -32,7 +32,8 @@ const COLUMNS: &str = "v.code, v.version, v.currency, v.unit_amount, v.points_pe
                        v.max_points, v.points_ttl_days, v.effective_from, v.effective_to, v.created_at";
 
 /// "Version `v` is in effect at `$2`": `effective_from` inclusive, `effective_to` exclusive.
-const IN_EFFECT_AT_2: &str = "v.effective_from <= $2 AND (v.effective_to IS NULL OR v.effective_to > $2)";
+const IN_EFFECT_AT_2: &str =
+    "v.effective_from <= $2 AND (v.effective_to IS NULL OR v.effective_to > $2)";
 
 impl RuleVersionRow {
     fn from_row(row: &Row) -> RuleVersionRow {
@@ -60,16 +61,46 @@ pub async fn insert_versions(
     client: &impl GenericClient,
     versions: &[NewRuleVersion],
 ) -> Result<Vec<RuleVersionRow>, tokio_postgres::Error> {
-    let codes: Vec<&str> = versions.iter().map(|version| version.code.as_str()).collect();
-    let currencies: Vec<&str> = versions.iter().map(|version| version.terms.currency.code()).collect();
-    let unit_amounts: Vec<Decimal> = versions.iter().map(|version| version.terms.unit_amount).collect();
-    let points_per_unit: Vec<i64> = versions.iter().map(|version| version.terms.points_per_unit).collect();
-    let roundings: Vec<&str> = versions.iter().map(|version| version.terms.rounding.as_str()).collect();
-    let min_amounts: Vec<Option<Decimal>> = versions.iter().map(|version| version.terms.min_amount).collect();
-    let max_points: Vec<Option<i64>> = versions.iter().map(|version| version.terms.max_points).collect();
-    let ttl_days: Vec<Option<i32>> = versions.iter().map(|version| version.terms.points_ttl_days).collect();
-    let effective_from: Vec<DateTime<Utc>> = versions.iter().map(|version| version.effective_from).collect();
-    let effective_to: Vec<Option<DateTime<Utc>>> = versions.iter().map(|version| version.effective_to).collect();
+    let codes: Vec<&str> = versions
+        .iter()
+        .map(|version| version.code.as_str())
+        .collect();
+    let currencies: Vec<&str> = versions
+        .iter()
+        .map(|version| version.terms.currency.code())
+        .collect();
+    let unit_amounts: Vec<Decimal> = versions
+        .iter()
+        .map(|version| version.terms.unit_amount)
+        .collect();
+    let points_per_unit: Vec<i64> = versions
+        .iter()
+        .map(|version| version.terms.points_per_unit)
+        .collect();
+    let roundings: Vec<&str> = versions
+        .iter()
+        .map(|version| version.terms.rounding.as_str())
+        .collect();
+    let min_amounts: Vec<Option<Decimal>> = versions
+        .iter()
+        .map(|version| version.terms.min_amount)
+        .collect();
+    let max_points: Vec<Option<i64>> = versions
+        .iter()
+        .map(|version| version.terms.max_points)
+        .collect();
+    let ttl_days: Vec<Option<i32>> = versions
+        .iter()
+        .map(|version| version.terms.points_ttl_days)
+        .collect();
+    let effective_from: Vec<DateTime<Utc>> = versions
+        .iter()
+        .map(|version| version.effective_from)
+        .collect();
+    let effective_to: Vec<Option<DateTime<Utc>>> = versions
+        .iter()
+        .map(|version| version.effective_to)
+        .collect();
     let sql = format!(
         "WITH input AS ( \
              SELECT * FROM unnest($1::text[], $2::text[], $3::numeric[], $4::int8[], $5::text[], $6::numeric[], \
@@ -118,12 +149,22 @@ pub async fn version_at(
     let sql = format!(
         "SELECT {COLUMNS} FROM rule_versions v WHERE v.code = $1 AND {IN_EFFECT_AT_2} ORDER BY v.version DESC LIMIT 1"
     );
-    Ok(client.query_opt(&sql, &[&code, &at]).await?.as_ref().map(RuleVersionRow::from_row))
+    Ok(client
+        .query_opt(&sql, &[&code, &at])
+        .await?
+        .as_ref()
+        .map(RuleVersionRow::from_row))
 }
 
 /// Whether any version of `code` was ever created.
-pub async fn code_exists(client: &impl GenericClient, code: &str) -> Result<bool, tokio_postgres::Error> {
-    Ok(client.query_opt("SELECT 1 FROM rules WHERE code = $1", &[&code]).await?.is_some())
+pub async fn code_exists(
+    client: &impl GenericClient,
+    code: &str,
+) -> Result<bool, tokio_postgres::Error> {
+    Ok(client
+        .query_opt("SELECT 1 FROM rules WHERE code = $1", &[&code])
+        .await?
+        .is_some())
 }
 
 /// Versions of `code`, newest first, below version `before` when given.
@@ -162,15 +203,17 @@ pub async fn list_in_effect(
 /// Locks every code's `rules` row in code order, so a `replace` sync sees a stable set of codes and a concurrent
 /// PutRule on a code it ends waits for it instead of slipping a version in between.
 pub async fn lock_all_codes(client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
-    client.query("SELECT code FROM rules ORDER BY code FOR UPDATE", &[]).await?;
+    client
+        .query("SELECT code FROM rules ORDER BY code FOR UPDATE", &[])
+        .await?;
     Ok(())
 }
 
 /// Ends, at `now`, every version not ended by then of each code not in `keep`, and returns those codes (sorted).
 ///
-/// A version already ending at or before `now` is left alone (an end is never moved later); one that started
-/// ends at `now`; one scheduled to start later gets the empty validity `[effective_from, effective_from)`, i.e. it
-/// is withdrawn before it applies (see migration V2).
+/// A version already ending at or before `now`, or already withdrawn, is left alone (an end is never moved later);
+/// one that started ends at `now`; one scheduled to start later gets the empty validity
+/// `[effective_from, effective_from)`, i.e. it is withdrawn before it applies (see migration V2).
 pub async fn end_codes_except(
     client: &impl GenericClient,
     keep: &[&str],
@@ -180,7 +223,8 @@ pub async fn end_codes_except(
         .query(
             "WITH ended AS ( \
                  UPDATE rule_versions v SET effective_to = GREATEST(v.effective_from, $2) \
-                 WHERE v.code <> ALL($1::text[]) AND (v.effective_to IS NULL OR v.effective_to > $2) \
+                 WHERE v.code <> ALL($1::text[]) \
+                   AND (v.effective_to IS NULL OR (v.effective_to > $2 AND v.effective_to > v.effective_from)) \
                  RETURNING v.code \
              ) \
              SELECT DISTINCT code FROM ended ORDER BY code",
