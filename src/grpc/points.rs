@@ -231,7 +231,10 @@ impl PointsService for Handlers {
         .await
     }
 
-    async fn calculate(&self, _request: Request<pb::CalculateRequest>) -> Result<Response<pb::CalculateResponse>, Status> {
-        Err(Status::unimplemented("conversion rules (issue #4) are not implemented yet"))
+    async fn calculate(&self, request: Request<pb::CalculateRequest>) -> Result<Response<pb::CalculateResponse>, Status> {
+        handle(request, |call, message| async move {
+            super::rules::calculate_response(&self.services, &call, message).await
+        })
+        .await
     }
 }

@@ -303,7 +303,7 @@ async fn apply(transaction: &Transaction<'_>, mutation: &Mutation, now: DateTime
                 Credit::Points(points) => (points.get(), None),
                 Credit::Amount { amount, currency, rule_code } => {
                     let conversion =
-                        super::rules::convert(transaction, amount, currency, rule_code.as_deref(), now).await?;
+                        super::rules::convert(&**transaction, amount, currency, rule_code.as_deref(), now).await?;
                     if conversion.points <= 0 {
                         return Err(ServiceError::invalid(format!(
                             "amount {} converts to 0 points under rule {} version {}",

@@ -4,8 +4,8 @@
 pub mod api_keys;
 pub mod bootstrap;
 pub mod ledger;
-pub mod rules;
 pub mod merchants;
+pub mod rules;
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},

@@ -9,6 +9,7 @@ pub mod api_keys;
 pub mod ledger;
 pub mod merchants;
 pub mod migrations;
+pub mod rules;
 
 use std::str::FromStr;
 

@@ -502,3 +502,62 @@ async fn with_one_pooled_connection_interleaved_tenants_never_see_each_other() {
         assert_ledger_invariants(&db, &merchant.merchant_id).await;
     }
 }
+
+#[tokio::test]
+async fn earning_by_amount_records_the_rule_version_on_the_entry_and_the_expiry_on_the_lot() {
+    let app = spawn_app().await;
+    let (merchant, key) = app.register_merchant("amount-shop").await;
+    let mut rules = app.rules(app.caller(&key));
+    let rule = |points_per_unit: i64| pb::PutRuleRequest {
+        code: "default".into(),
+        currency: "EUR".into(),
+        unit_amount: "1.00".into(),
+        points_per_unit,
+        rounding: "floor".into(),
+        points_ttl_days: Some(30),
+        ..Default::default()
+    };
+    rules.put_rule(rule(2)).await.expect("rule v1");
+    let mut points = app.points(app.caller(&key));
+    let earn = |amount: &str, key: &str| pb::EarnRequest {
+        uid: "ivan".into(),
+        amount: Some(amount.into()),
+        currency: Some("EUR".into()),
+        idempotency_key: key.into(),
+        ..Default::default()
+    };
+    let first = points.earn(earn("12.99", "buy-1")).await.expect("earn by amount").into_inner();
+    let entry = first.entry.expect("entry");
+    assert_eq!(entry.delta, 25, "floor(12.99 / 1.00 × 2)");
+    assert_eq!((entry.rule_code.as_deref(), entry.rule_version), (Some("default"), Some(1)));
+    assert_eq!((entry.amount.as_deref(), entry.currency.as_deref()), (Some("12.99"), Some("EUR")));
+    let expires_at = entry.expires_at.expect("expiry from points_ttl_days").seconds;
+    let expected = (chrono::Utc::now() + chrono::Duration::days(30)).timestamp();
+    assert!((expires_at - expected).abs() < 60, "{expires_at} vs {expected}");
+    let lot_expiry: chrono::DateTime<chrono::Utc> = app
+        .db()
+        .await
+        .query_one(
+            &format!("SELECT expires_at FROM {}.lots WHERE entry_id = $1", schema_of(&merchant.merchant_id)),
+            &[&entry.entry_id.parse::<i64>().expect("id")],
+        )
+        .await
+        .expect("lot")
+        .get(0);
+    assert_eq!(lot_expiry.timestamp(), expires_at);
+
+    // A new version applies to new earns only; the entry written before keeps version 1.
+    rules.put_rule(rule(3)).await.expect("rule v2");
+    let second = points.earn(earn("10", "buy-2")).await.expect("earn").into_inner().entry.expect("entry");
+    assert_eq!((second.delta, second.rule_version), (30, Some(2)));
+    let again = points.get_entry(pb::GetEntryRequest { entry_id: entry.entry_id.clone() }).await.expect("get").into_inner();
+    assert_eq!((again.delta, again.rule_version), (25, Some(1)));
+
+    let wrong_currency = pb::EarnRequest { currency: Some("USD".into()), ..earn("10", "buy-3") };
+    assert_status(points.earn(wrong_currency).await, Code::FailedPrecondition, "NO_APPLICABLE_RULE");
+    let no_rule = pb::EarnRequest { rule_code: Some("vip".into()), ..earn("10", "buy-4") };
+    assert_status(points.earn(no_rule).await, Code::FailedPrecondition, "NO_APPLICABLE_RULE");
+    assert_status(points.earn(earn("0.10", "buy-5")).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_status(points.earn(earn("1.001", "buy-6")).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+    assert_ledger_invariants(&app.db().await, &merchant.merchant_id).await;
+}
