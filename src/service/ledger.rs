@@ -200,10 +200,8 @@ pub async fn batch(
     if items.len() > BATCH_OPERATIONS_MAX {
         return Err(ServiceError::invalid(format!("at most {BATCH_OPERATIONS_MAX} operations per batch")));
     }
-    if atomic {
-        if let Some((index, Err(error))) = items.iter().enumerate().find(|(_, item)| item.is_err()) {
-            return Err(ServiceError::new(error.code, format!("operations[{index}]: {}", error.message)));
-        }
+    if atomic && let Some((index, Err(error))) = items.iter().enumerate().find(|(_, item)| item.is_err()) {
+        return Err(ServiceError::new(error.code, format!("operations[{index}]: {}", error.message)));
     }
     let schema = &call.auth.merchant()?.schema;
     let mut uids: Vec<&Uid> = items.iter().filter_map(|item| item.as_ref().ok()?.kind.uid()).collect();
@@ -539,10 +537,10 @@ pub async fn list_entries(
     let uid = Uid::parse(request.uid)?;
     call.notes().uid = Some(uid.as_str().to_owned());
     let kind = request.kind.filter(|kind| !kind.is_empty()).map(EntryKind::parse).transpose()?;
-    if let (Some(from), Some(to)) = (request.from, request.to) {
-        if from >= to {
-            return Err(ServiceError::invalid("from must be before to"));
-        }
+    if let (Some(from), Some(to)) = (request.from, request.to)
+        && from >= to
+    {
+        return Err(ServiceError::invalid("from must be before to"));
     }
     let page = PageRequest::parse(LIST, request.page_size, request.page_token)?;
     let before = match &page.cursor {
