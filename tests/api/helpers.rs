@@ -243,3 +243,12 @@ pub async fn assert_ledger_invariants(db: &tokio_postgres::Client, merchant_id: 
 pub fn schema_of(merchant_id: &str) -> String {
     format!("merchant_{}", merchant_id.replace('-', ""))
 }
+
+/// A connection to the `postgres` maintenance database (for sabotage that must not go through the app's own).
+pub async fn connect_maintenance() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect("postgres://postgres@127.0.0.1:5432/postgres", tokio_postgres::NoTls)
+        .await
+        .expect("connect to postgres");
+    tokio::spawn(connection);
+    client
+}

@@ -5,3 +5,4 @@ mod rules;
 mod spine;
 mod ledger;
 mod ledger_model;
+mod binary;
