@@ -349,11 +349,17 @@ async fn apply(transaction: &Transaction<'_>, mutation: &Mutation, now: DateTime
             ledger.reverse(target, reason.as_deref(), key).await?
         }
     };
-    store::ledger::insert_idempotency(transaction, key, mutation.kind.operation(), &mutation.request_digest, entry.entry_id)
-        .await?;
-    // A reversal may give back points to lots that expired meanwhile: write them off at once.
-    ledger.expire_due().await?;
-    store::ledger::set_balance(transaction, &uid, ledger.balance).await?;
+    if matches!(mutation.kind, MutationKind::Reverse { .. }) {
+        // A reversal may give back points to lots that expired meanwhile: write them off at once.
+        ledger.expire_due().await?;
+    }
+    // Independent writes: issued together, tokio-postgres pipelines them in one round trip.
+    let (recorded, balanced) = tokio::join!(
+        store::ledger::insert_idempotency(transaction, key, mutation.kind.operation(), &mutation.request_digest, entry.entry_id),
+        store::ledger::set_balance(transaction, &uid, ledger.balance),
+    );
+    recorded?;
+    balanced?;
     Ok(MutationResult { balance: ledger.balance, entry, outcome: Outcome::Applied, created_entry_ids: ledger.created })
 }
 
