@@ -28,7 +28,7 @@ impl PageRequest {
             return Ok(PageRequest { size, cursor: None });
         }
         let invalid = || ServiceError::invalid("invalid page_token");
-        if page_token.len() > PAGE_TOKEN_LENGTH_MAX || page_token.len() % 2 != 0 {
+        if page_token.len() > PAGE_TOKEN_LENGTH_MAX || !page_token.len().is_multiple_of(2) {
             return Err(invalid());
         }
         let bytes = (0..page_token.len())

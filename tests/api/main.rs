@@ -1,4 +1,5 @@
 //! Integration tests: one binary, each test on its own freshly created PostgreSQL database.
 
+mod audit;
 mod helpers;
 mod spine;
