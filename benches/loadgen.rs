@@ -1,1 +1,227 @@
-fn main() {}
+//! Load generator for the points API: drives earn (or a mixed earn/spend workload) over gRPC or REST against a
+//! running server and prints throughput, latency percentiles and errors.
+//!
+//! ```text
+//! cargo bench --bench loadgen -- --admin-key lp_live_... --concurrency 16 --duration-secs 10 --uids distinct
+//! cargo bench --bench loadgen -- --api-key lp_live_... --workload mixed --uids hot --transport rest
+//! ```
+//! With `--admin-key` it registers a fresh merchant first and uses that merchant's key.
+
+use std::{
+    collections::BTreeMap,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use clap::{Parser, ValueEnum};
+use hdrhistogram::Histogram;
+use points::pb::{self, merchant_service_client::MerchantServiceClient, points_service_client::PointsServiceClient};
+use tonic::{metadata::MetadataValue, transport::Channel};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Workload {
+    /// Only earn.
+    Earn,
+    /// Two earns for every spend.
+    Mixed,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Uids {
+    /// Every worker writes its own uids (no contention).
+    Distinct,
+    /// Every call writes one hot uid (full serialization on its account row).
+    Hot,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum Transport {
+    Grpc,
+    Rest,
+}
+
+#[derive(Debug, Parser)]
+#[command(about = "Load generator for the points platform")]
+struct Args {
+    /// gRPC address.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    grpc: String,
+    /// REST base URL (for --transport rest).
+    #[arg(long, default_value = "http://127.0.0.1:8030")]
+    rest: String,
+    /// A merchant key with points:write.
+    #[arg(long, env = "POINTS_API_KEY")]
+    api_key: Option<String>,
+    /// A platform admin key: registers a fresh merchant and uses its key.
+    #[arg(long, env = "POINTS_ADMIN_KEY")]
+    admin_key: Option<String>,
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    #[arg(long, default_value_t = 10)]
+    duration_secs: u64,
+    #[arg(long, value_enum, default_value_t = Workload::Earn)]
+    workload: Workload,
+    #[arg(long, value_enum, default_value_t = Uids::Distinct)]
+    uids: Uids,
+    #[arg(long, value_enum, default_value_t = Transport::Grpc)]
+    transport: Transport,
+    /// Stop after this many calls in total even if the duration has not passed.
+    #[arg(long, default_value_t = 1_000_000)]
+    calls_max: u64,
+    /// `cargo bench` passes `--bench`; accepted and ignored.
+    #[arg(long, hide = true)]
+    bench: bool,
+}
+
+struct Report {
+    histogram: Histogram<u64>,
+    errors: BTreeMap<String, u64>,
+    calls: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    anyhow::ensure!((1..=1024).contains(&args.concurrency), "--concurrency must be 1..=1024");
+    anyhow::ensure!((1..=3600).contains(&args.duration_secs), "--duration-secs must be 1..=3600");
+    let channel = Channel::from_shared(args.grpc.clone())?.connect().await?;
+    let api_key = match (&args.api_key, &args.admin_key) {
+        (Some(key), _) => key.clone(),
+        (None, Some(admin)) => register_merchant(channel.clone(), admin).await?,
+        (None, None) => anyhow::bail!("give --api-key (a merchant key) or --admin-key (to register a merchant)"),
+    };
+    let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
+    let calls_per_worker = args.calls_max.div_ceil(args.concurrency as u64);
+    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
+    let args = Arc::new(args);
+    let started = Instant::now();
+    let mut workers = Vec::new();
+    for worker in 0..args.concurrency {
+        let channel = channel.clone();
+        let api_key = api_key.clone();
+        let http = http.clone();
+        let args = args.clone();
+        let run_id = run_id.clone();
+        workers.push(tokio::spawn(async move {
+            let mut report =
+                Report { histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"), errors: BTreeMap::new(), calls: 0 };
+            let mut client = PointsServiceClient::new(channel);
+            let key_value: MetadataValue<_> = api_key.parse().expect("ascii key");
+            let mut call = 0u64;
+            while Instant::now() < deadline && call < calls_per_worker {
+                let uid = match args.uids {
+                    Uids::Distinct => format!("load-{run_id}-{worker}-{}", call % 100),
+                    Uids::Hot => format!("load-{run_id}-hot"),
+                };
+                let idempotency_key = format!("{run_id}-{worker}-{call}");
+                let spend = matches!(args.workload, Workload::Mixed) && call % 3 == 2;
+                let began = Instant::now();
+                let outcome = match args.transport {
+                    Transport::Grpc => grpc_call(&mut client, &key_value, &uid, &idempotency_key, spend).await,
+                    Transport::Rest => rest_call(&http, &args.rest, &api_key, &uid, &idempotency_key, spend).await,
+                };
+                let micros = began.elapsed().as_micros() as u64;
+                report.histogram.record(micros.max(1)).ok();
+                report.calls += 1;
+                if let Err(error) = outcome {
+                    *report.errors.entry(error).or_default() += 1;
+                }
+                call += 1;
+            }
+            report
+        }));
+    }
+    let mut total = Report { histogram: Histogram::new_with_bounds(1, 60_000_000, 3)?, errors: BTreeMap::new(), calls: 0 };
+    for worker in workers {
+        let report = worker.await?;
+        total.histogram.add(&report.histogram)?;
+        total.calls += report.calls;
+        for (error, count) in report.errors {
+            *total.errors.entry(error).or_default() += count;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let errors: u64 = total.errors.values().sum();
+    println!(
+        "transport={:?} workload={:?} uids={:?} concurrency={} duration_s={:.1}",
+        args.transport, args.workload, args.uids, args.concurrency, elapsed
+    );
+    println!(
+        "calls={} throughput_per_s={:.0} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} errors={}",
+        total.calls,
+        total.calls as f64 / elapsed,
+        total.histogram.value_at_quantile(0.50) as f64 / 1000.0,
+        total.histogram.value_at_quantile(0.90) as f64 / 1000.0,
+        total.histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        total.histogram.max() as f64 / 1000.0,
+        errors
+    );
+    for (error, count) in &total.errors {
+        println!("  error {error}: {count}");
+    }
+    Ok(())
+}
+
+async fn register_merchant(channel: Channel, admin_key: &str) -> anyhow::Result<String> {
+    let mut client = MerchantServiceClient::new(channel);
+    let mut request = tonic::Request::new(pb::RegisterMerchantRequest {
+        slug: format!("load-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        name: "Load generator".into(),
+    });
+    request.metadata_mut().insert("x-api-key", admin_key.parse()?);
+    let response = client.register_merchant(request).await?.into_inner();
+    response.api_key.and_then(|key| key.key).ok_or_else(|| anyhow::anyhow!("registration returned no key"))
+}
+
+async fn grpc_call(
+    client: &mut PointsServiceClient<Channel>,
+    key: &MetadataValue<tonic::metadata::Ascii>,
+    uid: &str,
+    idempotency_key: &str,
+    spend: bool,
+) -> Result<(), String> {
+    let result = if spend {
+        let mut request = tonic::Request::new(pb::SpendRequest {
+            uid: uid.into(),
+            points: 1,
+            idempotency_key: idempotency_key.into(),
+            ..Default::default()
+        });
+        request.metadata_mut().insert("x-api-key", key.clone());
+        client.spend(request).await.map(drop)
+    } else {
+        let mut request = tonic::Request::new(pb::EarnRequest {
+            uid: uid.into(),
+            points: Some(2),
+            idempotency_key: idempotency_key.into(),
+            ..Default::default()
+        });
+        request.metadata_mut().insert("x-api-key", key.clone());
+        client.earn(request).await.map(drop)
+    };
+    result.map_err(|status| format!("{:?}", status.code()))
+}
+
+async fn rest_call(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    uid: &str,
+    idempotency_key: &str,
+    spend: bool,
+) -> Result<(), String> {
+    let (path, body) = if spend {
+        ("spend", serde_json::json!({"uid": uid, "points": 1, "idempotency_key": idempotency_key}))
+    } else {
+        ("earn", serde_json::json!({"uid": uid, "points": 2, "idempotency_key": idempotency_key}))
+    };
+    let response = http
+        .post(format!("{base}/api/v1/points/{path}"))
+        .header("x-api-key", key)
+        .json(&body)
+        .send()
+        .await
+        .map_err(|error| format!("transport: {error}"))?;
+    if response.status().is_success() { Ok(()) } else { Err(format!("http {}", response.status().as_u16())) }
+}

@@ -1,4 +1,5 @@
 //! Compiles the gRPC client for `proto/points/v1` (the server's own contract) with protox: no `protoc`, no download.
+//! The server traits are generated too, only so the gateway's tests can stand up a fake points service.
 
 const PROTO_FILES: &[&str] = &[
     "../proto/points/v1/merchants.proto",
@@ -12,7 +13,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=../proto");
     let descriptor_set = protox::compile(PROTO_FILES, ["../proto"])?;
     tonic_prost_build::configure()
-        .build_server(false)
+        .build_server(true)
         .build_client(true)
         .compile_fds(descriptor_set)?;
     Ok(())

@@ -135,6 +135,13 @@ impl Application {
         ));
         tasks.spawn(run_sealer(services.audit.clone(), services.pool.clone(), background.clone()));
 
+        tasks.spawn(crate::service::ledger::run_expiry_sweeper(
+            services.clone(),
+            config.expiry_sweep_interval,
+            config.expiry_sweep_batch_size,
+            background.clone(),
+        ));
+
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         for name in SERVICE_NAMES {
             health_reporter.set_service_status(*name, tonic_health::ServingStatus::Serving).await;
@@ -212,19 +219,27 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
     })
 }
 
-/// The REST gateway in the same process, calling this server's gRPC port over loopback.
+/// The REST gateway in the same process, calling this server's gRPC port over loopback (the same path a
+/// separately deployed gateway takes, so both deployments behave alike).
 async fn gateway_task(
     listener: Option<TcpListener>,
     grpc_addr: SocketAddr,
-    _config: &Config,
+    config: &Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(listener) = listener else {
         return Ok(());
     };
-    let _ = (grpc_addr, shutdown);
-    drop(listener);
-    Ok(())
+    let loopback = if grpc_addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], grpc_addr.port()))
+    } else {
+        grpc_addr
+    };
+    let mut gateway_config = points_gateway::GatewayConfig::from_env()?;
+    gateway_config.grpc_url = format!("http://{loopback}");
+    gateway_config.admin_ui_dir = Some(config.admin_ui_dir.clone());
+    tracing::info!(http = %listener.local_addr()?, "serving REST gateway, /docs and /admin");
+    points_gateway::serve(listener, gateway_config, async move { shutdown.cancelled().await }).await
 }
 
 /// Marks the services NOT_SERVING while the database does not answer, SERVING when it does again.

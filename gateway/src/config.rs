@@ -51,7 +51,9 @@ pub struct GatewayConfig {
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     /// The gRPC URL is not an absolute `http://host:port` URL.
-    #[error("{variable}={value:?} is not a gRPC URL: {reason} (expected e.g. http://127.0.0.1:50051)")]
+    #[error(
+        "{variable}={value:?} is not a gRPC URL: {reason} (expected e.g. http://127.0.0.1:50051)"
+    )]
     GrpcUrl {
         /// The variable (or field) name.
         variable: &'static str,
@@ -88,7 +90,10 @@ impl Default for GatewayConfig {
 impl GatewayConfig {
     /// The defaults, pointed at `grpc_url`.
     pub fn new(grpc_url: impl Into<String>) -> GatewayConfig {
-        GatewayConfig { grpc_url: grpc_url.into(), ..GatewayConfig::default() }
+        GatewayConfig {
+            grpc_url: grpc_url.into(),
+            ..GatewayConfig::default()
+        }
     }
 
     /// Reads the settings from the process environment (unset variables take their defaults) and validates them.
@@ -97,7 +102,9 @@ impl GatewayConfig {
     }
 
     /// Like [`from_env`](Self::from_env), reading variables through `lookup` (tests, or a caller with its own source).
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<GatewayConfig, ConfigError> {
+    pub fn from_lookup(
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<GatewayConfig, ConfigError> {
         let defaults = GatewayConfig::default();
         let grpc_url = lookup(ENV_GRPC_URL).unwrap_or(defaults.grpc_url);
         let body_limit_bytes = match lookup(ENV_BODY_LIMIT_BYTES) {
@@ -123,7 +130,12 @@ impl GatewayConfig {
             Some(value) => Some(PathBuf::from(value)),
             None => defaults.admin_ui_dir,
         };
-        let config = GatewayConfig { grpc_url, body_limit_bytes, request_timeout, admin_ui_dir };
+        let config = GatewayConfig {
+            grpc_url,
+            body_limit_bytes,
+            request_timeout,
+            admin_ui_dir,
+        };
         config.validate_named(ENV_GRPC_URL, ENV_BODY_LIMIT_BYTES, ENV_REQUEST_TIMEOUT_MS)?;
         Ok(config)
     }
@@ -150,7 +162,9 @@ impl GatewayConfig {
             });
         }
         let timeout_ms = self.request_timeout.as_millis();
-        if !(u128::from(REQUEST_TIMEOUT_MS_MIN)..=u128::from(REQUEST_TIMEOUT_MS_MAX)).contains(&timeout_ms) {
+        if !(u128::from(REQUEST_TIMEOUT_MS_MIN)..=u128::from(REQUEST_TIMEOUT_MS_MAX))
+            .contains(&timeout_ms)
+        {
             return Err(ConfigError::OutOfRange {
                 variable: timeout_name,
                 value: format!("{timeout_ms}ms"),
@@ -162,24 +176,49 @@ impl GatewayConfig {
     }
 }
 
-fn parse_in_range(variable: &'static str, value: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
-    let out_of_range = || ConfigError::OutOfRange { variable, value: value.to_owned(), min, max };
+fn parse_in_range(
+    variable: &'static str,
+    value: &str,
+    min: u64,
+    max: u64,
+) -> Result<u64, ConfigError> {
+    let out_of_range = || ConfigError::OutOfRange {
+        variable,
+        value: value.to_owned(),
+        min,
+        max,
+    };
     let number: u64 = value.trim().parse().map_err(|_| out_of_range())?;
-    if (min..=max).contains(&number) { Ok(number) } else { Err(out_of_range()) }
+    if (min..=max).contains(&number) {
+        Ok(number)
+    } else {
+        Err(out_of_range())
+    }
 }
 
 fn validate_grpc_url(variable: &'static str, value: &str) -> Result<(), ConfigError> {
-    let error = |reason: &str| ConfigError::GrpcUrl { variable, value: value.to_owned(), reason: reason.to_owned() };
+    let error = |reason: &str| ConfigError::GrpcUrl {
+        variable,
+        value: value.to_owned(),
+        reason: reason.to_owned(),
+    };
     let uri: http::Uri = value.parse().map_err(|_| error("not a URL"))?;
     match uri.scheme_str() {
         Some("http") => {}
-        Some("https") => return Err(error("https is not supported by this build; use http inside the deployment")),
+        Some("https") => {
+            return Err(error(
+                "https is not supported by this build; use http inside the deployment",
+            ));
+        }
         _ => return Err(error("the scheme must be http://")),
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err(error("the host is missing"));
     }
-    if uri.path_and_query().is_some_and(|path| path.as_str() != "/" && !path.as_str().is_empty()) {
+    if uri
+        .path_and_query()
+        .is_some_and(|path| path.as_str() != "/" && !path.as_str().is_empty())
+    {
         return Err(error("a path is not allowed"));
     }
     Ok(())
@@ -191,8 +230,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config_from(vars: &[(&str, &str)]) -> Result<GatewayConfig, ConfigError> {
-        let vars: HashMap<String, String> =
-            vars.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect();
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+            .collect();
         GatewayConfig::from_lookup(|name| vars.get(name).cloned())
     }
 

@@ -12,7 +12,10 @@ pub fn from_timestamp(timestamp: Option<prost_types::Timestamp>) -> Option<DateT
 
 /// A UTC time as a proto timestamp.
 pub fn to_timestamp(time: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: time.timestamp(), nanos: time.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: time.timestamp(),
+        nanos: time.timestamp_subsec_nanos() as i32,
+    }
 }
 
 /// An optional UTC time as an optional proto timestamp.
@@ -21,7 +24,9 @@ pub fn to_timestamp_opt(time: Option<DateTime<Utc>>) -> Option<prost_types::Time
 }
 
 /// The proto `metadata_json` string of a REST `metadata` object.
-pub fn metadata_to_json(metadata: Option<serde_json::Map<String, serde_json::Value>>) -> Option<String> {
+pub fn metadata_to_json(
+    metadata: Option<serde_json::Map<String, serde_json::Value>>,
+) -> Option<String> {
     metadata.map(|object| serde_json::Value::Object(object).to_string())
 }
 
@@ -47,11 +52,6 @@ pub fn next_page_token(token: String) -> Option<String> {
     if token.is_empty() { None } else { Some(token) }
 }
 
-/// `None` for an empty string: proto3 cannot tell an empty optional string from an absent one in some fields.
-pub fn non_empty(value: String) -> Option<String> {
-    if value.is_empty() { None } else { Some(value) }
-}
-
 /// Deserializes an optional RFC 3339 time from a query string.
 ///
 /// A `+` in a query string decodes to a space, so `2025-01-01T00:00:00+01:00` sent unencoded arrives as
@@ -63,11 +63,12 @@ where
     let Some(text) = Option::<String>::deserialize(deserializer)? else {
         return Ok(None);
     };
-    if text.is_empty() {
-        return Ok(None);
-    }
     let parsed = DateTime::parse_from_rfc3339(&text).or_else(|error| {
-        if text.contains(' ') { DateTime::parse_from_rfc3339(&text.replace(' ', "+")) } else { Err(error) }
+        if text.contains(' ') {
+            DateTime::parse_from_rfc3339(&text.replace(' ', "+"))
+        } else {
+            Err(error)
+        }
     });
     parsed
         .map(|time| Some(time.with_timezone(&Utc)))
@@ -80,10 +81,18 @@ mod tests {
 
     #[test]
     fn timestamps_round_trip() {
-        let time = DateTime::parse_from_rfc3339("2025-03-04T05:06:07.123456789Z").expect("valid").to_utc();
+        let time = DateTime::parse_from_rfc3339("2025-03-04T05:06:07.123456789Z")
+            .expect("valid")
+            .to_utc();
         assert_eq!(from_timestamp(Some(to_timestamp(time))), Some(time));
         assert_eq!(from_timestamp(None), None);
-        assert_eq!(from_timestamp(Some(prost_types::Timestamp { seconds: 0, nanos: -1 })), None);
+        assert_eq!(
+            from_timestamp(Some(prost_types::Timestamp {
+                seconds: 0,
+                nanos: -1
+            })),
+            None
+        );
     }
 
     #[test]

@@ -8,8 +8,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use utoipa::ToSchema;
-use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use utoipa::openapi::schema;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 
 use crate::error::ApiError;
 
@@ -37,19 +37,26 @@ pub struct ErrorEnvelope {
     pub message: String,
     /// Always null.
     #[schema(schema_with = null_schema)]
-    pub data: Option<()>,
+    pub data: (),
 }
 
 impl ErrorEnvelope {
     /// An error envelope with `data: null`.
     pub fn new(code: i32, message: impl Into<String>) -> ErrorEnvelope {
-        ErrorEnvelope { code, message: message.into(), data: None }
+        ErrorEnvelope {
+            code,
+            message: message.into(),
+            data: (),
+        }
     }
 }
 
 /// The schema of a value that is always `null`.
 fn null_schema() -> Schema {
-    ObjectBuilder::new().schema_type(schema::SchemaType::Type(Type::Null)).build().into()
+    ObjectBuilder::new()
+        .schema_type(schema::SchemaType::Type(Type::Null))
+        .build()
+        .into()
 }
 
 /// A success response: 200 or 201 with the envelope around `data`.
@@ -62,18 +69,28 @@ pub struct Success<T> {
 impl<T> Success<T> {
     /// 200 OK.
     pub fn ok(data: T) -> Success<T> {
-        Success { status: StatusCode::OK, data }
+        Success {
+            status: StatusCode::OK,
+            data,
+        }
     }
 
     /// 201 Created: the call created a merchant, an API key or a ledger entry.
     pub fn created(data: T) -> Success<T> {
-        Success { status: StatusCode::CREATED, data }
+        Success {
+            status: StatusCode::CREATED,
+            data,
+        }
     }
 }
 
 impl<T: Serialize> IntoResponse for Success<T> {
     fn into_response(self) -> Response {
-        let body = Envelope { code: 0, message: "OK".to_owned(), data: self.data };
+        let body = Envelope {
+            code: 0,
+            message: "OK".to_owned(),
+            data: self.data,
+        };
         (self.status, Json(body)).into_response()
     }
 }

@@ -103,7 +103,9 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::AlreadyExists | ErrorCode::IdempotencyConflict => StatusCode::CONFLICT,
-            ErrorCode::InsufficientPoints | ErrorCode::NoApplicableRule => StatusCode::UNPROCESSABLE_ENTITY,
+            ErrorCode::InsufficientPoints | ErrorCode::NoApplicableRule => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -127,12 +129,16 @@ impl ErrorCode {
 
     /// The row whose [`reason`](Self::reason) is `reason`, if any.
     pub fn from_reason(reason: &str) -> Option<ErrorCode> {
-        ErrorCode::ALL.into_iter().find(|candidate| candidate.reason() == reason)
+        ErrorCode::ALL
+            .into_iter()
+            .find(|candidate| candidate.reason() == reason)
     }
 
     /// The row whose envelope [`code`](Self::code) is `code`, if any.
     pub fn from_code(code: i32) -> Option<ErrorCode> {
-        ErrorCode::ALL.into_iter().find(|candidate| candidate.code() == code)
+        ErrorCode::ALL
+            .into_iter()
+            .find(|candidate| candidate.code() == code)
     }
 }
 
@@ -154,7 +160,9 @@ pub const fn fallback_for_grpc_code(code: Code) -> (ErrorCode, StatusCode) {
         Code::Ok | Code::Unknown | Code::Internal | Code::DataLoss => {
             (ErrorCode::Internal, StatusCode::INTERNAL_SERVER_ERROR)
         }
-        Code::Unavailable | Code::Cancelled => (ErrorCode::Unavailable, StatusCode::SERVICE_UNAVAILABLE),
+        Code::Unavailable | Code::Cancelled => {
+            (ErrorCode::Unavailable, StatusCode::SERVICE_UNAVAILABLE)
+        }
         Code::DeadlineExceeded => (ErrorCode::Unavailable, StatusCode::GATEWAY_TIMEOUT),
     }
 }
@@ -180,7 +188,12 @@ pub struct ApiError {
 impl ApiError {
     /// An error with the row's own HTTP status.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
-        ApiError { status: code.http_status(), code, message: message.into(), allow: None }
+        ApiError {
+            status: code.http_status(),
+            code,
+            message: message.into(),
+            allow: None,
+        }
     }
 
     /// A 400 / 40001 error.
@@ -200,7 +213,8 @@ impl ApiError {
 
     /// The 504 / 50301 error of a request that ran past the request timeout.
     pub fn timeout() -> ApiError {
-        ApiError::new(ErrorCode::Unavailable, TIMEOUT_MESSAGE).with_status(StatusCode::GATEWAY_TIMEOUT)
+        ApiError::new(ErrorCode::Unavailable, TIMEOUT_MESSAGE)
+            .with_status(StatusCode::GATEWAY_TIMEOUT)
     }
 
     /// The 405 / 40001 error of a known path called with a method it does not serve; `allow` lists the methods it does.
@@ -233,11 +247,16 @@ impl ApiError {
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            return ApiError::new(ErrorCode::Unavailable, BACKEND_UNAVAILABLE_MESSAGE).with_status(http_status);
+            return ApiError::new(ErrorCode::Unavailable, BACKEND_UNAVAILABLE_MESSAGE)
+                .with_status(http_status);
         }
-        let known_reason = status.get_details_error_info().and_then(|info| ErrorCode::from_reason(&info.reason));
+        let known_reason = status
+            .get_details_error_info()
+            .and_then(|info| ErrorCode::from_reason(&info.reason));
         let (code, http_status) = match known_reason {
-            Some(code) if status.code() == Code::DeadlineExceeded => (code, StatusCode::GATEWAY_TIMEOUT),
+            Some(code) if status.code() == Code::DeadlineExceeded => {
+                (code, StatusCode::GATEWAY_TIMEOUT)
+            }
             Some(code) => (code, code.http_status()),
             None => fallback_for_grpc_code(status.code()),
         };
@@ -280,7 +299,13 @@ impl From<tonic::Status> for ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(formatter, "{} {}: {}", self.status.as_u16(), self.code.reason(), self.message)
+        write!(
+            formatter,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code.reason(),
+            self.message
+        )
     }
 }
 
@@ -303,7 +328,8 @@ mod tests {
     use tonic_types::{ErrorDetails, StatusExt};
 
     fn status_with_reason(code: Code, reason: &str, message: &str) -> tonic::Status {
-        let details = ErrorDetails::with_error_info(reason, "points.v1", std::collections::HashMap::new());
+        let details =
+            ErrorDetails::with_error_info(reason, "points.v1", std::collections::HashMap::new());
         tonic::Status::with_error_details(code, message, details)
     }
 
@@ -349,7 +375,11 @@ mod tests {
 
     #[test]
     fn failed_precondition_with_insufficient_points_is_422_not_400() {
-        let status = status_with_reason(Code::FailedPrecondition, "INSUFFICIENT_POINTS", "balance 3 < 5");
+        let status = status_with_reason(
+            Code::FailedPrecondition,
+            "INSUFFICIENT_POINTS",
+            "balance 3 < 5",
+        );
         let error = ApiError::from_status(&status);
         assert_eq!(error.status(), StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(error.code().code(), 42201);

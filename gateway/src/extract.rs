@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 use tonic::metadata::AsciiMetadataValue;
@@ -25,6 +25,9 @@ pub const HEADER_MERCHANT_ID: &str = "x-merchant-id";
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
 /// The gRPC metadata telling the server's audit which transport the call came through.
 pub const METADATA_TRANSPORT: &str = "x-points-transport";
+
+/// How much later than the HTTP request timeout the gRPC deadline falls.
+pub const GRPC_DEADLINE_MARGIN: Duration = Duration::from_millis(250);
 
 /// A JSON request body, deserialized strictly (the request types deny unknown fields).
 #[derive(Debug)]
@@ -51,7 +54,9 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let is_json = is_json_content_type(request.headers());
-        let bytes = Bytes::from_request(request, state).await.map_err(body_rejection)?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(body_rejection)?;
         if !is_json {
             return Err(missing_json_content_type());
         }
@@ -68,14 +73,17 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let is_json = is_json_content_type(request.headers());
-        let bytes = Bytes::from_request(request, state).await.map_err(body_rejection)?;
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(body_rejection)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Ok(OptionalApiJson(T::default()));
         }
         if !is_json {
             return Err(missing_json_content_type());
         }
-        parse_json(&bytes).map(OptionalApiJson)
+        // `null` means "no body" too, as the OpenAPI document allows.
+        parse_json::<Option<T>>(&bytes).map(|body| OptionalApiJson(body.unwrap_or_default()))
     }
 }
 
@@ -104,19 +112,31 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        Path::<T>::from_request_parts(parts, state).await.map(|Path(value)| ApiPath(value)).map_err(
-            |rejection: PathRejection| ApiError::invalid_argument(lowercase_first(&rejection.body_text())),
-        )
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| ApiPath(value))
+            .map_err(|rejection: PathRejection| {
+                ApiError::invalid_argument(lowercase_first(&rejection.body_text()))
+            })
     }
 }
 
 /// Accepts `application/json` and `application/<anything>+json`, with parameters such as `charset`.
 fn is_json_content_type(headers: &HeaderMap) -> bool {
-    let Some(content_type) = headers.get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok()) else {
+    let Some(content_type) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+    else {
         return false;
     };
-    let essence = content_type.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/json"
+        || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 fn missing_json_content_type() -> ApiError {
@@ -127,7 +147,10 @@ fn body_rejection(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::invalid_argument("request body is larger than the size limit")
     } else {
-        ApiError::invalid_argument(format!("cannot read the request body: {}", rejection.body_text()))
+        ApiError::invalid_argument(format!(
+            "cannot read the request body: {}",
+            rejection.body_text()
+        ))
     }
 }
 
@@ -175,7 +198,7 @@ pub struct CallContext {
 
 impl CallContext {
     /// Wraps `message` in a gRPC request with `x-api-key`, `x-merchant-id`, `x-request-id`,
-    /// `x-points-transport: rest` and the request timeout as the gRPC deadline.
+    /// `x-points-transport: rest` and the gRPC deadline (the request timeout plus [`GRPC_DEADLINE_MARGIN`]).
     pub fn request<T>(&self, message: T) -> tonic::Request<T> {
         let mut request = tonic::Request::new(message);
         let metadata = request.metadata_mut();
@@ -187,31 +210,34 @@ impl CallContext {
         }
         metadata.insert(HEADER_REQUEST_ID, self.request_id.clone());
         metadata.insert(METADATA_TRANSPORT, AsciiMetadataValue::from_static("rest"));
-        request.set_timeout(self.timeout);
+        // The deadline is a little later than the gateway's own timeout, so a slow call always ends in the
+        // gateway's 504 (not in whatever status the server's deadline handling chooses) while the server still
+        // learns when to give up.
+        request.set_timeout(self.timeout + GRPC_DEADLINE_MARGIN);
         request
-    }
-
-    /// The request id sent to the points service.
-    pub fn request_id(&self) -> &AsciiMetadataValue {
-        &self.request_id
     }
 }
 
 impl FromRequestParts<AppState> for CallContext {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let api_key = match parts.headers.get(HEADER_API_KEY) {
-            Some(value) => Some(AsciiMetadataValue::try_from(value.as_bytes()).map_err(|_| {
-                ApiError::new(ErrorCode::Unauthenticated, "the x-api-key header is malformed")
+            Some(value) => Some(printable_ascii(value).ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::Unauthenticated,
+                    "the x-api-key header is malformed",
+                )
             })?),
             None => None,
         };
         let merchant_id = match parts.headers.get(HEADER_MERCHANT_ID) {
-            Some(value) => Some(
-                AsciiMetadataValue::try_from(value.as_bytes())
-                    .map_err(|_| ApiError::invalid_argument("the x-merchant-id header is malformed"))?,
-            ),
+            Some(value) => Some(printable_ascii(value).ok_or_else(|| {
+                ApiError::invalid_argument("the x-merchant-id header is malformed")
+            })?),
             None => None,
         };
         let request_id = match parts.extensions.get::<RequestId>() {
@@ -222,8 +248,23 @@ impl FromRequestParts<AppState> for CallContext {
             tracing::error!("request id is not ASCII although the middleware checked it");
             ApiError::internal()
         })?;
-        Ok(CallContext { api_key, merchant_id, request_id, timeout: state.request_timeout })
+        Ok(CallContext {
+            api_key,
+            merchant_id,
+            request_id,
+            timeout: state.request_timeout,
+        })
     }
+}
+
+/// The header as gRPC ASCII metadata, if every byte is printable ASCII (HTTP also allows bytes 0x80–0xFF, which
+/// no key or id contains).
+fn printable_ascii(value: &HeaderValue) -> Option<AsciiMetadataValue> {
+    let bytes = value.as_bytes();
+    if !bytes.iter().all(|byte| (b' '..=b'~').contains(byte)) {
+        return None;
+    }
+    AsciiMetadataValue::try_from(bytes).ok()
 }
 
 #[cfg(test)]
@@ -244,26 +285,45 @@ mod tests {
         let cases = [
             (r#"{"uid": "u1", "points": 5"#, "malformed JSON body"),
             (r#"{"uid": "u1", "points": "five"}"#, "points: invalid type"),
-            (r#"{"uid": "u1", "points": 5, "extra": 1}"#, "unknown field `extra`"),
+            (
+                r#"{"uid": "u1", "points": 5, "extra": 1}"#,
+                "unknown field `extra`",
+            ),
             (r#"{"uid": "u1"}"#, "missing field `points`"),
-            (r#"{"uid": "u1", "points": 5} trailing"#, "malformed JSON body"),
+            (
+                r#"{"uid": "u1", "points": 5} trailing"#,
+                "malformed JSON body",
+            ),
         ];
         for (body, expected) in cases {
             let error = parse_json::<Body>(body.as_bytes()).expect_err(body);
             assert_eq!(error.code(), ErrorCode::InvalidArgument);
-            assert!(error.message().contains(expected), "{body}: {}", error.message());
+            assert!(
+                error.message().contains(expected),
+                "{body}: {}",
+                error.message()
+            );
         }
     }
 
     #[test]
     fn json_content_types_are_recognised() {
-        let accepted = ["application/json", "application/json; charset=utf-8", "application/merge-patch+json"];
+        let accepted = [
+            "application/json",
+            "application/json; charset=utf-8",
+            "application/merge-patch+json",
+        ];
         let refused = ["text/plain", "application/x-www-form-urlencoded", "json"];
-        for (content_type, expected) in
-            accepted.iter().map(|value| (value, true)).chain(refused.iter().map(|value| (value, false)))
+        for (content_type, expected) in accepted
+            .iter()
+            .map(|value| (value, true))
+            .chain(refused.iter().map(|value| (value, false)))
         {
             let mut headers = HeaderMap::new();
-            headers.insert(header::CONTENT_TYPE, content_type.parse().expect("valid header"));
+            headers.insert(
+                header::CONTENT_TYPE,
+                content_type.parse().expect("valid header"),
+            );
             assert_eq!(is_json_content_type(&headers), expected, "{content_type}");
         }
         assert!(!is_json_content_type(&HeaderMap::new()));

@@ -8,17 +8,18 @@
 //! * [`serve`] runs it on a listener until a shutdown signal, finishing in-flight requests;
 //! * [`install_metrics_recorder`] installs the process-wide Prometheus recorder `/metrics` renders.
 #![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
 pub mod config;
-pub mod convert;
+mod convert;
 pub mod envelope;
 pub mod error;
-pub mod extract;
+mod extract;
 pub mod metrics;
-pub mod middleware;
+mod middleware;
 pub mod openapi;
-pub mod routes;
-pub mod state;
+mod routes;
+mod state;
 
 /// The generated `points.v1` messages and gRPC clients.
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
@@ -36,7 +37,7 @@ use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Redirect, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::services::{ServeDir, ServeFile};
-use tower_http::trace::{DefaultOnFailure, DefaultOnResponse, TraceLayer};
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -82,13 +83,15 @@ pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
         metrics: install_metrics_recorder(),
     };
     let (api, document) = documented_routes();
-    let swagger = SwaggerUi::new(DOCS_PATH).url(OPENAPI_PATH, document).config(
-        SwaggerConfig::new([OPENAPI_PATH])
-            .validator_url("none")
-            .try_it_out_enabled(true)
-            .persist_authorization(true)
-            .display_request_duration(true),
-    );
+    let swagger = SwaggerUi::new(DOCS_PATH)
+        .url(OPENAPI_PATH, document)
+        .config(
+            SwaggerConfig::new([OPENAPI_PATH])
+                .validator_url("none")
+                .try_it_out_enabled(true)
+                .persist_authorization(true)
+                .display_request_duration(true),
+        );
     let mut app: Router<AppState> = api.merge(Router::from(swagger)).fallback(unknown_route);
     if let Some(admin_ui_dir) = &config.admin_ui_dir {
         app = app.merge(admin_router(admin_ui_dir));
@@ -96,13 +99,17 @@ pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
     let app = app
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(CatchPanicLayer::new())
-        .layer(from_fn_with_state(config.request_timeout, crate::middleware::timeout))
+        .layer(from_fn_with_state(
+            config.request_timeout,
+            crate::middleware::timeout,
+        ))
         .layer(from_fn(crate::middleware::envelope_bare_errors))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(make_span)
                 .on_response(DefaultOnResponse::new().level(Level::INFO))
-                .on_failure(DefaultOnFailure::new().level(Level::WARN)),
+                // The response line already carries the status; errors worth a warning are logged where they arise.
+                .on_failure(()),
         )
         .layer(from_fn(crate::middleware::record_metrics))
         .layer(from_fn(crate::middleware::request_id))
@@ -119,15 +126,23 @@ pub async fn serve(
     let app = router(&config).await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, grpc_url = %config.grpc_url, "rest gateway listening");
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await?;
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await?;
     tracing::info!("rest gateway stopped");
     Ok(())
 }
 
 /// The span of one request: method, route template (never the raw path, which may carry ids) and request id.
 fn make_span(request: &Request) -> tracing::Span {
-    let route = request.extensions().get::<MatchedPath>().map_or(crate::middleware::UNMATCHED_ROUTE, MatchedPath::as_str);
-    let request_id = request.extensions().get::<RequestId>().map_or("", RequestId::as_str);
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or(crate::middleware::UNMATCHED_ROUTE, MatchedPath::as_str);
+    let request_id = request
+        .extensions()
+        .get::<RequestId>()
+        .map_or("", RequestId::as_str);
     tracing::info_span!("http_request", method = %request.method(), route, request_id)
 }
 
@@ -140,8 +155,13 @@ async fn unknown_route(method: Method, uri: axum::http::Uri) -> Response {
 /// redirects to `/admin/` so the SPA's relative asset URLs resolve under `/admin/`.
 fn admin_router(admin_ui_dir: &Path) -> Router<AppState> {
     let index = admin_ui_dir.join("index.html");
-    let files = ServeDir::new(admin_ui_dir).append_index_html_on_directories(true).fallback(ServeFile::new(index));
+    let files = ServeDir::new(admin_ui_dir)
+        .append_index_html_on_directories(true)
+        .fallback(ServeFile::new(index));
     Router::new()
-        .route(ADMIN_PATH, axum::routing::any(|| async { Redirect::permanent("/admin/") }))
+        .route(
+            ADMIN_PATH,
+            axum::routing::any(|| async { Redirect::permanent("/admin/") }),
+        )
         .nest_service("/admin/", files)
 }

@@ -23,16 +23,20 @@ async fn main() -> anyhow::Result<()> {
         return Ok(());
     }
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
         .init();
     let config = GatewayConfig::from_env()?;
-    let address_text = std::env::var(ENV_HTTP_ADDR).unwrap_or_else(|_| DEFAULT_HTTP_ADDR.to_owned());
-    let address: SocketAddr = address_text
-        .parse()
-        .with_context(|| format!("{ENV_HTTP_ADDR}={address_text:?} is not a socket address like {DEFAULT_HTTP_ADDR}"))?;
+    let address_text =
+        std::env::var(ENV_HTTP_ADDR).unwrap_or_else(|_| DEFAULT_HTTP_ADDR.to_owned());
+    let address: SocketAddr = address_text.parse().with_context(|| {
+        format!("{ENV_HTTP_ADDR}={address_text:?} is not a socket address like {DEFAULT_HTTP_ADDR}")
+    })?;
     install_metrics_recorder();
-    let listener =
-        tokio::net::TcpListener::bind(address).await.with_context(|| format!("cannot listen on {address}"))?;
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address}"))?;
     serve(listener, config, shutdown_signal()).await
 }
 

@@ -9,8 +9,9 @@ use std::time::Duration;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Latency buckets in seconds for every histogram whose name ends in `_seconds` (1 ms … 10 s).
-pub const LATENCY_BUCKETS_SECONDS: &[f64] =
-    &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+pub const LATENCY_BUCKETS_SECONDS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 /// How often histogram buffers are drained when nobody scrapes `/metrics` (keeps memory bounded).
 const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -26,9 +27,10 @@ pub fn install_metrics_recorder() -> PrometheusHandle {
 }
 
 fn install() -> PrometheusHandle {
-    let builder = match PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_owned()), LATENCY_BUCKETS_SECONDS)
-    {
+    let builder = match PrometheusBuilder::new().set_buckets_for_metric(
+        Matcher::Suffix("_seconds".to_owned()),
+        LATENCY_BUCKETS_SECONDS,
+    ) {
         Ok(builder) => builder,
         Err(error) => {
             // Only an empty bucket list fails, and the list above is a non-empty constant.
@@ -42,12 +44,14 @@ fn install() -> PrometheusHandle {
         tracing::warn!(%error, "a metrics recorder was already installed; /metrics shows a private recorder");
     }
     let upkeep_handle = handle.clone();
-    let spawned = std::thread::Builder::new().name("metrics-upkeep".to_owned()).spawn(move || {
-        loop {
-            std::thread::sleep(UPKEEP_INTERVAL);
-            upkeep_handle.run_upkeep();
-        }
-    });
+    let spawned = std::thread::Builder::new()
+        .name("metrics-upkeep".to_owned())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkeep_handle.run_upkeep();
+            }
+        });
     if let Err(error) = spawned {
         tracing::warn!(%error, "cannot start the metrics upkeep thread; histograms drain only when scraped");
     }

@@ -46,11 +46,16 @@ impl RequestId {
 /// Accepts or generates the request id, stores it as an extension (and in the request header, for the trace span),
 /// and returns it in the response's `x-request-id`.
 pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let request_id =
-        request.headers().get(HEADER_REQUEST_ID).and_then(RequestId::from_client).unwrap_or_else(RequestId::generate);
+    let request_id = request
+        .headers()
+        .get(HEADER_REQUEST_ID)
+        .and_then(RequestId::from_client)
+        .unwrap_or_else(RequestId::generate);
     let header_value = HeaderValue::from_str(request_id.as_str()).ok();
     if let Some(value) = &header_value {
-        request.headers_mut().insert(HEADER_REQUEST_ID, value.clone());
+        request
+            .headers_mut()
+            .insert(HEADER_REQUEST_ID, value.clone());
     }
     request.extensions_mut().insert(request_id);
     let mut response = next.run(request).await;
@@ -64,7 +69,9 @@ pub async fn request_id(mut request: Request, next: Next) -> Response {
 pub fn route_label(request: &Request) -> String {
     match request.extensions().get::<MatchedPath>() {
         // Nested services (`/admin`, `/docs`) match a private tail parameter; give it a readable name.
-        Some(path) => path.as_str().replace("{*__private__axum_nest_tail_param}", "{*rest}"),
+        Some(path) => path
+            .as_str()
+            .replace("{*__private__axum_nest_tail_param}", "{*rest}"),
         None => UNMATCHED_ROUTE.to_owned(),
     }
 }
@@ -131,23 +138,37 @@ pub async fn envelope_bare_errors(request: Request, next: Next) -> Response {
         return response;
     }
     let error = match status {
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::method_not_allowed(response.headers().get(header::ALLOW).cloned()),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            ApiError::method_not_allowed(response.headers().get(header::ALLOW).cloned())
+        }
         StatusCode::NOT_FOUND => ApiError::not_found("not found"),
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::invalid_argument("request body is larger than the size limit"),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ApiError::invalid_argument("request body is larger than the size limit")
+        }
         StatusCode::REQUEST_TIMEOUT | StatusCode::GATEWAY_TIMEOUT => ApiError::timeout(),
-        StatusCode::SERVICE_UNAVAILABLE => ApiError::new(ErrorCode::Unavailable, "service unavailable, retry later"),
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ApiError::new(ErrorCode::Unavailable, "service unavailable, retry later")
+        }
         _ if status.is_client_error() => ApiError::invalid_argument(format!(
             "bad request ({})",
-            status.canonical_reason().unwrap_or("client error").to_lowercase()
+            status
+                .canonical_reason()
+                .unwrap_or("client error")
+                .to_lowercase()
         )),
         _ => {
-            tracing::error!(status = status.as_u16(), "bare server error response replaced by the envelope");
+            tracing::error!(
+                status = status.as_u16(),
+                "bare server error response replaced by the envelope"
+            );
             ApiError::internal()
         }
     };
     let mut enveloped = error.into_response();
     if let Some(request_id) = response.headers().get(HEADER_REQUEST_ID) {
-        enveloped.headers_mut().insert(HEADER_REQUEST_ID, request_id.clone());
+        enveloped
+            .headers_mut()
+            .insert(HEADER_REQUEST_ID, request_id.clone());
     }
     enveloped
 }
@@ -161,10 +182,17 @@ mod tests {
         let accepted = ["abc", "0190d6a4-7b1c-7c9e-8f00-123456789abc", "trace:1/2"];
         for value in accepted {
             let header = HeaderValue::from_static(value);
-            assert_eq!(RequestId::from_client(&header).map(|id| id.0), Some(value.to_owned()));
+            assert_eq!(
+                RequestId::from_client(&header).map(|id| id.0),
+                Some(value.to_owned())
+            );
         }
         let too_long = "x".repeat(REQUEST_ID_LENGTH_MAX + 1);
-        let refused = [HeaderValue::from_static(""), HeaderValue::from_static("has space"), too_long.parse().expect("ascii")];
+        let refused = [
+            HeaderValue::from_static(""),
+            HeaderValue::from_static("has space"),
+            too_long.parse().expect("ascii"),
+        ];
         for value in refused {
             assert_eq!(RequestId::from_client(&value), None, "{value:?}");
         }

@@ -1,7 +1,7 @@
 //! The OpenAPI 3.1 document served at `/openapi.json`, generated from the handlers' `#[utoipa::path]` annotations.
 //!
 //! Routes and their documentation are registered together (`utoipa_axum::routes!`), so the document cannot list a
-//! route the router lacks or miss one it has. [`document_conventions`] then adds what every `/api/v1` operation shares
+//! route the router lacks or miss one it has. `document_conventions` then adds what every `/api/v1` operation shares
 //! and would be noise on each handler: the `x-api-key` security requirement, the `x-merchant-id` / `x-request-id`
 //! header parameters, the `x-request-id` response header, and one response per error status with an example of every
 //! SPEC §8 code that status can carry.
@@ -17,6 +17,7 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 
 use crate::envelope::ErrorEnvelope;
 use crate::error::{ErrorCode, INTERNAL_MESSAGE, TIMEOUT_MESSAGE};
+use crate::routes::points::EntryKind;
 
 /// The name of the security scheme of the `x-api-key` header.
 pub const SECURITY_SCHEME: &str = "api_key";
@@ -52,57 +53,108 @@ A request running past the gateway's timeout is 504 / 50301; a points service th
         (name = "audit", description = "The tamper-evident audit trail (scope `audit:read`)."),
         (name = "operations", description = "Health, readiness and metrics; no key."),
     ),
-    components(schemas(ErrorEnvelope))
+    components(schemas(ErrorEnvelope, EntryKind))
 )]
 pub struct ApiDoc;
 
+/// One documented error status: its description and an example message for each code it can carry.
+struct ErrorResponseDoc {
+    status: u16,
+    description: &'static str,
+    examples: &'static [(ErrorCode, &'static str)],
+}
+
+/// Shorthand for the table below.
+const fn doc(
+    status: u16,
+    description: &'static str,
+    examples: &'static [(ErrorCode, &'static str)],
+) -> ErrorResponseDoc {
+    ErrorResponseDoc {
+        status,
+        description,
+        examples,
+    }
+}
+
 /// The error statuses every `/api/v1` operation documents, with the codes each can carry.
-const ERROR_RESPONSES: &[(u16, &str, &[(ErrorCode, &str)])] = &[
-    (
+const ERROR_RESPONSES: &[ErrorResponseDoc] = &[
+    doc(
         400,
         "Invalid argument: bad JSON, content type, field, size, path or query value, page token.",
-        &[(ErrorCode::InvalidArgument, "invalid request body: missing field `uid`")],
+        &[(
+            ErrorCode::InvalidArgument,
+            "invalid request body: missing field `uid`",
+        )],
     ),
-    (
+    doc(
         401,
         "Missing, malformed, unknown, expired or revoked API key.",
         &[(ErrorCode::Unauthenticated, "missing x-api-key")],
     ),
-    (
+    doc(
         403,
         "The key lacks the scope, its merchant is suspended, or `x-merchant-id` names another merchant.",
-        &[(ErrorCode::PermissionDenied, "the key lacks the scope points:write")],
+        &[(
+            ErrorCode::PermissionDenied,
+            "the key lacks the scope points:write",
+        )],
     ),
-    (404, "The resource does not exist.", &[(ErrorCode::NotFound, "entry not found")]),
-    (
+    doc(
+        404,
+        "The resource does not exist.",
+        &[(ErrorCode::NotFound, "entry not found")],
+    ),
+    doc(
         409,
         "The resource exists already, or the idempotency key was used for a different request.",
         &[
-            (ErrorCode::AlreadyExists, "a merchant with this slug exists already"),
-            (ErrorCode::IdempotencyConflict, "idempotency key reused with a different request"),
+            (
+                ErrorCode::AlreadyExists,
+                "a merchant with this slug exists already",
+            ),
+            (
+                ErrorCode::IdempotencyConflict,
+                "idempotency key reused with a different request",
+            ),
         ],
     ),
-    (
+    doc(
         422,
         "The request is valid but cannot be applied.",
         &[
             (ErrorCode::InsufficientPoints, "balance 30 is less than 50"),
-            (ErrorCode::NoApplicableRule, "no rule default in effect for EUR"),
+            (
+                ErrorCode::NoApplicableRule,
+                "no rule default in effect for EUR",
+            ),
         ],
     ),
-    (429, "Too many requests; retry later.", &[(ErrorCode::RateLimited, "rate limit exceeded, retry later")]),
-    (500, "Internal error; details are logged, never returned.", &[(ErrorCode::Internal, INTERNAL_MESSAGE)]),
-    (
+    doc(
+        429,
+        "Too many requests; retry later.",
+        &[(ErrorCode::RateLimited, "rate limit exceeded, retry later")],
+    ),
+    doc(
+        500,
+        "Internal error; details are logged, never returned.",
+        &[(ErrorCode::Internal, INTERNAL_MESSAGE)],
+    ),
+    doc(
         501,
         "The points service does not implement this method (version skew).",
         &[(ErrorCode::Internal, "not implemented by the points service")],
     ),
-    (
+    doc(
         503,
         "The points service or its database is unavailable; retry.",
         &[(ErrorCode::Unavailable, "database unavailable, retry later")],
     ),
-    (504, "The request ran past the gateway's timeout; retry.", &[(ErrorCode::Unavailable, TIMEOUT_MESSAGE)]),
+    doc(
+        504,
+        "The request ran past the gateway's timeout; retry.",
+        &[(ErrorCode::Unavailable, TIMEOUT_MESSAGE)],
+    ),
 ];
 
 /// The whole document: [`ApiDoc`], the given paths, and the shared conventions.
@@ -121,8 +173,11 @@ fn document_conventions(openapi: &mut utoipa::openapi::OpenApi) {
             "An API key, e.g. `lp_live_…`.",
         ))),
     );
-    for (status, description, codes) in ERROR_RESPONSES {
-        components.responses.insert(error_response_name(*status), RefOr::T(error_response(description, codes)));
+    for error in ERROR_RESPONSES {
+        components.responses.insert(
+            error_response_name(error.status),
+            RefOr::T(error_response(error.description, error.examples)),
+        );
     }
 
     for (path, item) in openapi.paths.paths.iter_mut() {
@@ -147,20 +202,29 @@ fn document_conventions(openapi: &mut utoipa::openapi::OpenApi) {
 }
 
 fn add_api_conventions(operation: &mut Operation) {
-    operation.security = Some(vec![SecurityRequirement::new(SECURITY_SCHEME, Vec::<String>::new())]);
+    operation.security = Some(vec![SecurityRequirement::new(
+        SECURITY_SCHEME,
+        Vec::<String>::new(),
+    )]);
     let merchant_id = ParameterBuilder::new()
         .name("x-merchant-id")
         .parameter_in(ParameterIn::Header)
         .required(Required::False)
-        .description(Some("With an admin key: act for this merchant (like Stripe's `Stripe-Account`)."))
+        .description(Some(
+            "With an admin key: act for this merchant (like Stripe's `Stripe-Account`).",
+        ))
         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
         .build();
-    operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(merchant_id));
-    for (status, _, _) in ERROR_RESPONSES {
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::T(merchant_id));
+    for error in ERROR_RESPONSES {
+        let reference = Ref::from_response_name(error_response_name(error.status));
         operation
             .responses
             .responses
-            .insert(status.to_string(), RefOr::Ref(Ref::from_response_name(error_response_name(*status))));
+            .insert(error.status.to_string(), RefOr::Ref(reference));
     }
 }
 
@@ -170,13 +234,20 @@ fn add_request_id(operation: &mut Operation) {
         .name("x-request-id")
         .parameter_in(ParameterIn::Header)
         .required(Required::False)
-        .description(Some("1–128 visible ASCII characters; generated (a UUID) when absent or unusable."))
+        .description(Some(
+            "1–128 visible ASCII characters; generated (a UUID) when absent or unusable.",
+        ))
         .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
         .build();
-    operation.parameters.get_or_insert_with(Vec::new).push(RefOr::T(request_id));
+    operation
+        .parameters
+        .get_or_insert_with(Vec::new)
+        .push(RefOr::T(request_id));
     for response in operation.responses.responses.values_mut() {
         if let RefOr::T(response) = response {
-            response.headers.insert("x-request-id".to_owned(), RefOr::T(request_id_header()));
+            response
+                .headers
+                .insert("x-request-id".to_owned(), RefOr::T(request_id_header()));
         }
     }
 }
@@ -196,7 +267,9 @@ fn error_response(description: &str, codes: &[(ErrorCode, &str)]) -> utoipa::ope
     let examples = codes.iter().map(|(code, message)| {
         let example = ExampleBuilder::new()
             .summary(format!("{} {}", code.code(), code.reason()))
-            .value(Some(json!({"code": code.code(), "message": message, "data": null})))
+            .value(Some(
+                json!({"code": code.code(), "message": message, "data": null}),
+            ))
             .build();
         (code.reason().to_owned(), example)
     });

@@ -48,11 +48,16 @@ impl Backend {
             .keep_alive_timeout(Duration::from_secs(10));
         let channel = endpoint.connect_lazy();
         Ok(Backend {
-            merchants: MerchantServiceClient::new(channel.clone()).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
-            api_keys: ApiKeyServiceClient::new(channel.clone()).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
-            points: PointsServiceClient::new(channel.clone()).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
-            rules: RuleServiceClient::new(channel.clone()).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
-            audit: AuditServiceClient::new(channel.clone()).max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            merchants: MerchantServiceClient::new(channel.clone())
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            api_keys: ApiKeyServiceClient::new(channel.clone())
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            points: PointsServiceClient::new(channel.clone())
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            rules: RuleServiceClient::new(channel.clone())
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            audit: AuditServiceClient::new(channel.clone())
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
             health: HealthClient::new(channel),
         })
     }

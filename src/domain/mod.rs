@@ -1,6 +1,9 @@
 //! Domain types, parsed once at the edge ("parse, don't validate"): a value of these types is always valid.
 
 pub mod api_key;
+pub mod money;
+pub mod points;
+pub mod rules;
 
 use crate::error::{ServiceError, ServiceResult};
 

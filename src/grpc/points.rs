@@ -1,50 +1,240 @@
-//! `points.v1.PointsService`: not served yet; every method answers UNIMPLEMENTED until the points ledger (issue #3) lands.
+//! `points.v1.PointsService`: parses requests into ledger mutations, calls the ledger, converts back.
 
+use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::Handlers;
-use crate::pb::{self, points_service_server::PointsService};
+use super::{Handlers, handle, parse_timestamp, timestamp, timestamp_opt};
+use crate::{
+    domain::points::{IdempotencyKey, Points, Uid, parse_delta, parse_description, parse_metadata, parse_reference},
+    error::{ServiceError, ServiceResult},
+    pb::{self, points_service_server::PointsService},
+    service::ledger::{self, Credit, Mutation, MutationKind, MutationResult, Outcome},
+    store::ledger::EntryRow,
+};
 
-fn not_yet() -> Status {
-    Status::unimplemented("the points ledger (issue #3) is not implemented yet")
+pub fn entry_message(row: EntryRow) -> pb::Entry {
+    pb::Entry {
+        entry_id: row.entry_id.to_string(),
+        uid: row.uid,
+        kind: row.kind,
+        delta: row.delta,
+        balance_after: row.balance_after,
+        idempotency_key: row.idempotency_key.unwrap_or_default(),
+        reference: row.reference,
+        description: row.description,
+        metadata_json: row.metadata.to_string(),
+        rule_code: row.rule_code,
+        rule_version: row.rule_version,
+        amount: row.amount.map(|amount| amount.normalize().to_string()),
+        currency: row.currency,
+        reverses_entry_id: row.reverses_entry_id.map(|id| id.to_string()),
+        expires_at: timestamp_opt(row.expires_at),
+        created_at: Some(timestamp(row.created_at)),
+    }
+}
+
+fn mutation_message(result: MutationResult) -> pb::MutationResponse {
+    pb::MutationResponse {
+        balance: result.balance,
+        replayed: result.outcome == Outcome::Replayed,
+        entry: Some(entry_message(result.entry)),
+    }
+}
+
+/// Identifies a request for idempotency: the operation and the exact request fields.
+fn digest(operation: &str, message: &impl Message) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(operation.as_bytes());
+    hasher.update(&[0]);
+    hasher.update(&message.encode_to_vec());
+    hasher.finalize().to_hex().to_string()
+}
+
+pub fn earn_mutation(message: &pb::EarnRequest) -> ServiceResult<Mutation> {
+    let credit = match (message.points, &message.amount) {
+        (Some(points), None) => {
+            if message.currency.is_some() || message.rule_code.is_some() {
+                return Err(ServiceError::invalid("currency and rule_code go with amount, not with points"));
+            }
+            Credit::Points(Points::parse("points", points)?)
+        }
+        (None, Some(amount)) => Credit::Amount {
+            amount: amount.clone(),
+            currency: message.currency.clone().ok_or_else(|| ServiceError::invalid("amount needs a currency"))?,
+            rule_code: message.rule_code.clone(),
+        },
+        (Some(_), Some(_)) => return Err(ServiceError::invalid("give either points or amount, not both")),
+        (None, None) => return Err(ServiceError::invalid("give points, or amount and currency")),
+    };
+    Ok(Mutation {
+        idempotency_key: IdempotencyKey::parse(&message.idempotency_key)?,
+        request_digest: digest("earn", message),
+        kind: MutationKind::Earn {
+            uid: Uid::parse(&message.uid)?,
+            credit,
+            reference: parse_reference(message.reference.as_deref())?,
+            description: parse_description("description", message.description.as_deref())?,
+            metadata: parse_metadata(message.metadata_json.as_deref())?,
+            expires_at: parse_timestamp("expires_at", message.expires_at)?,
+        },
+    })
+}
+
+pub fn spend_mutation(message: &pb::SpendRequest) -> ServiceResult<Mutation> {
+    Ok(Mutation {
+        idempotency_key: IdempotencyKey::parse(&message.idempotency_key)?,
+        request_digest: digest("spend", message),
+        kind: MutationKind::Spend {
+            uid: Uid::parse(&message.uid)?,
+            points: Points::parse("points", message.points)?,
+            reference: parse_reference(message.reference.as_deref())?,
+            description: parse_description("description", message.description.as_deref())?,
+            metadata: parse_metadata(message.metadata_json.as_deref())?,
+        },
+    })
+}
+
+pub fn adjust_mutation(message: &pb::AdjustRequest) -> ServiceResult<Mutation> {
+    let reason = parse_description("reason", Some(&message.reason))?.unwrap_or_default();
+    if reason.trim().is_empty() {
+        return Err(ServiceError::invalid("reason must not be empty"));
+    }
+    Ok(Mutation {
+        idempotency_key: IdempotencyKey::parse(&message.idempotency_key)?,
+        request_digest: digest("adjust", message),
+        kind: MutationKind::Adjust { uid: Uid::parse(&message.uid)?, delta: parse_delta(message.delta)?, reason },
+    })
+}
+
+pub fn reverse_mutation(message: &pb::ReverseRequest) -> ServiceResult<Mutation> {
+    Ok(Mutation {
+        idempotency_key: IdempotencyKey::parse(&message.idempotency_key)?,
+        request_digest: digest("reverse", message),
+        kind: MutationKind::Reverse {
+            entry_id: ledger::parse_entry_id(&message.entry_id)?,
+            reason: parse_description("reason", message.reason.as_deref())?,
+        },
+    })
+}
+
+fn batch_item(operation: &pb::BatchOperation) -> ServiceResult<Mutation> {
+    match &operation.op {
+        Some(pb::batch_operation::Op::Earn(earn)) => earn_mutation(earn),
+        Some(pb::batch_operation::Op::Spend(spend)) => spend_mutation(spend),
+        Some(pb::batch_operation::Op::Adjust(adjust)) => adjust_mutation(adjust),
+        None => Err(ServiceError::invalid("operation must be one of earn, spend, adjust")),
+    }
 }
 
 #[tonic::async_trait]
 impl PointsService for Handlers {
-    async fn earn(&self, _request: Request<pb::EarnRequest>) -> Result<Response<pb::MutationResponse>, Status> {
-        Err(not_yet())
+    async fn earn(&self, request: Request<pb::EarnRequest>) -> Result<Response<pb::MutationResponse>, Status> {
+        handle(request, |call, message| async move {
+            let mutation = earn_mutation(&message)?;
+            Ok(mutation_message(ledger::mutate(&self.services, &call, &mutation).await?))
+        })
+        .await
     }
 
-    async fn spend(&self, _request: Request<pb::SpendRequest>) -> Result<Response<pb::MutationResponse>, Status> {
-        Err(not_yet())
+    async fn spend(&self, request: Request<pb::SpendRequest>) -> Result<Response<pb::MutationResponse>, Status> {
+        handle(request, |call, message| async move {
+            let mutation = spend_mutation(&message)?;
+            Ok(mutation_message(ledger::mutate(&self.services, &call, &mutation).await?))
+        })
+        .await
     }
 
-    async fn adjust(&self, _request: Request<pb::AdjustRequest>) -> Result<Response<pb::MutationResponse>, Status> {
-        Err(not_yet())
+    async fn adjust(&self, request: Request<pb::AdjustRequest>) -> Result<Response<pb::MutationResponse>, Status> {
+        handle(request, |call, message| async move {
+            let mutation = adjust_mutation(&message)?;
+            Ok(mutation_message(ledger::mutate(&self.services, &call, &mutation).await?))
+        })
+        .await
     }
 
-    async fn reverse(&self, _request: Request<pb::ReverseRequest>) -> Result<Response<pb::MutationResponse>, Status> {
-        Err(not_yet())
+    async fn reverse(&self, request: Request<pb::ReverseRequest>) -> Result<Response<pb::MutationResponse>, Status> {
+        handle(request, |call, message| async move {
+            let mutation = reverse_mutation(&message)?;
+            Ok(mutation_message(ledger::mutate(&self.services, &call, &mutation).await?))
+        })
+        .await
     }
 
-    async fn get_entry(&self, _request: Request<pb::GetEntryRequest>) -> Result<Response<pb::Entry>, Status> {
-        Err(not_yet())
+    async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::Entry>, Status> {
+        handle(request, |call, message| async move {
+            Ok(entry_message(ledger::get_entry(&self.services, &call, &message.entry_id).await?))
+        })
+        .await
     }
 
-    async fn get_account(&self, _request: Request<pb::GetAccountRequest>) -> Result<Response<pb::Account>, Status> {
-        Err(not_yet())
+    async fn get_account(&self, request: Request<pb::GetAccountRequest>) -> Result<Response<pb::Account>, Status> {
+        handle(request, |call, message| async move {
+            let account = ledger::get_account(&self.services, &call, &message.uid).await?;
+            Ok(pb::Account {
+                uid: account.uid,
+                balance: account.balance,
+                expiring: account
+                    .expiring
+                    .into_iter()
+                    .map(|(points, at)| pb::ExpiringPoints { points, expires_at: Some(timestamp(at)) })
+                    .collect(),
+            })
+        })
+        .await
     }
 
-    async fn list_entries(&self, _request: Request<pb::ListEntriesRequest>) -> Result<Response<pb::ListEntriesResponse>, Status> {
-        Err(not_yet())
+    async fn list_entries(
+        &self,
+        request: Request<pb::ListEntriesRequest>,
+    ) -> Result<Response<pb::ListEntriesResponse>, Status> {
+        handle(request, |call, message| async move {
+            let filter = ledger::ListEntries {
+                uid: &message.uid,
+                kind: message.kind.as_deref(),
+                from: parse_timestamp("from", message.from)?,
+                to: parse_timestamp("to", message.to)?,
+                page_size: message.page_size,
+                page_token: &message.page_token,
+            };
+            let (rows, next_page_token) = ledger::list_entries(&self.services, &call, filter).await?;
+            Ok(pb::ListEntriesResponse { items: rows.into_iter().map(entry_message).collect(), next_page_token })
+        })
+        .await
     }
 
-    async fn batch(&self, _request: Request<pb::BatchRequest>) -> Result<Response<pb::BatchResponse>, Status> {
-        Err(not_yet())
+    async fn batch(&self, request: Request<pb::BatchRequest>) -> Result<Response<pb::BatchResponse>, Status> {
+        handle(request, |call, message| async move {
+            let items: Vec<_> = message.operations.iter().map(batch_item).collect();
+            let results = ledger::batch(&self.services, &call, message.atomic, &items).await?;
+            let results = results
+                .into_iter()
+                .enumerate()
+                .map(|(index, result)| match result {
+                    Ok(result) => pb::BatchResult {
+                        index: index as i32,
+                        code: 0,
+                        message: "OK".to_owned(),
+                        reason: "OK".to_owned(),
+                        data: Some(mutation_message(result)),
+                    },
+                    Err(error) => pb::BatchResult {
+                        index: index as i32,
+                        code: error.code.envelope_code(),
+                        message: error.message,
+                        reason: error.code.reason().to_owned(),
+                        data: None,
+                    },
+                })
+                .collect();
+            Ok(pb::BatchResponse { results })
+        })
+        .await
     }
 
-    async fn calculate(&self, _request: Request<pb::CalculateRequest>) -> Result<Response<pb::CalculateResponse>, Status> {
-        Err(not_yet())
+    async fn calculate(&self, request: Request<pb::CalculateRequest>) -> Result<Response<pb::CalculateResponse>, Status> {
+        handle(request, |call, message| async move {
+            super::rules::calculate_response(&self.services, &call, message).await
+        })
+        .await
     }
-
 }

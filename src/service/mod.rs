@@ -4,7 +4,9 @@
 pub mod api_keys;
 pub mod audit;
 pub mod bootstrap;
+pub mod ledger;
 pub mod merchants;
+pub mod rules;
 
 use std::{
     sync::{Arc, Mutex, MutexGuard},

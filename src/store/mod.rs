@@ -7,8 +7,10 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod ledger;
 pub mod merchants;
 pub mod migrations;
+pub mod rules;
 
 use std::str::FromStr;
 

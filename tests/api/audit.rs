@@ -1,8 +1,8 @@
 //! The audit trail: one record per call with the right outcome, atomic with mutations, no keys in it,
 //! tamper-evident, queryable, complete after concurrent load and after a graceful stop.
 //!
-//! Tests marked `#[ignore = "needs the points ledger ..."]` drive `PointsService` and pass once the ledger
-//! (issue #3) is merged; the in-transaction path is covered without it by the key and merchant mutations.
+//! The in-transaction path is covered both by the key and merchant mutations and by the ledger and rules
+//! (earn, replay, conversions), which write their records through `record_in_transaction` too.
 
 use std::{
     collections::HashMap,
@@ -1541,7 +1541,7 @@ async fn a_range_of_the_chain_can_be_verified_on_its_own() {
     app.stop().await.expect("stop");
 }
 
-// ---- Tests that need the points ledger (issue #3). They pass once `PointsService` is served. ----
+// ---- Through the points ledger and the conversion rules. ----
 
 fn earn(uid: &str, points: i64, idempotency_key: &str) -> pb::EarnRequest {
     pb::EarnRequest {
@@ -1553,7 +1553,6 @@ fn earn(uid: &str, points: i64, idempotency_key: &str) -> pb::EarnRequest {
 }
 
 #[tokio::test]
-#[ignore = "needs the points ledger (issue #3)"]
 async fn an_earn_its_replay_and_a_conflicting_reuse_produce_one_record_each() {
     let app = spawn_app().await;
     let (merchant, key) = app.register_merchant("earning-shop").await;
@@ -1620,7 +1619,6 @@ async fn an_earn_its_replay_and_a_conflicting_reuse_produce_one_record_each() {
 }
 
 #[tokio::test]
-#[ignore = "needs the points ledger (issue #3)"]
 async fn an_earn_that_fails_after_its_entry_is_written_leaves_neither_entry_nor_record() {
     let app = spawn_app().await;
     let (merchant, key) = app.register_merchant("failing-earn-shop").await;
@@ -1660,7 +1658,6 @@ async fn an_earn_that_fails_after_its_entry_is_written_leaves_neither_entry_nor_
 }
 
 #[tokio::test]
-#[ignore = "needs the points ledger (issue #3)"]
 async fn changing_the_delta_of_an_earned_entry_is_detected() {
     let app = spawn_app().await;
     let (merchant, key) = app.register_merchant("earned-tamper-shop").await;
@@ -1697,5 +1694,134 @@ async fn changing_the_delta_of_an_earned_entry_is_detected() {
         verification.first_bad_audit_id,
         Some(record[0].audit_id.to_string())
     );
+    app.stop().await.expect("stop");
+}
+
+/// (amount, currency, rule code, rule version, points, uid, outcome code, number of entry ids) of a record.
+type Facts = (
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<i32>,
+    Option<i64>,
+    Option<String>,
+    i32,
+    i32,
+);
+
+async fn facts(db: &tokio_postgres::Client, table: &str, request_id: &str) -> Facts {
+    let sql = format!(
+        "SELECT amount::text, currency, rule_code, rule_version, points, uid, outcome_code, \
+         cardinality(entry_ids) FROM {table} WHERE request_id = '{request_id}'"
+    );
+    let row = db.query_one(&sql, &[]).await.expect("facts");
+    (
+        row.get(0),
+        row.get(1),
+        row.get(2),
+        row.get(3),
+        row.get(4),
+        row.get(5),
+        row.get(6),
+        row.get(7),
+    )
+}
+
+#[tokio::test]
+async fn conversions_reads_and_ledger_refusals_record_their_facts() {
+    let app = spawn_app().await;
+    let (merchant, key) = app.register_merchant("converting-shop").await;
+    let table = tenant_table(&merchant.merchant_id);
+    let caller = |request_id: &str| with_request_id(app.caller(&key), request_id);
+    app.rules(caller("rq-put-rule"))
+        .put_rule(pb::PutRuleRequest {
+            code: "default".into(),
+            currency: "EUR".into(),
+            unit_amount: "1".into(),
+            points_per_unit: 10,
+            rounding: "floor".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("put rule");
+    app.points(caller("rq-calculate"))
+        .calculate(pb::CalculateRequest {
+            amount: "2.50".into(),
+            currency: "EUR".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("calculate");
+    app.points(caller("rq-earn-amount"))
+        .earn(pb::EarnRequest {
+            uid: "gina".into(),
+            amount: Some("12.50".into()),
+            currency: Some("EUR".into()),
+            idempotency_key: "idem-amount".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("earn by amount");
+    app.points(caller("rq-account"))
+        .get_account(pb::GetAccountRequest { uid: "gina".into() })
+        .await
+        .expect("account");
+    let short = app
+        .points(caller("rq-short"))
+        .spend(pb::SpendRequest {
+            uid: "gina".into(),
+            points: 1_000_000,
+            idempotency_key: "idem-short".into(),
+            ..Default::default()
+        })
+        .await;
+    assert_status(short, Code::FailedPrecondition, "INSUFFICIENT_POINTS");
+    let db = app.db().await;
+    let ids = [
+        "rq-put-rule",
+        "rq-calculate",
+        "rq-earn-amount",
+        "rq-account",
+        "rq-short",
+    ];
+    let found = records_by_request_id(&db, std::slice::from_ref(&table), &ids).await;
+    for id in ids {
+        assert_eq!(found[id].len(), 1, "{id}: {:?}", found[id]);
+    }
+    let calculate = facts(&db, &table, "rq-calculate").await;
+    assert_eq!(
+        calculate,
+        (
+            Some("2.50".into()),
+            Some("EUR".into()),
+            Some("default".into()),
+            Some(1),
+            Some(25),
+            None,
+            0,
+            0
+        )
+    );
+    let earned = facts(&db, &table, "rq-earn-amount").await;
+    assert_eq!(
+        earned,
+        (
+            Some("12.50".into()),
+            Some("EUR".into()),
+            Some("default".into()),
+            Some(1),
+            Some(125),
+            Some("gina".into()),
+            0,
+            1
+        )
+    );
+    let put = facts(&db, &table, "rq-put-rule").await;
+    assert_eq!((put.2.as_deref(), put.3), (Some("default"), Some(1)));
+    let account = facts(&db, &table, "rq-account").await;
+    assert_eq!((account.5.as_deref(), account.6), (Some("gina"), 0));
+    let short = facts(&db, &table, "rq-short").await;
+    assert_eq!((short.6, short.7), (42201, 0));
+    assert!(verify(&app, app.caller(&key), None, None).await.ok);
     app.stop().await.expect("stop");
 }

@@ -197,3 +197,58 @@ pub async fn list_services_by_reflection(channel: Channel) -> Vec<String> {
         other => panic!("unexpected reflection response {other:?}"),
     }
 }
+
+/// A merchant key's points client, ready to use.
+pub type PointsClient = PointsServiceClient<Intercepted>;
+
+pub fn earn_request(uid: &str, points: i64, key: &str) -> pb::EarnRequest {
+    pb::EarnRequest { uid: uid.into(), points: Some(points), idempotency_key: key.into(), ..Default::default() }
+}
+
+pub fn spend_request(uid: &str, points: i64, key: &str) -> pb::SpendRequest {
+    pb::SpendRequest { uid: uid.into(), points, idempotency_key: key.into(), ..Default::default() }
+}
+
+/// A fresh idempotency key.
+pub fn idem() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Checks the ledger invariants of a tenant straight from the database: every account's balance equals the sum of
+/// its entry deltas and the open lots, no balance is negative, no entry is reversed twice.
+pub async fn assert_ledger_invariants(db: &tokio_postgres::Client, merchant_id: &str) {
+    let schema = format!("merchant_{}", merchant_id.replace('-', ""));
+    let broken = db
+        .query(
+            &format!(
+                "SELECT a.uid, a.balance, coalesce(e.total, 0)::bigint, coalesce(l.total, 0)::bigint FROM {schema}.accounts a \
+                 LEFT JOIN (SELECT uid, sum(delta) AS total FROM {schema}.entries GROUP BY uid) e ON e.uid = a.uid \
+                 LEFT JOIN (SELECT uid, sum(remaining) AS total FROM {schema}.lots GROUP BY uid) l ON l.uid = a.uid \
+                 WHERE a.balance <> coalesce(e.total, 0) OR a.balance <> coalesce(l.total, 0) OR a.balance < 0"
+            ),
+            &[],
+        )
+        .await
+        .expect("invariant query");
+    let broken: Vec<(String, i64, i64, i64)> = broken.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
+    assert!(broken.is_empty(), "(uid, balance, sum of deltas, sum of lots) out of line: {broken:?}");
+    let negative: i64 = db
+        .query_one(&format!("SELECT count(*) FROM {schema}.entries WHERE balance_after < 0"), &[])
+        .await
+        .expect("negative query")
+        .get(0);
+    assert_eq!(negative, 0);
+}
+
+pub fn schema_of(merchant_id: &str) -> String {
+    format!("merchant_{}", merchant_id.replace('-', ""))
+}
+
+/// A connection to the `postgres` maintenance database (for sabotage that must not go through the app's own).
+pub async fn connect_maintenance() -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect("postgres://postgres@127.0.0.1:5432/postgres", tokio_postgres::NoTls)
+        .await
+        .expect("connect to postgres");
+    tokio::spawn(connection);
+    client
+}

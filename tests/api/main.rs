@@ -2,4 +2,8 @@
 
 mod audit;
 mod helpers;
+mod rules;
 mod spine;
+mod ledger;
+mod ledger_model;
+mod binary;

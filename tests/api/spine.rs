@@ -465,3 +465,38 @@ async fn health_answers_serving_and_reflection_lists_the_services() {
     }
     app.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn a_database_outage_gives_unavailable_quickly_and_the_service_recovers_by_itself() {
+    let app = spawn_app().await;
+    let (_, key) = app.register_merchant("outage-shop").await;
+    let mut points = app.points(app.caller(&key));
+    points.earn(crate::helpers::earn_request("olga", 5, "before")).await.expect("earn before the outage");
+    // The outage: nobody may connect to the database, and every open connection is cut.
+    let admin = crate::helpers::connect_maintenance().await;
+    let database = app.database_name.clone();
+    admin.batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS false")).await.expect("block");
+    admin
+        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&database])
+        .await
+        .expect("terminate");
+    let started = Instant::now();
+    let result = points.earn(crate::helpers::earn_request("olga", 5, "during")).await;
+    assert_status(result, Code::Unavailable, "UNAVAILABLE");
+    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    admin.batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true")).await.expect("unblock");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match points.earn(crate::helpers::earn_request("olga", 5, "after")).await {
+            Ok(response) => {
+                assert_eq!(response.into_inner().balance, 10, "the failed call wrote nothing");
+                break;
+            }
+            Err(status) => {
+                assert_eq!(status.code(), Code::Unavailable);
+                assert!(Instant::now() < deadline, "did not recover");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

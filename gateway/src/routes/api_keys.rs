@@ -163,10 +163,21 @@ async fn list_api_keys(
     context: CallContext,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Page<ApiKey>> {
-    let request =
-        pb::ListApiKeysRequest { page_size: page_size(query.page_size)?, page_token: query.page_token.unwrap_or_default() };
-    let response = state.backend.api_keys.clone().list_api_keys(context.request(request)).await?.into_inner();
-    Ok(Success::ok(Page::from_proto(response.items, response.next_page_token)))
+    let request = pb::ListApiKeysRequest {
+        page_size: page_size(query.page_size)?,
+        page_token: query.page_token.unwrap_or_default(),
+    };
+    let response = state
+        .backend
+        .api_keys
+        .clone()
+        .list_api_keys(context.request(request))
+        .await?
+        .into_inner();
+    Ok(Success::ok(Page::from_proto(
+        response.items,
+        response.next_page_token,
+    )))
 }
 
 /// Create a key; the plaintext `key` is returned once. Scope `keys:manage`.
@@ -185,10 +196,20 @@ async fn create_api_key(
 ) -> ApiResult<ApiKey> {
     let request = pb::CreateApiKeyRequest {
         name: body.name,
-        scopes: body.scopes.into_iter().map(|scope| scope.as_str().to_owned()).collect(),
+        scopes: body
+            .scopes
+            .into_iter()
+            .map(|scope| scope.as_str().to_owned())
+            .collect(),
         expires_at: to_timestamp_opt(body.expires_at),
     };
-    let key = state.backend.api_keys.clone().create_api_key(context.request(request)).await?.into_inner();
+    let key = state
+        .backend
+        .api_keys
+        .clone()
+        .create_api_key(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::created(key.into()))
 }
 
@@ -208,8 +229,17 @@ async fn rotate_api_key(
     ApiPath(key_id): ApiPath<String>,
     OptionalApiJson(body): OptionalApiJson<RotateApiKeyBody>,
 ) -> ApiResult<RotatedApiKey> {
-    let request = pb::RotateApiKeyRequest { key_id, grace_seconds: body.grace_seconds };
-    let response = state.backend.api_keys.clone().rotate_api_key(context.request(request)).await?.into_inner();
+    let request = pb::RotateApiKeyRequest {
+        key_id,
+        grace_seconds: body.grace_seconds,
+    };
+    let response = state
+        .backend
+        .api_keys
+        .clone()
+        .rotate_api_key(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::created(RotatedApiKey {
         api_key: required(response.api_key, "api_key")?.into(),
         previous: required(response.previous, "previous")?.into(),
@@ -231,6 +261,12 @@ async fn revoke_api_key(
     ApiPath(key_id): ApiPath<String>,
 ) -> ApiResult<ApiKey> {
     let request = pb::RevokeApiKeyRequest { key_id };
-    let key = state.backend.api_keys.clone().revoke_api_key(context.request(request)).await?.into_inner();
+    let key = state
+        .backend
+        .api_keys
+        .clone()
+        .revoke_api_key(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::ok(key.into()))
 }

@@ -176,8 +176,17 @@ async fn list_audit_logs(
         page_size: page_size(query.page_size)?,
         page_token: query.page_token.unwrap_or_default(),
     };
-    let response = state.backend.audit.clone().list_audit_logs(context.request(request)).await?.into_inner();
-    Ok(Success::ok(Page::from_proto(response.items, response.next_page_token)))
+    let response = state
+        .backend
+        .audit
+        .clone()
+        .list_audit_logs(context.request(request))
+        .await?
+        .into_inner();
+    Ok(Success::ok(Page::from_proto(
+        response.items,
+        response.next_page_token,
+    )))
 }
 
 /// Recompute the blake3 chain over a range and report the first record that does not match. Scope `audit:read`.
@@ -194,8 +203,17 @@ async fn verify_audit_log(
     context: CallContext,
     ApiQuery(query): ApiQuery<VerifyQuery>,
 ) -> ApiResult<Verification> {
-    let request = pb::VerifyAuditLogRequest { from_audit_id: query.from_audit_id, to_audit_id: query.to_audit_id };
-    let response = state.backend.audit.clone().verify_audit_log(context.request(request)).await?.into_inner();
+    let request = pb::VerifyAuditLogRequest {
+        from_audit_id: query.from_audit_id,
+        to_audit_id: query.to_audit_id,
+    };
+    let response = state
+        .backend
+        .audit
+        .clone()
+        .verify_audit_log(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::ok(Verification {
         ok: response.ok,
         checked: response.checked,
@@ -219,6 +237,12 @@ async fn get_audit_log(
     ApiPath(audit_id): ApiPath<String>,
 ) -> ApiResult<AuditRecord> {
     let request = pb::GetAuditLogRequest { audit_id };
-    let record = state.backend.audit.clone().get_audit_log(context.request(request)).await?.into_inner();
+    let record = state
+        .backend
+        .audit
+        .clone()
+        .get_audit_log(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::ok(record.into()))
 }

@@ -59,7 +59,12 @@ impl From<pb::Merchant> for Merchant {
 #[serde(deny_unknown_fields)]
 pub struct RegisterMerchantBody {
     /// Lowercase `[a-z0-9-]{3,40}`, unique across the platform.
-    #[schema(example = "coffee-corner", min_length = 3, max_length = 40, pattern = "^[a-z0-9-]{3,40}$")]
+    #[schema(
+        example = "coffee-corner",
+        min_length = 3,
+        max_length = 40,
+        pattern = "^[a-z0-9-]{3,40}$"
+    )]
     pub slug: String,
     /// Display name.
     #[schema(example = "Coffee Corner", min_length = 1)]
@@ -128,8 +133,17 @@ async fn register_merchant(
     context: CallContext,
     ApiJson(body): ApiJson<RegisterMerchantBody>,
 ) -> ApiResult<RegisteredMerchant> {
-    let request = pb::RegisterMerchantRequest { slug: body.slug, name: body.name };
-    let response = state.backend.merchants.clone().register_merchant(context.request(request)).await?.into_inner();
+    let request = pb::RegisterMerchantRequest {
+        slug: body.slug,
+        name: body.name,
+    };
+    let response = state
+        .backend
+        .merchants
+        .clone()
+        .register_merchant(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::created(RegisteredMerchant {
         merchant: required(response.merchant, "merchant")?.into(),
         api_key: required(response.api_key, "api_key")?.into(),
@@ -150,10 +164,21 @@ async fn list_merchants(
     context: CallContext,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Page<Merchant>> {
-    let request =
-        pb::ListMerchantsRequest { page_size: page_size(query.page_size)?, page_token: query.page_token.unwrap_or_default() };
-    let response = state.backend.merchants.clone().list_merchants(context.request(request)).await?.into_inner();
-    Ok(Success::ok(Page::from_proto(response.items, response.next_page_token)))
+    let request = pb::ListMerchantsRequest {
+        page_size: page_size(query.page_size)?,
+        page_token: query.page_token.unwrap_or_default(),
+    };
+    let response = state
+        .backend
+        .merchants
+        .clone()
+        .list_merchants(context.request(request))
+        .await?
+        .into_inner();
+    Ok(Success::ok(Page::from_proto(
+        response.items,
+        response.next_page_token,
+    )))
 }
 
 /// Get a merchant. Scope `admin`.
@@ -171,7 +196,13 @@ async fn get_merchant(
     ApiPath(merchant_id): ApiPath<String>,
 ) -> ApiResult<Merchant> {
     let request = pb::GetMerchantRequest { merchant_id };
-    let merchant = state.backend.merchants.clone().get_merchant(context.request(request)).await?.into_inner();
+    let merchant = state
+        .backend
+        .merchants
+        .clone()
+        .get_merchant(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::ok(merchant.into()))
 }
 
@@ -196,7 +227,13 @@ async fn update_merchant(
         name: body.name,
         status: body.status.map(|status| status.as_str().to_owned()),
     };
-    let merchant = state.backend.merchants.clone().update_merchant(context.request(request)).await?.into_inner();
+    let merchant = state
+        .backend
+        .merchants
+        .clone()
+        .update_merchant(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::ok(merchant.into()))
 }
 
@@ -209,7 +246,13 @@ async fn update_merchant(
     responses((status = 200, description = "The caller.", body = Envelope<Me>))
 )]
 async fn get_me(State(state): State<AppState>, context: CallContext) -> ApiResult<Me> {
-    let response = state.backend.merchants.clone().get_me(context.request(pb::GetMeRequest {})).await?.into_inner();
+    let response = state
+        .backend
+        .merchants
+        .clone()
+        .get_me(context.request(pb::GetMeRequest {}))
+        .await?
+        .into_inner();
     Ok(Success::ok(Me {
         merchant: response.merchant.map(Merchant::from),
         api_key: required(response.api_key, "api_key")?.into(),

@@ -82,7 +82,10 @@ pub fn page_size(page_size: Option<u32>) -> Result<i32, ApiError> {
 /// A field the points service must always fill; its absence is a server bug, reported as 500 and logged.
 pub fn required<T>(value: Option<T>, what: &'static str) -> Result<T, ApiError> {
     value.ok_or_else(|| {
-        tracing::error!(field = what, "points service response lacks a required field");
+        tracing::error!(
+            field = what,
+            "points service response lacks a required field"
+        );
         ApiError::internal()
     })
 }

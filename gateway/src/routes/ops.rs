@@ -25,7 +25,10 @@ const READINESS_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(healthz)).routes(routes!(readyz)).routes(routes!(metrics))
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
 /// A health answer.
@@ -45,7 +48,9 @@ pub struct Health {
     responses((status = 200, description = "The gateway process is up.", body = Envelope<Health>))
 )]
 async fn healthz() -> ApiResult<Health> {
-    Ok(Success::ok(Health { status: "ok".to_owned() }))
+    Ok(Success::ok(Health {
+        status: "ok".to_owned(),
+    }))
 }
 
 /// The points service answers `SERVING` to `grpc.health.v1.Health/Check` for `points.v1.PointsService`.
@@ -62,14 +67,22 @@ async fn healthz() -> ApiResult<Health> {
 )]
 async fn readyz(State(state): State<AppState>) -> ApiResult<Health> {
     let timeout = READINESS_TIMEOUT_MAX.min(state.request_timeout * 3 / 4);
-    let mut request = tonic::Request::new(HealthCheckRequest { service: READINESS_SERVICE.to_owned() });
+    let mut request = tonic::Request::new(HealthCheckRequest {
+        service: READINESS_SERVICE.to_owned(),
+    });
     request.set_timeout(timeout);
     let mut health = state.backend.health.clone();
-    let not_ready = |reason: &str| ApiError::new(ErrorCode::Unavailable, format!("not ready: {reason}"));
+    let not_ready =
+        |reason: &str| ApiError::new(ErrorCode::Unavailable, format!("not ready: {reason}"));
     match tokio::time::timeout(timeout, health.check(request)).await {
         Ok(Ok(response)) => match response.into_inner().status() {
-            ServingStatus::Serving => Ok(Success::ok(Health { status: "serving".to_owned() })),
-            status => Err(not_ready(&format!("the points service reports {}", status.as_str_name()))),
+            ServingStatus::Serving => Ok(Success::ok(Health {
+                status: "serving".to_owned(),
+            })),
+            status => Err(not_ready(&format!(
+                "the points service reports {}",
+                status.as_str_name()
+            ))),
         },
         Ok(Err(status)) => {
             tracing::warn!(grpc_code = ?status.code(), message = status.message(), "readiness check failed");
@@ -88,5 +101,11 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<Health> {
     responses((status = 200, description = "Prometheus text format.", content_type = "text/plain", body = String))
 )]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], state.metrics.render())
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
 }

@@ -6,6 +6,8 @@
 use axum::extract::State;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -134,7 +136,11 @@ impl MutationResult {
 
     /// 201 for a new entry, 200 for a replay.
     fn into_success(self) -> Success<MutationResult> {
-        if self.replayed { Success::ok(self) } else { Success::created(self) }
+        if self.replayed {
+            Success::ok(self)
+        } else {
+            Success::created(self)
+        }
     }
 }
 
@@ -244,7 +250,12 @@ pub struct AdjustBody {
 
 impl From<AdjustBody> for pb::AdjustRequest {
     fn from(body: AdjustBody) -> pb::AdjustRequest {
-        pb::AdjustRequest { uid: body.uid, delta: body.delta, reason: body.reason, idempotency_key: body.idempotency_key }
+        pb::AdjustRequest {
+            uid: body.uid,
+            delta: body.delta,
+            reason: body.reason,
+            idempotency_key: body.idempotency_key,
+        }
     }
 }
 
@@ -291,7 +302,10 @@ impl From<pb::Account> for Account {
             expiring: account
                 .expiring
                 .into_iter()
-                .map(|lot| ExpiringPoints { points: lot.points, expires_at: from_timestamp(lot.expires_at) })
+                .map(|lot| ExpiringPoints {
+                    points: lot.points,
+                    expires_at: from_timestamp(lot.expires_at),
+                })
                 .collect(),
         }
     }
@@ -348,7 +362,7 @@ pub struct EntriesQuery {
 }
 
 /// One operation of a batch: `op` says which, the other fields are that operation's body.
-#[derive(Debug, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
 pub enum BatchOperationBody {
     /// An earn.
@@ -357,6 +371,45 @@ pub enum BatchOperationBody {
     Spend(SpendBody),
     /// An adjust.
     Adjust(AdjustBody),
+}
+
+/// The schema is written by hand: the derived one would combine `{op}` with a body schema that forbids unknown
+/// properties (`allOf`), which no document can satisfy. Here each variant is the body's own object schema with `op`
+/// added as a required property, and without value constraints (lengths, ranges, patterns): an operation that breaks
+/// them does not fail the batch, it gets its own 40001 result.
+impl utoipa::PartialSchema for BatchOperationBody {
+    fn schema() -> RefOr<Schema> {
+        let variants = [
+            ("earn", EarnBody::schema()),
+            ("spend", SpendBody::schema()),
+            ("adjust", AdjustBody::schema()),
+        ];
+        variants
+            .into_iter()
+            .fold(OneOfBuilder::new(), |builder, (op, body)| builder.item(with_op_property(op, body)))
+            .description(Some("One operation of a batch: `op` says which, the other fields are that operation's body."))
+            .into()
+    }
+}
+
+impl ToSchema for BatchOperationBody {}
+
+/// `body` (an object schema) with the required property `op` fixed to `op`.
+fn with_op_property(op: &str, body: RefOr<Schema>) -> RefOr<Schema> {
+    let RefOr::T(Schema::Object(mut object)) = body else {
+        return body;
+    };
+    let op_schema = ObjectBuilder::new()
+        .schema_type(SchemaType::Type(Type::String))
+        .enum_values(Some([op]))
+        .description(Some("The operation."))
+        .build();
+    object
+        .properties
+        .insert("op".to_owned(), RefOr::T(Schema::Object(op_schema)));
+    object.required.insert(0, "op".to_owned());
+    object.title = Some(format!("batch {op}"));
+    RefOr::T(Schema::Object(object))
 }
 
 impl From<BatchOperationBody> for pb::BatchOperation {
@@ -504,7 +557,13 @@ async fn earn(
     context: CallContext,
     ApiJson(body): ApiJson<EarnBody>,
 ) -> ApiResult<MutationResult> {
-    let response = state.backend.points.clone().earn(context.request(body.into())).await?.into_inner();
+    let response = state
+        .backend
+        .points
+        .clone()
+        .earn(context.request(body.into()))
+        .await?
+        .into_inner();
     Ok(MutationResult::from_proto(response)?.into_success())
 }
 
@@ -525,7 +584,13 @@ async fn spend(
     context: CallContext,
     ApiJson(body): ApiJson<SpendBody>,
 ) -> ApiResult<MutationResult> {
-    let response = state.backend.points.clone().spend(context.request(body.into())).await?.into_inner();
+    let response = state
+        .backend
+        .points
+        .clone()
+        .spend(context.request(body.into()))
+        .await?
+        .into_inner();
     Ok(MutationResult::from_proto(response)?.into_success())
 }
 
@@ -546,7 +611,13 @@ async fn adjust(
     context: CallContext,
     ApiJson(body): ApiJson<AdjustBody>,
 ) -> ApiResult<MutationResult> {
-    let response = state.backend.points.clone().adjust(context.request(body.into())).await?.into_inner();
+    let response = state
+        .backend
+        .points
+        .clone()
+        .adjust(context.request(body.into()))
+        .await?
+        .into_inner();
     Ok(MutationResult::from_proto(response)?.into_success())
 }
 
@@ -569,8 +640,18 @@ async fn reverse(
     ApiPath(entry_id): ApiPath<String>,
     ApiJson(body): ApiJson<ReverseBody>,
 ) -> ApiResult<MutationResult> {
-    let request = pb::ReverseRequest { entry_id, idempotency_key: body.idempotency_key, reason: body.reason };
-    let response = state.backend.points.clone().reverse(context.request(request)).await?.into_inner();
+    let request = pb::ReverseRequest {
+        entry_id,
+        idempotency_key: body.idempotency_key,
+        reason: body.reason,
+    };
+    let response = state
+        .backend
+        .points
+        .clone()
+        .reverse(context.request(request))
+        .await?
+        .into_inner();
     Ok(MutationResult::from_proto(response)?.into_success())
 }
 
@@ -589,7 +670,13 @@ async fn get_entry(
     ApiPath(entry_id): ApiPath<String>,
 ) -> ApiResult<Entry> {
     let request = pb::GetEntryRequest { entry_id };
-    let entry = state.backend.points.clone().get_entry(context.request(request)).await?.into_inner();
+    let entry = state
+        .backend
+        .points
+        .clone()
+        .get_entry(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::ok(entry.into()))
 }
 
@@ -608,7 +695,13 @@ async fn get_account(
     ApiPath(uid): ApiPath<String>,
 ) -> ApiResult<Account> {
     let request = pb::GetAccountRequest { uid };
-    let account = state.backend.points.clone().get_account(context.request(request)).await?.into_inner();
+    let account = state
+        .backend
+        .points
+        .clone()
+        .get_account(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::ok(account.into()))
 }
 
@@ -635,8 +728,17 @@ async fn list_entries(
         page_size: page_size(query.page_size)?,
         page_token: query.page_token.unwrap_or_default(),
     };
-    let response = state.backend.points.clone().list_entries(context.request(request)).await?.into_inner();
-    Ok(Success::ok(Page::from_proto(response.items, response.next_page_token)))
+    let response = state
+        .backend
+        .points
+        .clone()
+        .list_entries(context.request(request))
+        .await?
+        .into_inner();
+    Ok(Success::ok(Page::from_proto(
+        response.items,
+        response.next_page_token,
+    )))
 }
 
 /// Apply up to 1,000 earn / spend / adjust operations. Scope `points:write`. Always 200 when the batch was accepted;
@@ -656,9 +758,19 @@ async fn batch(
 ) -> ApiResult<BatchResults> {
     let request = pb::BatchRequest {
         atomic: body.atomic,
-        operations: body.operations.into_iter().map(pb::BatchOperation::from).collect(),
+        operations: body
+            .operations
+            .into_iter()
+            .map(pb::BatchOperation::from)
+            .collect(),
     };
-    let response = state.backend.points.clone().batch(context.request(request)).await?.into_inner();
+    let response = state
+        .backend
+        .points
+        .clone()
+        .batch(context.request(request))
+        .await?
+        .into_inner();
     let results = response
         .results
         .into_iter()
@@ -695,6 +807,12 @@ async fn calculate(
         rule_code: body.rule_code,
         at: to_timestamp_opt(body.at),
     };
-    let response = state.backend.points.clone().calculate(context.request(request)).await?.into_inner();
+    let response = state
+        .backend
+        .points
+        .clone()
+        .calculate(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::ok(response.into()))
 }

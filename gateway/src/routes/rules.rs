@@ -274,10 +274,21 @@ async fn list_rules(
     context: CallContext,
     ApiQuery(query): ApiQuery<PageQuery>,
 ) -> ApiResult<Page<RuleVersion>> {
-    let request =
-        pb::ListRulesRequest { page_size: page_size(query.page_size)?, page_token: query.page_token.unwrap_or_default() };
-    let response = state.backend.rules.clone().list_rules(context.request(request)).await?.into_inner();
-    Ok(Success::ok(Page::from_proto(response.items, response.next_page_token)))
+    let request = pb::ListRulesRequest {
+        page_size: page_size(query.page_size)?,
+        page_token: query.page_token.unwrap_or_default(),
+    };
+    let response = state
+        .backend
+        .rules
+        .clone()
+        .list_rules(context.request(request))
+        .await?
+        .into_inner();
+    Ok(Success::ok(Page::from_proto(
+        response.items,
+        response.next_page_token,
+    )))
 }
 
 /// Upsert many rules atomically; `replace` also ends every code absent from the list. Scope `rules:write`.
@@ -296,11 +307,25 @@ async fn sync_rules(
 ) -> ApiResult<SyncResult> {
     let request = pb::SyncRulesRequest {
         mode: body.mode.as_str().to_owned(),
-        rules: body.rules.into_iter().map(pb::PutRuleRequest::from).collect(),
+        rules: body
+            .rules
+            .into_iter()
+            .map(pb::PutRuleRequest::from)
+            .collect(),
     };
-    let response = state.backend.rules.clone().sync_rules(context.request(request)).await?.into_inner();
+    let response = state
+        .backend
+        .rules
+        .clone()
+        .sync_rules(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::ok(SyncResult {
-        created: response.created.into_iter().map(RuleVersion::from).collect(),
+        created: response
+            .created
+            .into_iter()
+            .map(RuleVersion::from)
+            .collect(),
         ended: response.ended,
     }))
 }
@@ -320,8 +345,17 @@ async fn get_rule(
     ApiPath(code): ApiPath<String>,
     ApiQuery(query): ApiQuery<RuleAtQuery>,
 ) -> ApiResult<RuleVersion> {
-    let request = pb::GetRuleRequest { code, at: to_timestamp_opt(query.at) };
-    let version = state.backend.rules.clone().get_rule(context.request(request)).await?.into_inner();
+    let request = pb::GetRuleRequest {
+        code,
+        at: to_timestamp_opt(query.at),
+    };
+    let version = state
+        .backend
+        .rules
+        .clone()
+        .get_rule(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::ok(version.into()))
 }
 
@@ -342,7 +376,13 @@ async fn put_rule(
     ApiJson(body): ApiJson<PutRuleBody>,
 ) -> ApiResult<RuleVersion> {
     let request = body.into_proto(code);
-    let version = state.backend.rules.clone().put_rule(context.request(request)).await?.into_inner();
+    let version = state
+        .backend
+        .rules
+        .clone()
+        .put_rule(context.request(request))
+        .await?
+        .into_inner();
     Ok(Success::ok(version.into()))
 }
 
@@ -366,6 +406,15 @@ async fn list_rule_versions(
         page_size: page_size(query.page_size)?,
         page_token: query.page_token.unwrap_or_default(),
     };
-    let response = state.backend.rules.clone().list_rule_versions(context.request(request)).await?.into_inner();
-    Ok(Success::ok(Page::from_proto(response.items, response.next_page_token)))
+    let response = state
+        .backend
+        .rules
+        .clone()
+        .list_rule_versions(context.request(request))
+        .await?
+        .into_inner();
+    Ok(Success::ok(Page::from_proto(
+        response.items,
+        response.next_page_token,
+    )))
 }

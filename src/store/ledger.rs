@@ -1,0 +1,355 @@
+//! SQL of the points ledger. Every function runs inside a tenant transaction (search path = the merchant's
+//! schema), so table names are unqualified; the caller has locked the account row before anything that changes it.
+
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+use deadpool_postgres::Transaction;
+use tokio_postgres::Row;
+
+/// An entry as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntryRow {
+    pub entry_id: i64,
+    pub uid: String,
+    pub kind: String,
+    pub delta: i64,
+    pub balance_after: i64,
+    pub idempotency_key: Option<String>,
+    pub reference: Option<String>,
+    pub description: Option<String>,
+    pub metadata: serde_json::Value,
+    pub rule_code: Option<String>,
+    pub rule_version: Option<i32>,
+    pub amount: Option<Decimal>,
+    pub currency: Option<String>,
+    pub reverses_entry_id: Option<i64>,
+    pub lot_id: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+const ENTRY_COLUMNS: &str = "entry_id, uid, kind, delta, balance_after, idempotency_key, reference, description, \
+    metadata, rule_code, rule_version, amount, currency, reverses_entry_id, lot_id, expires_at, created_at";
+
+impl EntryRow {
+    fn from_row(row: &Row) -> EntryRow {
+        EntryRow {
+            entry_id: row.get("entry_id"),
+            uid: row.get("uid"),
+            kind: row.get("kind"),
+            delta: row.get("delta"),
+            balance_after: row.get("balance_after"),
+            idempotency_key: row.get("idempotency_key"),
+            reference: row.get("reference"),
+            description: row.get("description"),
+            metadata: row.get("metadata"),
+            rule_code: row.get("rule_code"),
+            rule_version: row.get("rule_version"),
+            amount: row.get("amount"),
+            currency: row.get("currency"),
+            reverses_entry_id: row.get("reverses_entry_id"),
+            lot_id: row.get("lot_id"),
+            expires_at: row.get("expires_at"),
+            created_at: row.get("created_at"),
+        }
+    }
+}
+
+/// An entry to append.
+#[derive(Debug, Clone, Default)]
+pub struct NewEntry<'a> {
+    pub uid: &'a str,
+    pub kind: &'a str,
+    pub delta: i64,
+    pub balance_after: i64,
+    pub idempotency_key: Option<&'a str>,
+    pub reference: Option<&'a str>,
+    pub description: Option<&'a str>,
+    pub metadata: Option<&'a serde_json::Value>,
+    pub rule_code: Option<&'a str>,
+    pub rule_version: Option<i32>,
+    pub amount: Option<Decimal>,
+    pub currency: Option<&'a str>,
+    pub reverses_entry_id: Option<i64>,
+    pub lot_id: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Creates the account if needed and locks its row until the transaction ends; returns the stored balance.
+/// Every mutation of a uid starts here, which is what serializes concurrent requests on one uid.
+pub async fn lock_account(client: &Transaction<'_>, uid: &str) -> Result<i64, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached("INSERT INTO accounts AS a (uid) VALUES ($1) ON CONFLICT (uid) DO UPDATE SET balance = a.balance RETURNING balance")
+        .await?;
+    Ok(client.query_one(&statement, &[&uid]).await?.get(0))
+}
+
+/// Like [`lock_account`] but gives up (None) when another transaction holds the row: the sweeper's way to stay
+/// out of the way of requests (a request expires its own lots anyway).
+pub async fn try_lock_account(client: &Transaction<'_>, uid: &str) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = client.query_opt("SELECT balance FROM accounts WHERE uid = $1 FOR UPDATE SKIP LOCKED", &[&uid]).await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+pub async fn set_balance(client: &Transaction<'_>, uid: &str, balance: i64) -> Result<(), tokio_postgres::Error> {
+    let statement = client.prepare_cached("UPDATE accounts SET balance = $2, updated_at = now() WHERE uid = $1").await?;
+    client.execute(&statement, &[&uid, &balance]).await?;
+    Ok(())
+}
+
+pub async fn insert_entry(client: &Transaction<'_>, entry: &NewEntry<'_>) -> Result<EntryRow, tokio_postgres::Error> {
+    let empty = serde_json::Value::Object(serde_json::Map::new());
+    let statement = client
+        .prepare_cached(&format!(
+            "INSERT INTO entries (uid, kind, delta, balance_after, idempotency_key, reference, description, metadata, \
+             rule_code, rule_version, amount, currency, reverses_entry_id, lot_id, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {ENTRY_COLUMNS}"
+        ))
+        .await?;
+    let row = client
+        .query_one(
+            &statement,
+            &[
+                &entry.uid,
+                &entry.kind,
+                &entry.delta,
+                &entry.balance_after,
+                &entry.idempotency_key,
+                &entry.reference,
+                &entry.description,
+                &entry.metadata.unwrap_or(&empty),
+                &entry.rule_code,
+                &entry.rule_version,
+                &entry.amount,
+                &entry.currency,
+                &entry.reverses_entry_id,
+                &entry.lot_id,
+                &entry.expires_at,
+            ],
+        )
+        .await?;
+    Ok(EntryRow::from_row(&row))
+}
+
+pub async fn get_entry(client: &Transaction<'_>, entry_id: i64) -> Result<Option<EntryRow>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE entry_id = $1")).await?;
+    Ok(client.query_opt(&statement, &[&entry_id]).await?.as_ref().map(EntryRow::from_row))
+}
+
+/// The reversal of an entry, if it has one.
+pub async fn reversal_of(client: &Transaction<'_>, entry_id: i64) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = client.query_opt("SELECT entry_id FROM entries WHERE reverses_entry_id = $1", &[&entry_id]).await?;
+    Ok(row.map(|row| row.get(0)))
+}
+
+/// Filters of a uid's entry list.
+#[derive(Debug, Clone, Default)]
+pub struct EntryFilter<'a> {
+    pub kind: Option<&'a str>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+    /// Continue after this `(created_at, entry_id)`, newest first.
+    pub before: Option<(DateTime<Utc>, i64)>,
+}
+
+pub async fn list_entries(
+    client: &Transaction<'_>,
+    uid: &str,
+    filter: &EntryFilter<'_>,
+    limit: i64,
+) -> Result<Vec<EntryRow>, tokio_postgres::Error> {
+    let (before_at, before_id) = filter.before.unzip();
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE uid = $1 \
+             AND ($2::text IS NULL OR kind = $2) \
+             AND ($3::timestamptz IS NULL OR created_at >= $3) \
+             AND ($4::timestamptz IS NULL OR created_at < $4) \
+             AND ($5::timestamptz IS NULL OR (created_at, entry_id) < ($5, $6)) \
+             ORDER BY created_at DESC, entry_id DESC LIMIT $7"
+        ))
+        .await?;
+    let rows =
+        client.query(&statement, &[&uid, &filter.kind, &filter.from, &filter.to, &before_at, &before_id, &limit]).await?;
+    Ok(rows.iter().map(EntryRow::from_row).collect())
+}
+
+/// A lot: what remains of one credit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LotRow {
+    pub lot_id: i64,
+    pub entry_id: i64,
+    pub points: i64,
+    pub remaining: i64,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn lot_from_row(row: &Row) -> LotRow {
+    LotRow {
+        lot_id: row.get("lot_id"),
+        entry_id: row.get("entry_id"),
+        points: row.get("points"),
+        remaining: row.get("remaining"),
+        expires_at: row.get("expires_at"),
+    }
+}
+
+pub async fn insert_lot(
+    client: &Transaction<'_>,
+    uid: &str,
+    entry_id: i64,
+    points: i64,
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<i64, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached("INSERT INTO lots (uid, entry_id, points, remaining, expires_at) VALUES ($1, $2, $3, $3, $4) RETURNING lot_id")
+        .await?;
+    Ok(client.query_one(&statement, &[&uid, &entry_id, &points, &expires_at]).await?.get(0))
+}
+
+/// The lot a credit entry created.
+pub async fn lot_of_entry(client: &Transaction<'_>, entry_id: i64) -> Result<Option<LotRow>, tokio_postgres::Error> {
+    let row = client
+        .query_opt("SELECT lot_id, entry_id, points, remaining, expires_at FROM lots WHERE entry_id = $1 FOR UPDATE", &[&entry_id])
+        .await?;
+    Ok(row.as_ref().map(lot_from_row))
+}
+
+/// A uid's lots that have expired by `now` and still hold points, oldest expiry first.
+pub async fn expired_lots(
+    client: &Transaction<'_>,
+    uid: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<LotRow>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT lot_id, entry_id, points, remaining, expires_at FROM lots \
+             WHERE uid = $1 AND remaining > 0 AND expires_at <= $2 ORDER BY expires_at, lot_id FOR UPDATE",
+        )
+        .await?;
+    Ok(client.query(&statement, &[&uid, &now]).await?.iter().map(lot_from_row).collect())
+}
+
+/// A uid's spendable lots in spending order: earliest expiry first, never-expiring last.
+pub async fn spendable_lots(
+    client: &Transaction<'_>,
+    uid: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<LotRow>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT lot_id, entry_id, points, remaining, expires_at FROM lots \
+             WHERE uid = $1 AND remaining > 0 AND (expires_at IS NULL OR expires_at > $2) \
+             ORDER BY expires_at ASC NULLS LAST, lot_id FOR UPDATE",
+        )
+        .await?;
+    Ok(client.query(&statement, &[&uid, &now]).await?.iter().map(lot_from_row).collect())
+}
+
+pub async fn set_lot_remaining(client: &Transaction<'_>, lot_id: i64, remaining: i64) -> Result<(), tokio_postgres::Error> {
+    let statement = client.prepare_cached("UPDATE lots SET remaining = $2 WHERE lot_id = $1").await?;
+    client.execute(&statement, &[&lot_id, &remaining]).await?;
+    Ok(())
+}
+
+/// Records that debit `entry_id` took `points` from each lot.
+pub async fn insert_consumptions(
+    client: &Transaction<'_>,
+    entry_id: i64,
+    lot_ids: &[i64],
+    points: &[i64],
+) -> Result<(), tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached("INSERT INTO lot_consumptions (entry_id, lot_id, points) SELECT $1, * FROM unnest($2::bigint[], $3::bigint[])")
+        .await?;
+    client.execute(&statement, &[&entry_id, &lot_ids, &points]).await?;
+    Ok(())
+}
+
+/// What a debit took, to give back on reversal: (lot, points).
+pub async fn consumptions_of(client: &Transaction<'_>, entry_id: i64) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
+    let rows = client
+        .query("SELECT lot_id, points FROM lot_consumptions WHERE entry_id = $1 ORDER BY lot_id", &[&entry_id])
+        .await?;
+    Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// Adds points back to a lot (a reversed debit).
+pub async fn restore_lot(client: &Transaction<'_>, lot_id: i64, points: i64) -> Result<(), tokio_postgres::Error> {
+    client.execute("UPDATE lots SET remaining = remaining + $2 WHERE lot_id = $1", &[&lot_id, &points]).await?;
+    Ok(())
+}
+
+/// A stored idempotency record.
+#[derive(Debug, Clone)]
+pub struct IdempotencyRow {
+    pub operation: String,
+    pub request_digest: String,
+    pub entry_id: i64,
+}
+
+pub async fn find_idempotency(client: &Transaction<'_>, key: &str) -> Result<Option<IdempotencyRow>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached("SELECT operation, request_digest, entry_id FROM idempotency_records WHERE idempotency_key = $1")
+        .await?;
+    Ok(client.query_opt(&statement, &[&key]).await?.map(|row| IdempotencyRow {
+        operation: row.get(0),
+        request_digest: row.get(1),
+        entry_id: row.get(2),
+    }))
+}
+
+/// The constraint a concurrent duplicate of an idempotency key violates.
+pub const IDEMPOTENCY_CONSTRAINT: &str = "idempotency_records_pkey";
+
+pub async fn insert_idempotency(
+    client: &Transaction<'_>,
+    key: &str,
+    operation: &str,
+    request_digest: &str,
+    entry_id: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached("INSERT INTO idempotency_records (idempotency_key, operation, request_digest, entry_id) VALUES ($1, $2, $3, $4)")
+        .await?;
+    client.execute(&statement, &[&key, &operation, &request_digest, &entry_id]).await?;
+    Ok(())
+}
+
+/// The balance as a reader sees it: stored balance minus points that expired but are not swept yet.
+pub async fn current_balance(client: &Transaction<'_>, uid: &str) -> Result<i64, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT coalesce((SELECT balance FROM accounts WHERE uid = $1), 0) \
+             - coalesce((SELECT sum(remaining) FROM lots WHERE uid = $1 AND remaining > 0 AND expires_at <= now()), 0)::bigint",
+        )
+        .await?;
+    Ok(client.query_one(&statement, &[&uid]).await?.get(0))
+}
+
+/// Points expiring in `(now, now + window]`, grouped by expiry time, soonest first.
+pub async fn expiring(
+    client: &Transaction<'_>,
+    uid: &str,
+    until: DateTime<Utc>,
+) -> Result<Vec<(i64, DateTime<Utc>)>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT sum(remaining)::bigint, expires_at FROM lots WHERE uid = $1 AND remaining > 0 \
+             AND expires_at > now() AND expires_at <= $2 GROUP BY expires_at ORDER BY expires_at LIMIT 100",
+        )
+        .await?;
+    Ok(client.query(&statement, &[&uid, &until]).await?.iter().map(|row| (row.get(0), row.get(1))).collect())
+}
+
+/// Uids that have expired lots with points left, for the sweeper.
+pub async fn uids_with_expired_lots(client: &Transaction<'_>, limit: i64) -> Result<Vec<String>, tokio_postgres::Error> {
+    let rows = client
+        .query(
+            "SELECT DISTINCT uid FROM (SELECT uid FROM lots WHERE remaining > 0 AND expires_at <= now() \
+             ORDER BY expires_at LIMIT $1) AS due",
+            &[&limit],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
+}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Runs every test of the project: the Rust unit and integration tests of the workspace (against the local
+# PostgreSQL; each test creates its own database), then the end-to-end checks of a running release server
+# (schemathesis against /openapi.json, Swagger UI offline in headless Chromium, graceful SIGTERM).
+# Needs PostgreSQL on 127.0.0.1:5432 (trust auth for user postgres), Python 3 with pip, and Chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== cargo test --workspace"
+cargo test --workspace
+
+if [ -f tests/ci_e2e.sh ]; then
+    echo "== end-to-end checks against a release build"
+    cargo build --release --bin points
+    bash tests/ci_e2e.sh target/release/points
+fi
+echo "== all tests passed"
