@@ -30,9 +30,11 @@
 //! `record_hash = blake3(previous record_hash ‖ canonical bytes of the record)`, where the canonical bytes are a
 //! length-prefixed encoding of every field, including `audit_id`, `seq`, `sealed_at` and `entries_digest`. A
 //! record that commits late simply gets a later `seq`. `entries_digest` is the blake3 of the canonical form of the
-//! ledger entries a record lists, computed in the mutation's transaction, so changing or deleting an entry is
-//! detected by recomputing it. The head row (last seq, audit id and hash) makes deleting the newest records
-//! detectable too. Records are updated exactly once, to seal them; a trigger refuses any other UPDATE or DELETE.
+//! ledger entries a record lists (every column of each `entries` row), computed by the sealer in the same pass —
+//! the entries committed with the record, so they are there — which keeps the mutation's own transaction to one
+//! extra INSERT; changing or deleting an entry is then detected by recomputing the digest. The head row (last
+//! seq, audit id and hash) makes deleting the newest records detectable too. Records are updated exactly once, to
+//! seal them; triggers refuse any other UPDATE or DELETE (and cost the sealing UPDATE nothing).
 //!
 //! Verification ([`chain::verify`]) first seals what is pending, then walks the chain by `seq` in one snapshot,
 //! recomputing every hash and entries digest, and reports the first bad record: a changed record (hash mismatch),
@@ -272,23 +274,14 @@ impl NewRecord {
 /// a second one. Call it last, just before `commit`, after noting the entry ids (`notes().entry_ids`) and any
 /// conversion facts. A merchant call's record goes to the merchant's `audit_records`, a call without a merchant
 /// to `public.platform_audit_records`; the table is schema-qualified, so this works inside a tenant transaction
-/// and inside a transaction on `public` tables alike. The record is written unsealed with the digest of the
-/// entries it lists (read in this transaction); sealing chains it later.
+/// and inside a transaction on `public` tables alike. The record is written unsealed, in one round trip; sealing
+/// digests the entries it lists and chains it later.
 pub async fn record_in_transaction(
     transaction: &tokio_postgres::Transaction<'_>,
     call: &CallContext,
 ) -> ServiceResult<()> {
     let record = NewRecord::for_call(call, Outcome::OK);
-    let entries_digest = match &record.chain {
-        Chain::Merchant(schema) if !record.entry_ids.is_empty() => {
-            let entries =
-                store::audit::ledger_entries(transaction, schema, &record.entry_ids).await?;
-            Some(chain::entries_digest(&record.entry_ids, &entries))
-        }
-        _ => None,
-    };
-    let audit_id =
-        store::audit::insert_one(transaction, &record, entries_digest.as_deref()).await?;
+    let audit_id = store::audit::insert_one(transaction, &record).await?;
     call.notes().in_transaction_audit_id = Some(audit_id);
     Ok(())
 }

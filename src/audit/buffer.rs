@@ -416,24 +416,7 @@ async fn write_chain(
 ) -> Result<(), WriteFailure> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
-    let mut digests: Vec<Option<String>> = vec![None; records.len()];
-    // Calls that created entries write their record in their own transaction; this covers any that did not.
-    if let Chain::Merchant(schema) = chain {
-        let entry_ids: Vec<i64> = records
-            .iter()
-            .flat_map(|record| record.entry_ids.iter().copied())
-            .collect();
-        if !entry_ids.is_empty() {
-            let entries = store::audit::ledger_entries(&*transaction, schema, &entry_ids).await?;
-            for (digest, record) in digests.iter_mut().zip(records) {
-                if !record.entry_ids.is_empty() {
-                    *digest = Some(chain::entries_digest(&record.entry_ids, &entries));
-                }
-            }
-        }
-    }
-    let references: Vec<&NewRecord> = records.iter().collect();
-    store::audit::insert_batch(&*transaction, chain, &references, &digests).await?;
+    store::audit::insert_batch(&*transaction, chain, records).await?;
     transaction.commit().await?;
     metrics::counter!("audit_records_written_total").increment(records.len() as u64);
     Ok(())

@@ -16,7 +16,7 @@ use crate::{
     error::{ServiceError, ServiceResult},
     store::{
         self,
-        audit::{ChainHead, LedgerEntryFacts, StoredRecord},
+        audit::{ChainHead, LedgerEntryFacts, Seal, StoredRecord},
     },
 };
 
@@ -172,6 +172,25 @@ pub fn record_hash(
     canonical.finish()
 }
 
+/// The ledger entries the records list (none for the platform chain, which has no ledger).
+async fn listed_entries(
+    transaction: &tokio_postgres::Transaction<'_>,
+    chain: &Chain,
+    records: &[StoredRecord],
+) -> ServiceResult<Vec<LedgerEntryFacts>> {
+    let Chain::Merchant(schema) = chain else {
+        return Ok(Vec::new());
+    };
+    let entry_ids: Vec<i64> = records
+        .iter()
+        .flat_map(|record| record.entry_ids.iter().copied())
+        .collect();
+    if entry_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(store::audit::ledger_entries(transaction, schema, &entry_ids).await?)
+}
+
 /// Now, at the microsecond precision the database stores, so the hashed `sealed_at` is the stored one.
 fn now_micros() -> DateTime<Utc> {
     let now = Utc::now();
@@ -202,25 +221,31 @@ async fn seal_batch(
             SealBatch::Busy
         });
     };
-    let records = store::audit::unsealed(&*transaction, chain, SEAL_BATCH_MAX).await?;
+    let mut records = store::audit::unsealed(&*transaction, chain, SEAL_BATCH_MAX).await?;
     if records.is_empty() {
         return Ok(SealBatch::Sealed(0));
     }
+    // The entries each record lists committed with it; digest them now, in one query for the batch.
+    let entries = listed_entries(&transaction, chain, &records).await?;
     let sealed_at = now_micros();
     let mut previous = head.last_hash.clone();
     let mut seq = head.last_seq;
-    let (mut audit_ids, mut seqs, mut hashes) = (Vec::new(), Vec::new(), Vec::new());
-    for record in &records {
+    let mut seals = Vec::with_capacity(records.len());
+    for record in &mut records {
         seq += 1;
+        if !record.entry_ids.is_empty() {
+            record.entries_digest = Some(entries_digest(&record.entry_ids, &entries));
+        }
         let hash = record_hash(&previous, record, seq, sealed_at).to_vec();
-        audit_ids.push(record.audit_id);
-        seqs.push(seq);
-        hashes.push(hash.clone());
+        seals.push(Seal {
+            audit_id: record.audit_id,
+            seq,
+            record_hash: hash.clone(),
+            entries_digest: record.entries_digest.clone(),
+        });
         previous = hash;
     }
-    let updated =
-        store::audit::apply_seals(&*transaction, chain, &audit_ids, &seqs, &hashes, sealed_at)
-            .await?;
+    let updated = store::audit::apply_seals(&*transaction, chain, &seals, sealed_at).await?;
     if updated != records.len() as u64 {
         // Only sealers update records and they hold the head lock, so this means someone else wrote to the table.
         tracing::error!(
@@ -233,7 +258,7 @@ async fn seal_batch(
             "audit sealing raced with another writer",
         )));
     }
-    let last_audit_id = audit_ids.last().copied();
+    let last_audit_id = seals.last().map(|seal| seal.audit_id);
     store::audit::advance_head(
         &*transaction,
         chain,
@@ -353,20 +378,7 @@ pub async fn verify(
         if page.is_empty() {
             break;
         }
-        let entries = match chain {
-            Chain::Merchant(schema) => {
-                let entry_ids: Vec<i64> = page
-                    .iter()
-                    .flat_map(|record| record.entry_ids.iter().copied())
-                    .collect();
-                if entry_ids.is_empty() {
-                    Vec::new()
-                } else {
-                    store::audit::ledger_entries(&*transaction, schema, &entry_ids).await?
-                }
-            }
-            Chain::Platform => Vec::new(),
-        };
+        let entries = listed_entries(&transaction, chain, &page).await?;
         for record in &page {
             if let Some(problem) = check_record(record, previous_seq, &previous_hash, &entries) {
                 return Ok(Verification::bad(checked, Some(record.audit_id), problem));

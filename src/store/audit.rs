@@ -171,19 +171,19 @@ pub async fn ledger_entries(
         .collect())
 }
 
+/// The columns a writer sets; `entries_digest`, `seq`, `record_hash` and `sealed_at` are set by sealing.
 const INSERT_COLUMNS: &str = "occurred_at, merchant_id, key_id, key_prefix, transport, method, request_id, \
-    request_digest, outcome_code, outcome, latency_us, entry_ids, entries_digest, uid, amount, currency, rule_code, \
-    rule_version, points";
+    request_digest, outcome_code, outcome, latency_us, entry_ids, uid, amount, currency, rule_code, rule_version, \
+    points";
 
-/// Inserts one unsealed record and returns its id (the in-transaction path; one round trip).
+/// Inserts one unsealed record and returns its id (the in-transaction path: one round trip, no prepare).
 pub async fn insert_one(
     client: &impl GenericClient,
     record: &NewRecord,
-    entries_digest: Option<&str>,
 ) -> Result<i64, tokio_postgres::Error> {
     let sql = format!(
         "INSERT INTO {} ({INSERT_COLUMNS}) VALUES \
-         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19) RETURNING audit_id",
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18) RETURNING audit_id",
         Tables::of(&record.chain).records
     );
     let row = client
@@ -202,7 +202,6 @@ pub async fn insert_one(
                 (&record.outcome.name, Type::TEXT),
                 (&record.latency_us, Type::INT8),
                 (&record.entry_ids, Type::INT8_ARRAY),
-                (&entries_digest, Type::TEXT),
                 (&record.uid, Type::TEXT),
                 (&record.amount, Type::NUMERIC),
                 (&record.currency, Type::TEXT),
@@ -220,21 +219,20 @@ pub async fn insert_one(
 pub async fn insert_batch(
     client: &impl GenericClient,
     chain: &Chain,
-    records: &[&NewRecord],
-    entries_digests: &[Option<String>],
+    records: &[NewRecord],
 ) -> Result<u64, tokio_postgres::Error> {
     let table = Tables::of(chain).records;
     let sql = format!(
         "INSERT INTO {table} ({INSERT_COLUMNS}) \
          SELECT r.occurred_at, r.merchant_id, r.key_id, r.key_prefix, r.transport, r.method, r.request_id, \
-                r.request_digest, r.outcome_code, r.outcome, r.latency_us, r.entry_ids::bigint[], r.entries_digest, \
-                r.uid, r.amount, r.currency, r.rule_code, r.rule_version, r.points \
+                r.request_digest, r.outcome_code, r.outcome, r.latency_us, r.entry_ids::bigint[], r.uid, r.amount, \
+                r.currency, r.rule_code, r.rule_version, r.points \
          FROM unnest($1::timestamptz[], $2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[], \
-                     $8::text[], $9::int4[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::text[], \
-                     $15::numeric[], $16::text[], $17::text[], $18::int4[], $19::int8[], $20::int8[]) \
+                     $8::text[], $9::int4[], $10::text[], $11::int8[], $12::text[], $13::text[], $14::numeric[], \
+                     $15::text[], $16::text[], $17::int4[], $18::int8[], $19::int8[]) \
               AS r(occurred_at, merchant_id, key_id, key_prefix, transport, method, request_id, request_digest, \
-                   outcome_code, outcome, latency_us, entry_ids, entries_digest, uid, amount, currency, rule_code, \
-                   rule_version, points, unless_committed) \
+                   outcome_code, outcome, latency_us, entry_ids, uid, amount, currency, rule_code, rule_version, \
+                   points, unless_committed) \
          WHERE r.unless_committed IS NULL \
             OR NOT EXISTS (SELECT 1 FROM {table} t WHERE t.audit_id = r.unless_committed)"
     );
@@ -261,7 +259,7 @@ pub async fn insert_batch(
     let rule_version: Vec<Option<i32>> = records.iter().map(|r| r.rule_version).collect();
     let points: Vec<Option<i64>> = records.iter().map(|r| r.points).collect();
     let unless_committed: Vec<Option<i64>> = records.iter().map(|r| r.unless_committed).collect();
-    let params: [&(dyn ToSql + Sync); 20] = [
+    let params: [&(dyn ToSql + Sync); 19] = [
         &occurred_at,
         &merchant_id,
         &key_id,
@@ -274,7 +272,6 @@ pub async fn insert_batch(
         &outcome,
         &latency_us,
         &entry_ids,
-        &entries_digests,
         &uid,
         &amount,
         &currency,
@@ -387,23 +384,41 @@ pub async fn has_unsealed(
     Ok(client.query_one(&sql, &[]).await?.get(0))
 }
 
-/// Seals records: sets each one's `seq` and `record_hash` and the common `sealed_at`. Returns the rows updated.
+/// One record's seal.
+pub struct Seal {
+    pub audit_id: i64,
+    pub seq: i64,
+    pub record_hash: Vec<u8>,
+    pub entries_digest: Option<String>,
+}
+
+/// Seals records: sets each one's `seq`, `record_hash` and `entries_digest`, and the common `sealed_at`. Only
+/// unsealed records are touched; returns the rows updated.
 pub async fn apply_seals(
     client: &impl GenericClient,
     chain: &Chain,
-    audit_ids: &[i64],
-    seqs: &[i64],
-    hashes: &[Vec<u8>],
+    seals: &[Seal],
     sealed_at: DateTime<Utc>,
 ) -> Result<u64, tokio_postgres::Error> {
     let sql = format!(
-        "UPDATE {} t SET seq = s.seq, record_hash = s.record_hash, sealed_at = $4 \
-         FROM unnest($1::int8[], $2::int8[], $3::bytea[]) AS s(audit_id, seq, record_hash) \
+        "UPDATE {} t SET seq = s.seq, record_hash = s.record_hash, entries_digest = s.entries_digest, \
+         sealed_at = $5 \
+         FROM unnest($1::int8[], $2::int8[], $3::bytea[], $4::text[]) AS s(audit_id, seq, record_hash, entries_digest) \
          WHERE t.audit_id = s.audit_id AND t.seq IS NULL",
         Tables::of(chain).records
     );
+    let audit_ids: Vec<i64> = seals.iter().map(|seal| seal.audit_id).collect();
+    let seqs: Vec<i64> = seals.iter().map(|seal| seal.seq).collect();
+    let hashes: Vec<&[u8]> = seals
+        .iter()
+        .map(|seal| seal.record_hash.as_slice())
+        .collect();
+    let digests: Vec<Option<&str>> = seals
+        .iter()
+        .map(|seal| seal.entries_digest.as_deref())
+        .collect();
     client
-        .execute(&sql, &[&audit_ids, &seqs, &hashes, &sealed_at])
+        .execute(&sql, &[&audit_ids, &seqs, &hashes, &digests, &sealed_at])
         .await
 }
 

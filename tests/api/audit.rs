@@ -1016,6 +1016,9 @@ async fn changing_a_ledger_entry_is_detected_at_the_record_that_lists_it() {
         entry_ids.push(entry_id);
         audit_ids.push(audit_id);
     }
+    let verification = verify(&app, app.caller(&plaintext), None, None).await;
+    assert!(verification.ok, "{verification:?}");
+    // Sealing digested the entry the record lists.
     let db = app.db().await;
     let stored = records_in(
         &db,
@@ -1031,8 +1034,6 @@ async fn changing_a_ledger_entry_is_detected_at_the_record_that_lists_it() {
             .is_some_and(|d| d.len() == 64)
     );
     assert_eq!(stored[0].uid.as_deref(), Some("bob"));
-    let verification = verify(&app, app.caller(&plaintext), None, None).await;
-    assert!(verification.ok, "{verification:?}");
 
     let schema = schema_of(&merchant.merchant_id);
     db.batch_execute(&format!(
@@ -1608,13 +1609,14 @@ async fn an_earn_its_replay_and_a_conflicting_reuse_produce_one_record_each() {
     }
     let earn_record = &found["rq-earn"][0];
     assert_eq!(earn_record.entry_ids, vec![entry_id]);
-    assert!(earn_record.entries_digest.is_some());
     assert_eq!(earn_record.uid.as_deref(), Some("erin"));
     assert!(
         found["rq-replay"][0].entry_ids.is_empty(),
         "a replay creates no entry"
     );
     assert!(verify(&app, app.caller(&key), None, None).await.ok);
+    let sealed = records_in(&db, &table, &format!("audit_id = {}", earn_record.audit_id)).await;
+    assert!(sealed[0].entries_digest.is_some() && sealed[0].seq.is_some());
     app.stop().await.expect("stop");
 }
 
