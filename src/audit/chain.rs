@@ -510,8 +510,12 @@ pub async fn seal_marked(audit: &AuditLog, pool: &deadpool_postgres::Pool) {
             Ok(Some(_)) => {}
             Ok(None) => audit.mark_unsealed(chain),
             Err(error) => {
-                // Logged, not retried in a loop: the next write, a verification or the next start seals it.
                 tracing::warn!(chain = chain.name(), %error, "could not seal audit records");
+                // The database being away is retried next pass; anything else (e.g. a schema whose migration
+                // failed) waits for the next write, verification or start rather than failing every second.
+                if error.code == crate::error::ErrorCode::Unavailable {
+                    audit.mark_unsealed(chain);
+                }
             }
         }
     }

@@ -106,7 +106,13 @@ where
         };
         let api_key = header(&request, API_KEY_HEADER).map(str::to_owned);
         let merchant = header(&request, MERCHANT_HEADER).map(str::to_owned);
-        let span = tracing::info_span!("call", %method, %request_id, transport = transport.as_str());
+        // The method path is the client's: one carrying a key is logged (and audited) redacted.
+        let span = tracing::info_span!(
+            "call",
+            method = %audit::recorded_method(&method),
+            %request_id,
+            transport = transport.as_str()
+        );
         Box::pin(
             async move {
                 let started = std::time::Instant::now();
@@ -116,7 +122,9 @@ where
                 let (mut response, outcome) = match auth {
                     Err(failure) => {
                         let reason = failure.error.code.reason();
-                        tracing::info!(outcome = reason, message = %failure.error.message, "call refused");
+                        let message = &failure.error.message;
+                        let message = if audit::looks_like_api_key(message) { "[redacted]" } else { message };
+                        tracing::info!(outcome = reason, message, "call refused");
                         let outcome = recorder.refused(&failure).await;
                         (failure.error.into_status().into_http(), outcome)
                     }

@@ -22,7 +22,9 @@ use points::{
 use tonic::{Code, metadata::MetadataValue};
 use uuid::Uuid;
 
-use crate::helpers::{Caller, TestApp, assert_status, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Caller, TestApp, assert_status, spawn_app, spawn_app_with, spawn_second_instance,
+};
 
 const PLATFORM: &str = "public.platform_audit_records";
 const WAIT_MAX: Duration = Duration::from_secs(15);
@@ -1072,8 +1074,8 @@ async fn ten_thousand_concurrent_calls_leave_a_complete_chain_that_verifies_clea
     let failures: usize = stream::iter(0..CALLS)
         .map(|i| async move {
             let caller = app.caller(key);
-            // Mostly cheap reads (buffered), some key creations (in-transaction records committing out of id
-            // order with the batches) and some verifications (sealing while everything else is written).
+            // Mostly cheap reads (buffered), some key creations and earns (in-transaction records committing out
+            // of id order with the batches) and some verifications (sealing while everything else is written).
             let result = match i % 100 {
                 0 => app
                     .keys(caller)
@@ -1091,6 +1093,12 @@ async fn ten_thousand_concurrent_calls_leave_a_complete_chain_that_verifies_clea
                     .map(|r| {
                         assert!(r.into_inner().ok, "verification during load failed");
                     }),
+                // Earns on a few dozen uids: in-transaction records listing entries, contending on accounts.
+                n if n % 10 == 1 => app
+                    .points(caller)
+                    .earn(earn(&format!("u{}", i % 37), 1, &format!("load-{i}")))
+                    .await
+                    .map(drop),
                 n if n % 2 == 0 => app
                     .merchants(caller)
                     .get_me(pb::GetMeRequest {})
@@ -1119,6 +1127,12 @@ async fn ten_thousand_concurrent_calls_leave_a_complete_chain_that_verifies_clea
         CALLS as i64,
         "one record per call"
     );
+    // Every earn's record (1 call in 10) lists its entry.
+    let earns = (0..CALLS).filter(|i| i % 10 == 1).count() as i64;
+    assert_eq!(
+        count(&db, &table, "cardinality(entry_ids) = 1").await,
+        earns
+    );
     let verification = verify(app, app.caller(key), None, None).await;
     assert!(verification.ok, "{verification:?}");
     assert_eq!(verification.checked, CALLS as i64);
@@ -1134,6 +1148,41 @@ async fn ten_thousand_concurrent_calls_leave_a_complete_chain_that_verifies_clea
         (1..=CALLS as i64).collect::<Vec<_>>(),
         "consecutive seq numbers"
     );
+}
+
+#[tokio::test]
+async fn two_instances_writing_and_sealing_one_chain_keep_it_whole() {
+    const CALLS: usize = 600;
+    let first = spawn_app().await;
+    let second = spawn_second_instance(&first).await;
+    let (merchant, key) = first.register_merchant("shared-shop").await;
+    let table = tenant_table(&merchant.merchant_id);
+    let (first_ref, second_ref, key) = (&first, &second, key.as_str());
+    stream::iter(0..CALLS)
+        .map(|i| async move {
+            // Both instances buffer, write and seal the same merchant's chain.
+            let app = if i % 2 == 0 { first_ref } else { second_ref };
+            if i % 3 == 0 {
+                let request = earn(&format!("u{}", i % 7), 1, &format!("two-{i}"));
+                app.points(app.caller(key)).earn(request).await.map(drop)
+            } else {
+                app.merchants(app.caller(key))
+                    .get_me(pb::GetMeRequest {})
+                    .await
+                    .map(drop)
+            }
+        })
+        .buffer_unordered(32)
+        .for_each(|result| async move { result.expect("call") })
+        .await;
+    let db = first.db().await;
+    wait_until_settled_count(&db, &table, CALLS as i64).await;
+    assert_eq!(count(&db, &table, "true").await, CALLS as i64);
+    let verification = verify(&second, second.caller(key), None, None).await;
+    assert!(verification.ok, "{verification:?}");
+    assert_eq!(verification.checked, CALLS as i64);
+    second.stop().await.expect("stop second");
+    first.stop().await.expect("stop first");
 }
 
 #[tokio::test]
