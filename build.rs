@@ -15,6 +15,8 @@ const PROTO_FILES: &[&str] = &[
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
+    // The migrations are embedded by `refinery::embed_migrations!`, which cargo does not track by itself.
+    println!("cargo:rerun-if-changed=migrations");
     let descriptor_set = protox::compile(PROTO_FILES, ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
     fs::write(out_dir.join("points_descriptor.bin"), descriptor_set.encode_to_vec())?;

@@ -9,6 +9,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Server;
 
 use crate::{
+    audit::{
+        buffer::{AuditLog, run_flusher},
+        chain::run_sealer,
+    },
     auth::{
         Authenticator,
         cache::{AuthCache, LastUsed, run_last_used_flusher, run_listener},
@@ -121,6 +125,16 @@ impl Application {
             background.clone(),
         ));
 
+        // The audit writer flushes once more when `background` is cancelled, which happens only after gRPC has
+        // stopped serving, so every call's record is in the buffer by then; the pool closes after it finishes.
+        tasks.spawn(run_flusher(
+            services.audit.clone(),
+            services.pool.clone(),
+            config.audit_flush_interval,
+            background.clone(),
+        ));
+        tasks.spawn(run_sealer(services.audit.clone(), services.pool.clone(), background.clone()));
+
         tasks.spawn(crate::service::ledger::run_expiry_sweeper(
             services.clone(),
             config.expiry_sweep_interval,
@@ -154,7 +168,7 @@ impl Application {
         let grpc_health = health_reporter.clone();
         let grpc = Server::builder()
             .timeout(config.request_timeout)
-            .layer(CallLayer::new(authenticator.clone()))
+            .layer(CallLayer::new(authenticator.clone(), services.audit.clone()))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -201,6 +215,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
         hasher: KeyHasher::new(&config.key_hash_secret),
         key_environment: config.key_environment,
         auth_cache: Arc::new(AuthCache::new(config.key_cache_ttl)),
+        audit: Arc::new(AuditLog::new(config.audit_buffer_capacity)),
     })
 }
 

@@ -1,5 +1,6 @@
 //! The tower layer every `points.v1` call passes through: request id, tracing span, authentication and
-//! authorization, metrics, and the call's log line. Health and reflection pass untouched.
+//! authorization, the call's audit record (see [`crate::audit`]), metrics, and the call's log line. Health and
+//! reflection pass untouched.
 
 use std::{
     pin::Pin,
@@ -12,7 +13,13 @@ use tower::{Layer, Service};
 use tracing::Instrument;
 
 use super::{API_KEY_HEADER, Authenticator, MERCHANT_HEADER};
-use crate::service::{CallContext, Transport};
+use crate::{
+    audit::{
+        self,
+        buffer::{AuditLog, CallRecorder},
+    },
+    service::{CallContext, Transport},
+};
 
 /// Request id metadata key, accepted from the caller (the gateway) or generated.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -24,11 +31,12 @@ const REQUEST_ID_LENGTH_MAX: usize = 128;
 #[derive(Clone)]
 pub struct CallLayer {
     authenticator: Arc<Authenticator>,
+    audit: Arc<AuditLog>,
 }
 
 impl CallLayer {
-    pub fn new(authenticator: Arc<Authenticator>) -> CallLayer {
-        CallLayer { authenticator }
+    pub fn new(authenticator: Arc<Authenticator>, audit: Arc<AuditLog>) -> CallLayer {
+        CallLayer { authenticator, audit }
     }
 }
 
@@ -36,7 +44,7 @@ impl<S> Layer<S> for CallLayer {
     type Service = CallService<S>;
 
     fn layer(&self, inner: S) -> CallService<S> {
-        CallService { inner, authenticator: self.authenticator.clone() }
+        CallService { inner, authenticator: self.authenticator.clone(), audit: self.audit.clone() }
     }
 }
 
@@ -45,6 +53,7 @@ impl<S> Layer<S> for CallLayer {
 pub struct CallService<S> {
     inner: S,
     authenticator: Arc<Authenticator>,
+    audit: Arc<AuditLog>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
@@ -53,8 +62,13 @@ fn header<'a>(request: &'a http::Request<tonic::body::Body>, name: &str) -> Opti
     request.headers().get(name).and_then(|value| value.to_str().ok())
 }
 
+/// A caller's request id is kept when it is short printable ASCII; one that looks like it carries an API key is
+/// replaced, so a key never reaches logs or audit records that way.
 fn valid_request_id(value: &str) -> bool {
-    !value.is_empty() && value.len() <= REQUEST_ID_LENGTH_MAX && value.bytes().all(|b| b.is_ascii_graphic())
+    !value.is_empty()
+        && value.len() <= REQUEST_ID_LENGTH_MAX
+        && value.bytes().all(|b| b.is_ascii_graphic())
+        && !audit::looks_like_api_key(value)
 }
 
 impl<S, B> Service<http::Request<tonic::body::Body>> for CallService<S>
@@ -81,6 +95,7 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
+        let audit = self.audit.clone();
         let request_id = header(&request, REQUEST_ID_HEADER)
             .filter(|value| valid_request_id(value))
             .map(str::to_owned)
@@ -91,25 +106,38 @@ where
         };
         let api_key = header(&request, API_KEY_HEADER).map(str::to_owned);
         let merchant = header(&request, MERCHANT_HEADER).map(str::to_owned);
-        let span = tracing::info_span!("call", %method, %request_id, transport = transport.as_str());
+        // The method path is the client's: one carrying a key is logged (and audited) redacted.
+        let span = tracing::info_span!(
+            "call",
+            method = %audit::recorded_method(&method),
+            %request_id,
+            transport = transport.as_str()
+        );
         Box::pin(
             async move {
                 let started = std::time::Instant::now();
+                // Records the call whatever happens next, even if this future is dropped (see CallRecorder).
+                let mut recorder = CallRecorder::start(audit, &method, &request_id, transport);
                 let auth = authenticator.authenticate(&method, api_key.as_deref(), merchant.as_deref()).await;
                 let (mut response, outcome) = match auth {
                     Err(failure) => {
                         let reason = failure.error.code.reason();
-                        tracing::info!(outcome = reason, message = %failure.error.message, "call refused");
-                        (failure.error.into_status().into_http(), reason)
+                        let message = &failure.error.message;
+                        let message = if audit::looks_like_api_key(message) { "[redacted]" } else { message };
+                        tracing::info!(outcome = reason, message, "call refused");
+                        let outcome = recorder.refused(&failure).await;
+                        (failure.error.into_status().into_http(), outcome)
                     }
                     Ok(auth) => {
                         let call = Arc::new(CallContext::new(request_id.clone(), method.clone(), transport, auth));
                         request.extensions_mut().insert(call.clone());
+                        recorder.attach(call);
                         let response = inner.call(request).await?;
-                        let outcome = call.notes().outcome.map_or("OK", |code| code.reason());
+                        let outcome = recorder.served(tonic::Status::from_header_map(response.headers())).await;
                         (response, outcome)
                     }
                 };
+                let outcome = outcome.name;
                 let latency = started.elapsed();
                 tracing::info!(outcome, latency_us = latency.as_micros() as u64, "call finished");
                 metrics::counter!("grpc_requests_total", "method" => method.clone(), "outcome" => outcome)

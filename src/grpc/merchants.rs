@@ -57,9 +57,10 @@ impl MerchantService for Handlers {
         &self,
         request: Request<pb::UpdateMerchantRequest>,
     ) -> Result<Response<pb::Merchant>, Status> {
-        handle(request, |_call, message| async move {
+        handle(request, |call, message| async move {
             let row = merchants::update(
                 &self.services,
+                &call,
                 &message.merchant_id,
                 message.name.as_deref(),
                 message.status.as_deref(),

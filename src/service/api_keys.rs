@@ -1,7 +1,8 @@
 //! API key lifecycle: issue, list, rotate with a grace period, revoke.
 //!
 //! A merchant context manages that merchant's keys (merchant scopes only); an admin key without
-//! `x-merchant-id` manages platform keys (scope `admin` only).
+//! `x-merchant-id` manages platform keys (scope `admin` only). Every change writes its audit record in its own
+//! transaction ([`crate::audit::record_in_transaction`]): the merchant's audit, or the platform's.
 
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
@@ -81,8 +82,12 @@ pub async fn create(
     if expires_at.is_some_and(|at| at <= Utc::now()) {
         return Err(ServiceError::invalid("expires_at must be in the future"));
     }
-    let client = services.pool.get().await?;
-    issue(&**client, services, owner, &name, &scopes, expires_at).await
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let issued = issue(&*transaction, services, owner, &name, &scopes, expires_at).await?;
+    crate::audit::record_in_transaction(&transaction, call).await?;
+    transaction.commit().await?;
+    Ok(issued)
 }
 
 pub async fn list(
@@ -130,6 +135,7 @@ pub async fn rotate(
     let issued = issue(&*transaction, services, owner, &old.name, &old.scopes, old.expires_at).await?;
     let old_expires_at = now + Duration::seconds(i64::from(grace_seconds));
     let previous = store::api_keys::expire_rotated(&*transaction, key_id, old_expires_at, issued.row.key_id).await?;
+    crate::audit::record_in_transaction(&transaction, call).await?;
     transaction.commit().await?;
     services.auth_cache.invalidate_key(key_id);
     Ok((issued, previous))
@@ -144,6 +150,7 @@ pub async fn revoke(services: &Services, call: &CallContext, key_id: &str) -> Se
         .await?
         .ok_or_else(|| ServiceError::not_found("API key not found"))?;
     let row = store::api_keys::revoke(&*transaction, key_id).await?;
+    crate::audit::record_in_transaction(&transaction, call).await?;
     transaction.commit().await?;
     services.auth_cache.invalidate_key(key_id);
     Ok(row)

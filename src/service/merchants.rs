@@ -1,4 +1,5 @@
-//! Merchant registration and administration.
+//! Merchant registration and administration. Registration and updates write their audit record in their own
+//! transaction (the platform audit, or the merchant's when an admin acts with `x-merchant-id`).
 
 use uuid::Uuid;
 
@@ -17,7 +18,7 @@ const NAME_LENGTH_MAX: usize = 200;
 /// any step leaves nothing behind. Returns the merchant and the key with its plaintext.
 pub async fn register(
     services: &Services,
-    _call: &CallContext,
+    call: &CallContext,
     slug: &str,
     name: &str,
 ) -> ServiceResult<(MerchantRow, api_keys::IssuedKey)> {
@@ -42,6 +43,8 @@ pub async fn register(
     store::migrations::upsert_tenant_status(&*transaction, merchant_id, &schema, version, None).await?;
     let scopes: Vec<String> = Scope::MERCHANT.iter().map(|scope| scope.as_str().to_owned()).collect();
     let key = api_keys::issue(&*transaction, services, Some(merchant_id), "default", &scopes, None).await?;
+    call.notes().subject_merchant_id = Some(merchant_id);
+    crate::audit::record_in_transaction(&transaction, call).await?;
     transaction.commit().await?;
     tracing::info!(%merchant_id, slug = slug.as_str(), "registered merchant");
     Ok((merchant, key))
@@ -71,6 +74,7 @@ pub async fn list(services: &Services, page_size: i32, page_token: &str) -> Serv
 /// Renames, suspends or reactivates. Suspension takes effect on every instance within a second.
 pub async fn update(
     services: &Services,
+    call: &CallContext,
     merchant_id: &str,
     name: Option<&str>,
     status: Option<&str>,
@@ -81,10 +85,15 @@ pub async fn update(
     if name.is_none() && status.is_none() {
         return Err(ServiceError::invalid("nothing to update: give name and/or status"));
     }
-    let client = services.pool.get().await?;
-    let merchant = store::merchants::update(&**client, merchant_id, name.as_deref(), status.map(MerchantStatus::as_str))
-        .await?
-        .ok_or_else(|| ServiceError::not_found("merchant not found"))?;
+    let mut client = services.pool.get().await?;
+    let transaction = client.transaction().await?;
+    let merchant =
+        store::merchants::update(&*transaction, merchant_id, name.as_deref(), status.map(MerchantStatus::as_str))
+            .await?
+            .ok_or_else(|| ServiceError::not_found("merchant not found"))?;
+    call.notes().subject_merchant_id = Some(merchant_id);
+    crate::audit::record_in_transaction(&transaction, call).await?;
+    transaction.commit().await?;
     services.auth_cache.invalidate_merchant(merchant_id);
     Ok(merchant)
 }

@@ -2,6 +2,7 @@
 //! types, owns its transaction (one unit of work = one transaction) and calls the store with it.
 
 pub mod api_keys;
+pub mod audit;
 pub mod bootstrap;
 pub mod ledger;
 pub mod merchants;
@@ -15,7 +16,7 @@ use std::{
 use chrono::{DateTime, Utc};
 
 use crate::{
-    audit::CallNotes,
+    audit::{CallNotes, buffer::AuditLog},
     auth::{AuthContext, cache::AuthCache},
     config::KeyEnvironment,
     domain::api_key::KeyHasher,
@@ -75,4 +76,6 @@ pub struct Services {
     pub hasher: KeyHasher,
     pub key_environment: KeyEnvironment,
     pub auth_cache: Arc<AuthCache>,
+    /// The buffer of audit records written off the request path, and the chains waiting to be sealed.
+    pub audit: Arc<AuditLog>,
 }

@@ -6,6 +6,7 @@
 //! the transaction, committed or rolled back, so a pooled connection never carries one tenant's path to the next.
 
 pub mod api_keys;
+pub mod audit;
 pub mod ledger;
 pub mod merchants;
 pub mod migrations;

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, each test on its own freshly created PostgreSQL database.
 
+mod audit;
 mod helpers;
 mod rules;
 mod spine;

@@ -417,7 +417,14 @@ async fn the_migration_runner_skips_a_broken_tenant_records_it_and_recovers_afte
         .await
         .expect("status");
     let (version, error): (i32, Option<String>) = (row.get(0), row.get(1));
-    assert_eq!(version, latest - 1);
+    // The version the schema is really at: the newest migration left in its history (versions may have gaps).
+    let history_max: i32 = db
+        .query_one(&format!("SELECT max(version) FROM {broken_schema}.refinery_schema_history"), &[])
+        .await
+        .expect("history")
+        .get(0);
+    assert!(history_max < latest);
+    assert_eq!(version, history_max);
     assert!(error.is_some_and(|e| e.contains("already exists")), "error not recorded");
     let refused = restarted.merchants(restarted.caller(&broken_key)).get_me(pb::GetMeRequest {}).await;
     let status = assert_status(refused, Code::Unavailable, "UNAVAILABLE");
