@@ -194,13 +194,10 @@ fn is_io_error(error: &tokio_postgres::Error) -> bool {
 
 impl From<deadpool_postgres::PoolError> for ServiceError {
     fn from(error: deadpool_postgres::PoolError) -> Self {
-        match error {
-            deadpool_postgres::PoolError::Backend(error) => ServiceError::from(error),
-            other => {
-                tracing::warn!(error = %ErrorChain(&other), "database pool unavailable");
-                ServiceError::unavailable("database unavailable; retry later")
-            }
-        }
+        // Whatever kept the pool from handing out a connection (timeout, a refused or failed connect, a database
+        // not accepting connections), the database cannot serve this request now: the client should retry.
+        tracing::warn!(error = %ErrorChain(&error), "database pool unavailable");
+        ServiceError::unavailable("database unavailable; retry later")
     }
 }
 

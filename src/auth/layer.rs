@@ -140,9 +140,11 @@ where
                 let outcome = outcome.name;
                 let latency = started.elapsed();
                 tracing::info!(outcome, latency_us = latency.as_micros() as u64, "call finished");
-                metrics::counter!("grpc_requests_total", "method" => method.clone(), "outcome" => outcome)
+                // Only declared methods become label values: an arbitrary path must not grow the metric set.
+                let method_label = if super::access::requirement(&method).is_some() { method.clone() } else { "unknown".to_owned() };
+                metrics::counter!("grpc_requests_total", "method" => method_label.clone(), "outcome" => outcome)
                     .increment(1);
-                metrics::histogram!("grpc_request_duration_seconds", "method" => method).record(latency.as_secs_f64());
+                metrics::histogram!("grpc_request_duration_seconds", "method" => method_label).record(latency.as_secs_f64());
                 if let Ok(value) = HeaderValue::from_str(&request_id) {
                     response.headers_mut().insert(REQUEST_ID_HEADER, value);
                 }
