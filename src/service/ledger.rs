@@ -564,14 +564,21 @@ pub async fn list_entries(
     Ok(finish_page(LIST, rows, &page, |row| crate::pagination::time_id_cursor(row.created_at, &row.entry_id.to_string())))
 }
 
+/// The method name of the sweeper's own audit records (it is not an RPC; its transport is `system`).
+pub const SWEEP_AUDIT_METHOD: &str = "system/ExpirySweep";
+
 /// Writes off expired lots of one tenant: at most `batch_size` lots' uids per call, skipping uids a request
-/// holds (that request expires them itself). Safe with several instances sweeping at once. Returns the number of
-/// expire entries written.
-pub async fn sweep_expired(services: &Services, schema: &TenantSchema, batch_size: i64) -> ServiceResult<usize> {
+/// holds (that request expires them itself). Safe with several instances sweeping at once. The entries it writes
+/// are listed by one audit record of the sweep, committed with them, so they are covered by the audit chain like
+/// every other entry. Returns the number of expire entries written.
+pub async fn sweep_expired(services: &Services, merchant_id: uuid::Uuid, batch_size: i64) -> ServiceResult<usize> {
+    let schema = TenantSchema::for_merchant(merchant_id);
+    let started = std::time::Instant::now();
+    let occurred_at = Utc::now();
     let mut client = services.pool.get().await?;
-    let transaction = begin_tenant_transaction(&mut client, schema).await?;
+    let transaction = begin_tenant_transaction(&mut client, &schema).await?;
     let now = Utc::now();
-    let mut written = 0;
+    let mut created = Vec::new();
     for uid in store::ledger::uids_with_expired_lots(&transaction, batch_size).await? {
         let Some(balance) = store::ledger::try_lock_account(&transaction, &uid).await? else {
             continue;
@@ -579,14 +586,40 @@ pub async fn sweep_expired(services: &Services, schema: &TenantSchema, batch_siz
         let mut ledger = Ledger { transaction: &transaction, uid: &uid, balance, now, created: Vec::new() };
         match ledger.expire_due().await {
             Ok(()) => {}
-            Err(ApplyError::Retry) => return Ok(written),
+            // A conflict with a request: that request writes these lots off itself; nothing here is committed.
+            Err(ApplyError::Retry) => return Ok(0),
             Err(ApplyError::Service(error)) => return Err(error),
         }
-        written += ledger.created.len();
+        created.extend(ledger.created);
         store::ledger::set_balance(&transaction, &uid, ledger.balance).await?;
     }
+    if created.is_empty() {
+        return Ok(0);
+    }
+    let record = crate::audit::NewRecord {
+        chain: crate::audit::Chain::Merchant(schema.clone()),
+        occurred_at,
+        merchant_id: Some(merchant_id),
+        key_id: None,
+        key_prefix: None,
+        transport: "system",
+        method: SWEEP_AUDIT_METHOD.to_owned(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        request_digest: String::new(),
+        outcome: crate::audit::Outcome::OK,
+        latency_us: crate::audit::elapsed_us(started),
+        entry_ids: created.clone(),
+        uid: None,
+        amount: None,
+        currency: None,
+        rule_code: None,
+        rule_version: None,
+        points: Some(created.len() as i64),
+        unless_committed: None,
+    };
+    store::audit::insert_one(&*transaction, &record).await?;
     transaction.commit().await?;
-    Ok(written)
+    Ok(created.len())
 }
 
 /// Sweeps every healthy tenant every `interval` until `shutdown`.
@@ -603,33 +636,27 @@ pub async fn run_expiry_sweeper(
             _ = ticker.tick() => {}
             () = shutdown.cancelled() => return,
         }
-        let merchants = match healthy_tenants(&services).await {
+        let merchants = async {
+            let client = services.pool.get().await?;
+            let version_latest = store::migrations::tenant_version_latest();
+            Ok::<_, ServiceError>(store::audit::healthy_merchants(&**client, version_latest).await?)
+        };
+        let merchants = match merchants.await {
             Ok(merchants) => merchants,
             Err(error) => {
                 tracing::warn!(%error, "expiry sweep skipped");
                 continue;
             }
         };
-        for schema in merchants {
+        for merchant_id in merchants {
             if shutdown.is_cancelled() {
                 return;
             }
-            match sweep_expired(&services, &schema, batch_size).await {
+            match sweep_expired(&services, merchant_id, batch_size).await {
                 Ok(0) => {}
-                Ok(written) => tracing::info!(schema = schema.name(), written, "expired lots written off"),
-                Err(error) => tracing::warn!(schema = schema.name(), %error, "expiry sweep failed for tenant"),
+                Ok(written) => tracing::info!(%merchant_id, written, "expired lots written off"),
+                Err(error) => tracing::warn!(%merchant_id, %error, "expiry sweep failed for tenant"),
             }
         }
     }
-}
-
-async fn healthy_tenants(services: &Services) -> ServiceResult<Vec<TenantSchema>> {
-    let client = services.pool.get().await?;
-    let rows = client
-        .query(
-            "SELECT merchant_id FROM public.tenant_migrations WHERE error IS NULL AND version >= $1",
-            &[&store::migrations::tenant_version_latest()],
-        )
-        .await?;
-    Ok(rows.iter().map(|row| TenantSchema::for_merchant(row.get(0))).collect())
 }

@@ -349,16 +349,25 @@ async fn lots_are_spent_earliest_expiry_first_and_expired_points_are_never_spend
     let expire_entries = format!("SELECT count(*) FROM {schema}.entries WHERE kind = 'expire'");
     assert_eq!(db.query_one(&expire_entries, &[]).await.expect("count").get::<_, i64>(0), 0, "a refused call writes nothing");
 
-    let tenant = points::tenancy::TenantSchema::for_merchant(merchant.merchant_id.parse().expect("uuid"));
-    let written = points::service::ledger::sweep_expired(&app.services, &tenant, 100).await.expect("sweep");
+    let tenant: uuid::Uuid = merchant.merchant_id.parse().expect("uuid");
+    let written = points::service::ledger::sweep_expired(&app.services, tenant, 100).await.expect("sweep");
     assert_eq!(written, 1);
+    let sweep_records: Vec<Vec<i64>> = db
+        .query(&format!("SELECT entry_ids FROM {schema}.audit_records WHERE method = 'system/ExpirySweep'"), &[])
+        .await
+        .expect("sweep audit")
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert_eq!(sweep_records.len(), 1, "the sweep's entries are listed by one audit record");
+    assert_eq!(sweep_records[0].len(), 1);
     let expired = points
         .list_entries(pb::ListEntriesRequest { uid: "gina".into(), kind: Some("expire".into()), ..Default::default() })
         .await
         .expect("list")
         .into_inner();
     assert_eq!(expired.items.iter().map(|e| (e.delta, e.balance_after)).collect::<Vec<_>>(), vec![(-5, 10)]);
-    assert_eq!(points::service::ledger::sweep_expired(&app.services, &tenant, 100).await.expect("sweep"), 0, "idempotent");
+    assert_eq!(points::service::ledger::sweep_expired(&app.services, tenant, 100).await.expect("sweep"), 0, "idempotent");
     assert_ledger_invariants(&db, &merchant.merchant_id).await;
 
     // Reversing the spend gives its points back to the lots it used, with their original expiry: the part that
