@@ -5,3 +5,5 @@ mod rules;
 mod spine;
 mod ledger;
 mod ledger_model;
+mod rest;
+mod rest_audit;

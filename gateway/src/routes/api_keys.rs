@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Page, PageQuery, page_size, required};
+use super::{NoQuery, Page, PageQuery, page_size, required};
 use crate::convert::{from_timestamp, to_timestamp_opt};
 use crate::envelope::{ApiResult, Envelope, Success};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, CallContext, OptionalApiJson};
@@ -192,6 +192,7 @@ async fn list_api_keys(
 async fn create_api_key(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<CreateApiKeyBody>,
 ) -> ApiResult<ApiKey> {
     let request = pb::CreateApiKeyRequest {
@@ -226,6 +227,7 @@ async fn create_api_key(
 async fn rotate_api_key(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(key_id): ApiPath<String>,
     OptionalApiJson(body): OptionalApiJson<RotateApiKeyBody>,
 ) -> ApiResult<RotatedApiKey> {
@@ -258,6 +260,7 @@ async fn rotate_api_key(
 async fn revoke_api_key(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(key_id): ApiPath<String>,
 ) -> ApiResult<ApiKey> {
     let request = pb::RevokeApiKeyRequest { key_id };

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Page, page_size, required};
+use super::{NoQuery, Page, page_size, required};
 use crate::convert::{
     deserialize_query_time, from_timestamp, metadata_from_json, metadata_to_json, to_timestamp_opt,
 };
@@ -555,6 +555,7 @@ impl From<pb::CalculateResponse> for Calculation {
 async fn earn(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<EarnBody>,
 ) -> ApiResult<MutationResult> {
     let response = state
@@ -582,6 +583,7 @@ async fn earn(
 async fn spend(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<SpendBody>,
 ) -> ApiResult<MutationResult> {
     let response = state
@@ -609,6 +611,7 @@ async fn spend(
 async fn adjust(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<AdjustBody>,
 ) -> ApiResult<MutationResult> {
     let response = state
@@ -637,6 +640,7 @@ async fn adjust(
 async fn reverse(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(entry_id): ApiPath<String>,
     ApiJson(body): ApiJson<ReverseBody>,
 ) -> ApiResult<MutationResult> {
@@ -667,6 +671,7 @@ async fn reverse(
 async fn get_entry(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(entry_id): ApiPath<String>,
 ) -> ApiResult<Entry> {
     let request = pb::GetEntryRequest { entry_id };
@@ -692,6 +697,7 @@ async fn get_entry(
 async fn get_account(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(uid): ApiPath<String>,
 ) -> ApiResult<Account> {
     let request = pb::GetAccountRequest { uid };
@@ -754,6 +760,7 @@ async fn list_entries(
 async fn batch(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<BatchBody>,
 ) -> ApiResult<BatchResults> {
     let request = pb::BatchRequest {
@@ -799,6 +806,7 @@ async fn batch(
 async fn calculate(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<CalculateBody>,
 ) -> ApiResult<Calculation> {
     let request = pb::CalculateRequest {

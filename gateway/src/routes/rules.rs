@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Page, PageQuery, page_size};
+use super::{NoQuery, Page, PageQuery, page_size};
 use crate::convert::{deserialize_query_time, from_timestamp, to_timestamp_opt};
 use crate::envelope::{ApiResult, Envelope, Success};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, CallContext};
@@ -303,6 +303,7 @@ async fn list_rules(
 async fn sync_rules(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<SyncRulesBody>,
 ) -> ApiResult<SyncResult> {
     let request = pb::SyncRulesRequest {
@@ -372,6 +373,7 @@ async fn get_rule(
 async fn put_rule(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(code): ApiPath<String>,
     ApiJson(body): ApiJson<PutRuleBody>,
 ) -> ApiResult<RuleVersion> {
