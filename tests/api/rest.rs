@@ -1574,7 +1574,7 @@ async fn bad_path_and_query_values_are_400() {
         "/api/v1/points/accounts/u1/entries?page_token=not-a-token".to_owned(),
         // A multi-byte character in a token once panicked the server's token parser (a 503 here).
         "/api/v1/points/accounts/u1/entries?page_token=%C3%A91".to_owned(),
-        "/api/v1/merchants?page_token=0%E2%82%AC0".to_owned(),
+        "/api/v1/rules?page_token=0%E2%82%AC0".to_owned(),
         "/api/v1/points/accounts/u1/entries?kind=gift".to_owned(),
         "/api/v1/points/accounts/u1/entries?from=yesterday".to_owned(),
         "/api/v1/points/accounts/u1/entries?to=2025-13-01T00:00:00Z".to_owned(),
