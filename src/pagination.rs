@@ -30,7 +30,7 @@ impl PageRequest {
         let invalid = || ServiceError::invalid("invalid page_token");
         // Hex is ASCII; checking that first also keeps the two-byte slices below on character boundaries (a
         // multi-byte character in a client's token would otherwise panic the slicing).
-        if page_token.len() > PAGE_TOKEN_LENGTH_MAX || page_token.len() % 2 != 0 || !page_token.is_ascii() {
+        if page_token.len() > PAGE_TOKEN_LENGTH_MAX || !page_token.len().is_multiple_of(2) || !page_token.is_ascii() {
             return Err(invalid());
         }
         let bytes = (0..page_token.len())
