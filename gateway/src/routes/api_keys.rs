@@ -220,7 +220,7 @@ async fn create_api_key(
     path = "/api/v1/api-keys/{key_id}/rotate",
     tag = "api-keys",
     operation_id = "rotate_api_key",
-    params(("key_id" = String, Path, description = "The key to rotate.")),
+    params(("key_id" = uuid::Uuid, Path, description = "The key to rotate.")),
     request_body(content = Option<RotateApiKeyBody>, description = "Optional; an empty body means `grace_seconds: 0`."),
     responses((status = 201, description = "The new key was issued.", body = Envelope<RotatedApiKey>))
 )]
@@ -254,7 +254,7 @@ async fn rotate_api_key(
     path = "/api/v1/api-keys/{key_id}",
     tag = "api-keys",
     operation_id = "revoke_api_key",
-    params(("key_id" = String, Path, description = "The key to revoke.")),
+    params(("key_id" = uuid::Uuid, Path, description = "The key to revoke.")),
     responses((status = 200, description = "The revoked key.", body = Envelope<ApiKey>))
 )]
 async fn revoke_api_key(

@@ -188,7 +188,7 @@ async fn list_merchants(
     path = "/api/v1/merchants/{merchant_id}",
     tag = "merchants",
     operation_id = "get_merchant",
-    params(("merchant_id" = String, Path, description = "The merchant's id.")),
+    params(("merchant_id" = uuid::Uuid, Path, description = "The merchant's id.")),
     responses((status = 200, description = "The merchant.", body = Envelope<Merchant>))
 )]
 async fn get_merchant(
@@ -214,7 +214,7 @@ async fn get_merchant(
     path = "/api/v1/merchants/{merchant_id}",
     tag = "merchants",
     operation_id = "update_merchant",
-    params(("merchant_id" = String, Path, description = "The merchant's id.")),
+    params(("merchant_id" = uuid::Uuid, Path, description = "The merchant's id.")),
     request_body = UpdateMerchantBody,
     responses((status = 200, description = "The updated merchant.", body = Envelope<Merchant>))
 )]

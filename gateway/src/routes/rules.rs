@@ -106,10 +106,10 @@ impl Rounding {
 #[serde(deny_unknown_fields)]
 pub struct PutRuleBody {
     /// ISO-4217 currency.
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// Money per step (decimal string > 0).
-    #[schema(example = "1.00")]
+    #[schema(example = "1.00", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
     pub unit_amount: String,
     /// Points per step.
     #[schema(example = 10)]
@@ -117,7 +117,7 @@ pub struct PutRuleBody {
     /// Rounding of the converted amount.
     pub rounding: Rounding,
     /// Amounts below this earn nothing.
-    #[schema(example = "5.00")]
+    #[schema(example = "5.00", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
     pub min_amount: Option<String>,
     /// Cap on points per transaction.
     #[schema(example = 1000)]
@@ -156,10 +156,10 @@ pub struct SyncRuleBody {
     #[schema(example = "default", pattern = "^[a-z0-9_-]{1,40}$")]
     pub code: String,
     /// ISO-4217 currency.
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// Money per step (decimal string > 0).
-    #[schema(example = "1.00")]
+    #[schema(example = "1.00", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
     pub unit_amount: String,
     /// Points per step.
     #[schema(example = 10)]
@@ -337,7 +337,7 @@ async fn sync_rules(
     path = "/api/v1/rules/{code}",
     tag = "rules",
     operation_id = "get_rule",
-    params(("code" = String, Path, description = "The rule's code."), RuleAtQuery),
+    params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code."), RuleAtQuery),
     responses((status = 200, description = "The rule version.", body = Envelope<RuleVersion>))
 )]
 async fn get_rule(
@@ -366,7 +366,7 @@ async fn get_rule(
     path = "/api/v1/rules/{code}",
     tag = "rules",
     operation_id = "put_rule",
-    params(("code" = String, Path, description = "The rule's code, `[a-z0-9_-]{1,40}`.")),
+    params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code, `[a-z0-9_-]{1,40}`.")),
     request_body = PutRuleBody,
     responses((status = 200, description = "The version created.", body = Envelope<RuleVersion>))
 )]
@@ -394,7 +394,7 @@ async fn put_rule(
     path = "/api/v1/rules/{code}/versions",
     tag = "rules",
     operation_id = "list_rule_versions",
-    params(("code" = String, Path, description = "The rule's code."), PageQuery),
+    params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code."), PageQuery),
     responses((status = 200, description = "One page of versions.", body = Envelope<Page<RuleVersion>>))
 )]
 async fn list_rule_versions(
