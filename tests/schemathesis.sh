@@ -68,6 +68,7 @@ log "registered merchant $SLUG"
 
 REPORT_DIR="${SCHEMATHESIS_REPORT_DIR:-$(mktemp -d)}"
 mkdir -p "$REPORT_DIR"
+REPORT_DIR="$(cd "$REPORT_DIR" && pwd)"
 
 EXCLUDE=()
 if [[ "${SCHEMATHESIS_EXCLUDE_AUDIT:-0}" == "1" ]]; then
@@ -82,6 +83,8 @@ run() {
     local name="$1" key="$2"
     shift 2
     log "run '$name': up to $MAX_EXAMPLES examples per operation"
+    # From the report directory: schemathesis keeps its crash cache (for `st replay`) under the working directory.
+    cd "$REPORT_DIR"
     timeout --kill-after=10 "$RUN_HARD_TIMEOUT_SECONDS" "$SCHEMATHESIS" --no-color run "$BASE_URL/openapi.json" \
         --url "$BASE_URL" \
         --header "x-api-key: $key" \
