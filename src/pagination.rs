@@ -28,7 +28,9 @@ impl PageRequest {
             return Ok(PageRequest { size, cursor: None });
         }
         let invalid = || ServiceError::invalid("invalid page_token");
-        if page_token.len() > PAGE_TOKEN_LENGTH_MAX || !page_token.len().is_multiple_of(2) {
+        // Hex is ASCII; checking that first also keeps the two-byte slices below on character boundaries (a
+        // multi-byte character in a client's token would otherwise panic the slicing).
+        if page_token.len() > PAGE_TOKEN_LENGTH_MAX || !page_token.len().is_multiple_of(2) || !page_token.is_ascii() {
             return Err(invalid());
         }
         let bytes = (0..page_token.len())
@@ -89,6 +91,13 @@ mod tests {
         assert!(PageRequest::parse("keys", 10, &token).is_err());
         assert!(PageRequest::parse("merchants", 10, "zz").is_err());
         assert!(PageRequest::parse("merchants", 10, "abc").is_err());
+    }
+
+    #[test]
+    fn tokens_with_multi_byte_characters_are_invalid_not_a_panic() {
+        for token in ["é1", "aé", "ééé1", "0€0"] {
+            assert!(PageRequest::parse("merchants", 10, token).is_err(), "{token}");
+        }
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! Integration tests: one binary, each test on its own freshly created PostgreSQL database.
 
 mod audit;
+mod binary;
 mod helpers;
-mod rules;
-mod spine;
 mod ledger;
 mod ledger_model;
-mod binary;
+mod rest;
+mod rest_audit;
+mod rules;
+mod spine;

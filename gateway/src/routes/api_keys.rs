@@ -7,7 +7,7 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Page, PageQuery, page_size, required};
+use super::{NoQuery, Page, PageQuery, page_size, required};
 use crate::convert::{from_timestamp, to_timestamp_opt};
 use crate::envelope::{ApiResult, Envelope, Success};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, CallContext, OptionalApiJson};
@@ -192,6 +192,7 @@ async fn list_api_keys(
 async fn create_api_key(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<CreateApiKeyBody>,
 ) -> ApiResult<ApiKey> {
     let request = pb::CreateApiKeyRequest {
@@ -219,13 +220,14 @@ async fn create_api_key(
     path = "/api/v1/api-keys/{key_id}/rotate",
     tag = "api-keys",
     operation_id = "rotate_api_key",
-    params(("key_id" = String, Path, description = "The key to rotate.")),
+    params(("key_id" = uuid::Uuid, Path, description = "The key to rotate.")),
     request_body(content = Option<RotateApiKeyBody>, description = "Optional; an empty body means `grace_seconds: 0`."),
     responses((status = 201, description = "The new key was issued.", body = Envelope<RotatedApiKey>))
 )]
 async fn rotate_api_key(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(key_id): ApiPath<String>,
     OptionalApiJson(body): OptionalApiJson<RotateApiKeyBody>,
 ) -> ApiResult<RotatedApiKey> {
@@ -252,12 +254,13 @@ async fn rotate_api_key(
     path = "/api/v1/api-keys/{key_id}",
     tag = "api-keys",
     operation_id = "revoke_api_key",
-    params(("key_id" = String, Path, description = "The key to revoke.")),
+    params(("key_id" = uuid::Uuid, Path, description = "The key to revoke.")),
     responses((status = 200, description = "The revoked key.", body = Envelope<ApiKey>))
 )]
 async fn revoke_api_key(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(key_id): ApiPath<String>,
 ) -> ApiResult<ApiKey> {
     let request = pb::RevokeApiKeyRequest { key_id };

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Page, page_size};
+use super::{NoQuery, Page, page_size};
 use crate::convert::{deserialize_query_time, from_timestamp, to_timestamp_opt};
 use crate::envelope::{ApiResult, Envelope, Success};
 use crate::extract::{ApiPath, ApiQuery, CallContext};
@@ -234,6 +234,7 @@ async fn verify_audit_log(
 async fn get_audit_log(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(audit_id): ApiPath<String>,
 ) -> ApiResult<AuditRecord> {
     let request = pb::GetAuditLogRequest { audit_id };

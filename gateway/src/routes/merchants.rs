@@ -8,7 +8,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::api_keys::ApiKey;
-use super::{Page, PageQuery, page_size, required};
+use super::{NoQuery, Page, PageQuery, page_size, required};
 use crate::convert::from_timestamp;
 use crate::envelope::{ApiResult, Envelope, Success};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, CallContext};
@@ -131,6 +131,7 @@ pub struct Me {
 async fn register_merchant(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<RegisterMerchantBody>,
 ) -> ApiResult<RegisteredMerchant> {
     let request = pb::RegisterMerchantRequest {
@@ -187,12 +188,13 @@ async fn list_merchants(
     path = "/api/v1/merchants/{merchant_id}",
     tag = "merchants",
     operation_id = "get_merchant",
-    params(("merchant_id" = String, Path, description = "The merchant's id.")),
+    params(("merchant_id" = uuid::Uuid, Path, description = "The merchant's id.")),
     responses((status = 200, description = "The merchant.", body = Envelope<Merchant>))
 )]
 async fn get_merchant(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(merchant_id): ApiPath<String>,
 ) -> ApiResult<Merchant> {
     let request = pb::GetMerchantRequest { merchant_id };
@@ -212,13 +214,14 @@ async fn get_merchant(
     path = "/api/v1/merchants/{merchant_id}",
     tag = "merchants",
     operation_id = "update_merchant",
-    params(("merchant_id" = String, Path, description = "The merchant's id.")),
+    params(("merchant_id" = uuid::Uuid, Path, description = "The merchant's id.")),
     request_body = UpdateMerchantBody,
     responses((status = 200, description = "The updated merchant.", body = Envelope<Merchant>))
 )]
 async fn update_merchant(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(merchant_id): ApiPath<String>,
     ApiJson(body): ApiJson<UpdateMerchantBody>,
 ) -> ApiResult<Merchant> {
@@ -245,7 +248,11 @@ async fn update_merchant(
     operation_id = "get_me",
     responses((status = 200, description = "The caller.", body = Envelope<Me>))
 )]
-async fn get_me(State(state): State<AppState>, context: CallContext) -> ApiResult<Me> {
+async fn get_me(
+    State(state): State<AppState>,
+    context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
+) -> ApiResult<Me> {
     let response = state
         .backend
         .merchants

@@ -65,6 +65,13 @@ pub struct PageQuery {
     pub page_token: Option<String>,
 }
 
+/// The query of a route that takes no query parameters: any parameter is refused with 400, as unknown JSON fields
+/// are, so that a guessed or misspelt parameter (`GET /points/accounts/{uid}?at=...`) is reported instead of being
+/// silently ignored.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoQuery {}
+
 /// The proto `page_size`: 0 (the server's default) when absent; 1–500 when given.
 ///
 /// Checked here because proto3 cannot tell an explicit 0 from "absent": without this, `page_size=0` would silently

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Page, page_size, required};
+use super::{NoQuery, Page, page_size, required};
 use crate::convert::{
     deserialize_query_time, from_timestamp, metadata_from_json, metadata_to_json, to_timestamp_opt,
 };
@@ -149,22 +149,32 @@ impl MutationResult {
 #[serde(deny_unknown_fields)]
 pub struct EarnBody {
     /// The merchant's end-user id, 1–128 printable characters.
-    #[schema(example = "user-42", min_length = 1, max_length = 128)]
+    #[schema(
+        example = "user-42",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub uid: String,
     /// Points to credit (> 0); omit when giving `amount`.
     #[schema(example = 120, minimum = 1)]
     pub points: Option<i64>,
     /// Money amount to convert (decimal string); needs `currency`.
-    #[schema(example = "12.50")]
+    #[schema(example = "12.50", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
     pub amount: Option<String>,
     /// ISO-4217 currency of `amount`.
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// The conversion rule (default "default").
     #[schema(example = "default")]
     pub rule_code: Option<String>,
     /// 1–128 characters, unique per merchant; a retry with the same key and body replays the first result.
-    #[schema(example = "order-1001-earn", min_length = 1, max_length = 128)]
+    #[schema(
+        example = "order-1001-earn",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub idempotency_key: String,
     /// The merchant's own reference, e.g. an order number.
     #[schema(example = "order-1001")]
@@ -200,13 +210,23 @@ impl From<EarnBody> for pb::EarnRequest {
 #[serde(deny_unknown_fields)]
 pub struct SpendBody {
     /// The merchant's end-user id, 1–128 printable characters.
-    #[schema(example = "user-42", min_length = 1, max_length = 128)]
+    #[schema(
+        example = "user-42",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub uid: String,
     /// Points to redeem (> 0).
     #[schema(example = 50, minimum = 1)]
     pub points: i64,
     /// 1–128 characters, unique per merchant.
-    #[schema(example = "order-1002-spend", min_length = 1, max_length = 128)]
+    #[schema(
+        example = "order-1002-spend",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub idempotency_key: String,
     /// The merchant's own reference.
     pub reference: Option<String>,
@@ -235,7 +255,12 @@ impl From<SpendBody> for pb::SpendRequest {
 #[serde(deny_unknown_fields)]
 pub struct AdjustBody {
     /// The merchant's end-user id, 1–128 printable characters.
-    #[schema(example = "user-42", min_length = 1, max_length = 128)]
+    #[schema(
+        example = "user-42",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub uid: String,
     /// Non-zero; positive credits, negative debits.
     #[schema(example = -20)]
@@ -244,7 +269,12 @@ pub struct AdjustBody {
     #[schema(example = "goodwill correction")]
     pub reason: String,
     /// 1–128 characters, unique per merchant.
-    #[schema(example = "ticket-77-adjust", min_length = 1, max_length = 128)]
+    #[schema(
+        example = "ticket-77-adjust",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub idempotency_key: String,
 }
 
@@ -264,7 +294,12 @@ impl From<AdjustBody> for pb::AdjustRequest {
 #[serde(deny_unknown_fields)]
 pub struct ReverseBody {
     /// 1–128 characters, unique per merchant.
-    #[schema(example = "order-1001-refund", min_length = 1, max_length = 128)]
+    #[schema(
+        example = "order-1001-refund",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub idempotency_key: String,
     /// Why the entry is reversed.
     #[schema(example = "order refunded")]
@@ -467,10 +502,10 @@ pub struct BatchItemResult {
 #[serde(deny_unknown_fields)]
 pub struct CalculateBody {
     /// Money amount (decimal string).
-    #[schema(example = "12.50")]
+    #[schema(example = "12.50", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
     pub amount: String,
     /// ISO-4217 currency.
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// The rule (default "default").
     #[schema(example = "default")]
@@ -555,6 +590,7 @@ impl From<pb::CalculateResponse> for Calculation {
 async fn earn(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<EarnBody>,
 ) -> ApiResult<MutationResult> {
     let response = state
@@ -582,6 +618,7 @@ async fn earn(
 async fn spend(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<SpendBody>,
 ) -> ApiResult<MutationResult> {
     let response = state
@@ -609,6 +646,7 @@ async fn spend(
 async fn adjust(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<AdjustBody>,
 ) -> ApiResult<MutationResult> {
     let response = state
@@ -627,7 +665,7 @@ async fn adjust(
     path = "/api/v1/points/entries/{entry_id}/reverse",
     tag = "points",
     operation_id = "reverse",
-    params(("entry_id" = String, Path, description = "The entry to reverse.")),
+    params(("entry_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The entry to reverse.")),
     request_body = ReverseBody,
     responses(
         (status = 201, description = "Entry reversed.", body = Envelope<MutationResult>),
@@ -637,6 +675,7 @@ async fn adjust(
 async fn reverse(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(entry_id): ApiPath<String>,
     ApiJson(body): ApiJson<ReverseBody>,
 ) -> ApiResult<MutationResult> {
@@ -661,12 +700,13 @@ async fn reverse(
     path = "/api/v1/points/entries/{entry_id}",
     tag = "points",
     operation_id = "get_entry",
-    params(("entry_id" = String, Path, description = "The entry's id.")),
+    params(("entry_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The entry's id.")),
     responses((status = 200, description = "The entry.", body = Envelope<Entry>))
 )]
 async fn get_entry(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(entry_id): ApiPath<String>,
 ) -> ApiResult<Entry> {
     let request = pb::GetEntryRequest { entry_id };
@@ -686,12 +726,13 @@ async fn get_entry(
     path = "/api/v1/points/accounts/{uid}",
     tag = "points",
     operation_id = "get_account",
-    params(("uid" = String, Path, description = "The merchant's end-user id (1–128 printable characters).")),
+    params(("uid" = String, Path, min_length = 1, max_length = 128, description = "The merchant's end-user id (1–128 printable characters).")),
     responses((status = 200, description = "The account (balance 0 for an unknown uid).", body = Envelope<Account>))
 )]
 async fn get_account(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(uid): ApiPath<String>,
 ) -> ApiResult<Account> {
     let request = pb::GetAccountRequest { uid };
@@ -711,7 +752,7 @@ async fn get_account(
     path = "/api/v1/points/accounts/{uid}/entries",
     tag = "points",
     operation_id = "list_entries",
-    params(("uid" = String, Path, description = "The merchant's end-user id."), EntriesQuery),
+    params(("uid" = String, Path, min_length = 1, max_length = 128, description = "The merchant's end-user id."), EntriesQuery),
     responses((status = 200, description = "One page of entries.", body = Envelope<Page<Entry>>))
 )]
 async fn list_entries(
@@ -754,6 +795,7 @@ async fn list_entries(
 async fn batch(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<BatchBody>,
 ) -> ApiResult<BatchResults> {
     let request = pb::BatchRequest {
@@ -799,6 +841,7 @@ async fn batch(
 async fn calculate(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<CalculateBody>,
 ) -> ApiResult<Calculation> {
     let request = pb::CalculateRequest {

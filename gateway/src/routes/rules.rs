@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Page, PageQuery, page_size};
+use super::{NoQuery, Page, PageQuery, page_size};
 use crate::convert::{deserialize_query_time, from_timestamp, to_timestamp_opt};
 use crate::envelope::{ApiResult, Envelope, Success};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, CallContext};
@@ -106,10 +106,10 @@ impl Rounding {
 #[serde(deny_unknown_fields)]
 pub struct PutRuleBody {
     /// ISO-4217 currency.
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// Money per step (decimal string > 0).
-    #[schema(example = "1.00")]
+    #[schema(example = "1.00", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
     pub unit_amount: String,
     /// Points per step.
     #[schema(example = 10)]
@@ -117,7 +117,7 @@ pub struct PutRuleBody {
     /// Rounding of the converted amount.
     pub rounding: Rounding,
     /// Amounts below this earn nothing.
-    #[schema(example = "5.00")]
+    #[schema(example = "5.00", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
     pub min_amount: Option<String>,
     /// Cap on points per transaction.
     #[schema(example = 1000)]
@@ -156,10 +156,10 @@ pub struct SyncRuleBody {
     #[schema(example = "default", pattern = "^[a-z0-9_-]{1,40}$")]
     pub code: String,
     /// ISO-4217 currency.
-    #[schema(example = "EUR")]
+    #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// Money per step (decimal string > 0).
-    #[schema(example = "1.00")]
+    #[schema(example = "1.00", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
     pub unit_amount: String,
     /// Points per step.
     #[schema(example = 10)]
@@ -303,6 +303,7 @@ async fn list_rules(
 async fn sync_rules(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiJson(body): ApiJson<SyncRulesBody>,
 ) -> ApiResult<SyncResult> {
     let request = pb::SyncRulesRequest {
@@ -336,7 +337,7 @@ async fn sync_rules(
     path = "/api/v1/rules/{code}",
     tag = "rules",
     operation_id = "get_rule",
-    params(("code" = String, Path, description = "The rule's code."), RuleAtQuery),
+    params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code."), RuleAtQuery),
     responses((status = 200, description = "The rule version.", body = Envelope<RuleVersion>))
 )]
 async fn get_rule(
@@ -365,13 +366,14 @@ async fn get_rule(
     path = "/api/v1/rules/{code}",
     tag = "rules",
     operation_id = "put_rule",
-    params(("code" = String, Path, description = "The rule's code, `[a-z0-9_-]{1,40}`.")),
+    params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code, `[a-z0-9_-]{1,40}`.")),
     request_body = PutRuleBody,
     responses((status = 200, description = "The version created.", body = Envelope<RuleVersion>))
 )]
 async fn put_rule(
     State(state): State<AppState>,
     context: CallContext,
+    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
     ApiPath(code): ApiPath<String>,
     ApiJson(body): ApiJson<PutRuleBody>,
 ) -> ApiResult<RuleVersion> {
@@ -392,7 +394,7 @@ async fn put_rule(
     path = "/api/v1/rules/{code}/versions",
     tag = "rules",
     operation_id = "list_rule_versions",
-    params(("code" = String, Path, description = "The rule's code."), PageQuery),
+    params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code."), PageQuery),
     responses((status = 200, description = "One page of versions.", body = Envelope<Page<RuleVersion>>))
 )]
 async fn list_rule_versions(
