@@ -19,7 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=migrations");
     let descriptor_set = protox::compile(PROTO_FILES, ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    fs::write(out_dir.join("points_descriptor.bin"), descriptor_set.encode_to_vec())?;
+    fs::write(
+        out_dir.join("points_descriptor.bin"),
+        descriptor_set.encode_to_vec(),
+    )?;
     tonic_prost_build::configure()
         .build_server(true)
         .build_client(true)

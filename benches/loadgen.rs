@@ -15,7 +15,10 @@ use std::{
 
 use clap::{Parser, ValueEnum};
 use hdrhistogram::Histogram;
-use points::pb::{self, merchant_service_client::MerchantServiceClient, points_service_client::PointsServiceClient};
+use points::pb::{
+    self, merchant_service_client::MerchantServiceClient,
+    points_service_client::PointsServiceClient,
+};
 use tonic::{metadata::MetadataValue, transport::Channel};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -82,17 +85,27 @@ struct Report {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    anyhow::ensure!((1..=1024).contains(&args.concurrency), "--concurrency must be 1..=1024");
-    anyhow::ensure!((1..=3600).contains(&args.duration_secs), "--duration-secs must be 1..=3600");
+    anyhow::ensure!(
+        (1..=1024).contains(&args.concurrency),
+        "--concurrency must be 1..=1024"
+    );
+    anyhow::ensure!(
+        (1..=3600).contains(&args.duration_secs),
+        "--duration-secs must be 1..=3600"
+    );
     let channel = Channel::from_shared(args.grpc.clone())?.connect().await?;
     let api_key = match (&args.api_key, &args.admin_key) {
         (Some(key), _) => key.clone(),
         (None, Some(admin)) => register_merchant(channel.clone(), admin).await?,
-        (None, None) => anyhow::bail!("give --api-key (a merchant key) or --admin-key (to register a merchant)"),
+        (None, None) => {
+            anyhow::bail!("give --api-key (a merchant key) or --admin-key (to register a merchant)")
+        }
     };
     let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
     let calls_per_worker = args.calls_max.div_ceil(args.concurrency as u64);
-    let http = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency)
+        .build()?;
     let run_id = uuid::Uuid::new_v4().simple().to_string();
     let args = Arc::new(args);
     let started = Instant::now();
@@ -104,8 +117,11 @@ async fn main() -> anyhow::Result<()> {
         let args = args.clone();
         let run_id = run_id.clone();
         workers.push(tokio::spawn(async move {
-            let mut report =
-                Report { histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"), errors: BTreeMap::new(), calls: 0 };
+            let mut report = Report {
+                histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
+                errors: BTreeMap::new(),
+                calls: 0,
+            };
             let mut client = PointsServiceClient::new(channel);
             let key_value: MetadataValue<_> = api_key.parse().expect("ascii key");
             let mut call = 0u64;
@@ -118,8 +134,12 @@ async fn main() -> anyhow::Result<()> {
                 let spend = matches!(args.workload, Workload::Mixed) && call % 3 == 2;
                 let began = Instant::now();
                 let outcome = match args.transport {
-                    Transport::Grpc => grpc_call(&mut client, &key_value, &uid, &idempotency_key, spend).await,
-                    Transport::Rest => rest_call(&http, &args.rest, &api_key, &uid, &idempotency_key, spend).await,
+                    Transport::Grpc => {
+                        grpc_call(&mut client, &key_value, &uid, &idempotency_key, spend).await
+                    }
+                    Transport::Rest => {
+                        rest_call(&http, &args.rest, &api_key, &uid, &idempotency_key, spend).await
+                    }
                 };
                 let micros = began.elapsed().as_micros() as u64;
                 report.histogram.record(micros.max(1)).ok();
@@ -132,7 +152,11 @@ async fn main() -> anyhow::Result<()> {
             report
         }));
     }
-    let mut total = Report { histogram: Histogram::new_with_bounds(1, 60_000_000, 3)?, errors: BTreeMap::new(), calls: 0 };
+    let mut total = Report {
+        histogram: Histogram::new_with_bounds(1, 60_000_000, 3)?,
+        errors: BTreeMap::new(),
+        calls: 0,
+    };
     for worker in workers {
         let report = worker.await?;
         total.histogram.add(&report.histogram)?;
@@ -169,9 +193,14 @@ async fn register_merchant(channel: Channel, admin_key: &str) -> anyhow::Result<
         slug: format!("load-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
         name: "Load generator".into(),
     });
-    request.metadata_mut().insert("x-api-key", admin_key.parse()?);
+    request
+        .metadata_mut()
+        .insert("x-api-key", admin_key.parse()?);
     let response = client.register_merchant(request).await?.into_inner();
-    response.api_key.and_then(|key| key.key).ok_or_else(|| anyhow::anyhow!("registration returned no key"))
+    response
+        .api_key
+        .and_then(|key| key.key)
+        .ok_or_else(|| anyhow::anyhow!("registration returned no key"))
 }
 
 async fn grpc_call(
@@ -212,9 +241,15 @@ async fn rest_call(
     spend: bool,
 ) -> Result<(), String> {
     let (path, body) = if spend {
-        ("spend", serde_json::json!({"uid": uid, "points": 1, "idempotency_key": idempotency_key}))
+        (
+            "spend",
+            serde_json::json!({"uid": uid, "points": 1, "idempotency_key": idempotency_key}),
+        )
     } else {
-        ("earn", serde_json::json!({"uid": uid, "points": 2, "idempotency_key": idempotency_key}))
+        (
+            "earn",
+            serde_json::json!({"uid": uid, "points": 2, "idempotency_key": idempotency_key}),
+        )
     };
     let response = http
         .post(format!("{base}/api/v1/points/{path}"))
@@ -223,5 +258,9 @@ async fn rest_call(
         .send()
         .await
         .map_err(|error| format!("transport: {error}"))?;
-    if response.status().is_success() { Ok(()) } else { Err(format!("http {}", response.status().as_u16())) }
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(format!("http {}", response.status().as_u16()))
+    }
 }

@@ -57,17 +57,21 @@ impl Application {
     /// Creates and migrates the database, ensures an admin key, and binds the listeners.
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         if config.key_hash_secret_is_default {
-            tracing::warn!("POINTS_KEY_HASH_SECRET is not set: using the development secret; set it in production");
+            tracing::warn!(
+                "POINTS_KEY_HASH_SECRET is not set: using the development secret; set it in production"
+            );
         }
         let services = Arc::new(connect(&config).await?);
         let tenant_migrations =
-            store::migrations::migrate_all_tenants(&services.pool, config.migration_concurrency).await?;
+            store::migrations::migrate_all_tenants(&services.pool, config.migration_concurrency)
+                .await?;
         tracing::info!(
             migrated = tenant_migrations.migrated,
             failed = tenant_migrations.failed.len(),
             "tenant schemas migrated"
         );
-        let bootstrap = bootstrap::ensure_admin_key(&services, config.bootstrap_admin_key.as_deref()).await?;
+        let bootstrap =
+            bootstrap::ensure_admin_key(&services, config.bootstrap_admin_key.as_deref()).await?;
         let authenticator = Arc::new(Authenticator::new(
             services.pool.clone(),
             services.hasher.clone(),
@@ -94,11 +98,17 @@ impl Application {
     }
 
     pub fn grpc_addr(&self) -> SocketAddr {
-        self.grpc_listener.local_addr().expect("a bound listener has an address")
+        self.grpc_listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub fn http_addr(&self) -> Option<SocketAddr> {
-        self.http_listener.as_ref().map(|listener| listener.local_addr().expect("a bound listener has an address"))
+        self.http_listener.as_ref().map(|listener| {
+            listener
+                .local_addr()
+                .expect("a bound listener has an address")
+        })
     }
 
     /// Cancel this token to shut down gracefully.
@@ -113,11 +123,23 @@ impl Application {
     /// Serves until the shutdown token is cancelled, then: health NOT_SERVING, stop accepting, let in-flight calls
     /// finish (bounded by the shutdown timeout), flush buffered state, return.
     pub async fn run(self) -> anyhow::Result<()> {
-        let Application { config, grpc_listener, http_listener, services, authenticator, pg_config, shutdown, .. } =
-            self;
+        let Application {
+            config,
+            grpc_listener,
+            http_listener,
+            services,
+            authenticator,
+            pg_config,
+            shutdown,
+            ..
+        } = self;
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
-        tasks.spawn(run_listener(services.auth_cache.clone(), pg_config, background.clone()));
+        tasks.spawn(run_listener(
+            services.auth_cache.clone(),
+            pg_config,
+            background.clone(),
+        ));
         tasks.spawn(run_last_used_flusher(
             authenticator.last_used.clone(),
             services.pool.clone(),
@@ -133,7 +155,11 @@ impl Application {
             config.audit_flush_interval,
             background.clone(),
         ));
-        tasks.spawn(run_sealer(services.audit.clone(), services.pool.clone(), background.clone()));
+        tasks.spawn(run_sealer(
+            services.audit.clone(),
+            services.pool.clone(),
+            background.clone(),
+        ));
 
         tasks.spawn(crate::service::ledger::run_expiry_sweeper(
             services.clone(),
@@ -144,9 +170,15 @@ impl Application {
 
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         for name in SERVICE_NAMES {
-            health_reporter.set_service_status(*name, tonic_health::ServingStatus::Serving).await;
+            health_reporter
+                .set_service_status(*name, tonic_health::ServingStatus::Serving)
+                .await;
         }
-        tasks.spawn(probe_database(services.pool.clone(), health_reporter.clone(), background.clone()));
+        tasks.spawn(probe_database(
+            services.pool.clone(),
+            health_reporter.clone(),
+            background.clone(),
+        ));
 
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -156,11 +188,15 @@ impl Application {
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        let handlers = Handlers { services: services.clone() };
+        let handlers = Handlers {
+            services: services.clone(),
+        };
         let size_max = config.grpc_message_size_bytes_max;
         macro_rules! bounded {
             ($server:ty) => {
-                <$server>::new(handlers.clone()).max_decoding_message_size(size_max).max_encoding_message_size(size_max)
+                <$server>::new(handlers.clone())
+                    .max_decoding_message_size(size_max)
+                    .max_encoding_message_size(size_max)
             };
         }
         let grpc_addr = grpc_listener.local_addr()?;
@@ -168,19 +204,34 @@ impl Application {
         let grpc_health = health_reporter.clone();
         let grpc = Server::builder()
             .timeout(config.request_timeout)
-            .layer(CallLayer::new(authenticator.clone(), services.audit.clone()))
+            .layer(CallLayer::new(
+                authenticator.clone(),
+                services.audit.clone(),
+            ))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(bounded!(pb::merchant_service_server::MerchantServiceServer<Handlers>))
-            .add_service(bounded!(pb::api_key_service_server::ApiKeyServiceServer<Handlers>))
-            .add_service(bounded!(pb::points_service_server::PointsServiceServer<Handlers>))
-            .add_service(bounded!(pb::rule_service_server::RuleServiceServer<Handlers>))
-            .add_service(bounded!(pb::audit_service_server::AuditServiceServer<Handlers>))
+            .add_service(bounded!(
+                pb::merchant_service_server::MerchantServiceServer<Handlers>
+            ))
+            .add_service(bounded!(
+                pb::api_key_service_server::ApiKeyServiceServer<Handlers>
+            ))
+            .add_service(bounded!(
+                pb::points_service_server::PointsServiceServer<Handlers>
+            ))
+            .add_service(bounded!(
+                pb::rule_service_server::RuleServiceServer<Handlers>
+            ))
+            .add_service(bounded!(
+                pb::audit_service_server::AuditServiceServer<Handlers>
+            ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
                 grpc_shutdown.cancelled().await;
                 for name in SERVICE_NAMES {
-                    grpc_health.set_service_status(*name, tonic_health::ServingStatus::NotServing).await;
+                    grpc_health
+                        .set_service_status(*name, tonic_health::ServingStatus::NotServing)
+                        .await;
                 }
                 tracing::info!("shutting down: finishing in-flight calls");
             });
@@ -239,7 +290,10 @@ async fn gateway_task(
     gateway_config.grpc_url = format!("http://{loopback}");
     gateway_config.admin_ui_dir = Some(config.admin_ui_dir.clone());
     tracing::info!(http = %listener.local_addr()?, "serving REST gateway, /docs and /admin");
-    points_gateway::serve(listener, gateway_config, async move { shutdown.cancelled().await }).await
+    points_gateway::serve(listener, gateway_config, async move {
+        shutdown.cancelled().await
+    })
+    .await
 }
 
 /// Marks the services NOT_SERVING while the database does not answer, SERVING when it does again.
@@ -259,7 +313,11 @@ async fn probe_database(
             Err(_) => false,
         };
         if ok != last_ok {
-            let status = if ok { tonic_health::ServingStatus::Serving } else { tonic_health::ServingStatus::NotServing };
+            let status = if ok {
+                tonic_health::ServingStatus::Serving
+            } else {
+                tonic_health::ServingStatus::NotServing
+            };
             tracing::warn!(database_reachable = ok, "database reachability changed");
             for name in SERVICE_NAMES {
                 reporter.set_service_status(*name, status).await;

@@ -4,7 +4,11 @@
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "points", version, about = "Loyalty points platform: gRPC on :50051, REST + docs on :8030")]
+#[command(
+    name = "points",
+    version,
+    about = "Loyalty points platform: gRPC on :50051, REST + docs on :8030"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,

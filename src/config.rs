@@ -71,7 +71,8 @@ impl Config {
         let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
         let key_hash_secret = get("POINTS_KEY_HASH_SECRET");
         let key_hash_secret_is_default = key_hash_secret.is_none();
-        let key_hash_secret = key_hash_secret.unwrap_or_else(|| DEVELOPMENT_KEY_HASH_SECRET.to_owned());
+        let key_hash_secret =
+            key_hash_secret.unwrap_or_else(|| DEVELOPMENT_KEY_HASH_SECRET.to_owned());
         if key_hash_secret.len() < KEY_HASH_SECRET_LENGTH_MIN {
             return Err(ConfigError(format!(
                 "POINTS_KEY_HASH_SECRET must be at least {KEY_HASH_SECRET_LENGTH_MIN} characters"
@@ -79,46 +80,102 @@ impl Config {
         }
         let http_addr = match get("POINTS_HTTP_ADDR").as_deref() {
             Some("off") => None,
-            Some(value) => Some(parse_value("POINTS_HTTP_ADDR", value, "a socket address like 0.0.0.0:8030 or off")?),
+            Some(value) => Some(parse_value(
+                "POINTS_HTTP_ADDR",
+                value,
+                "a socket address like 0.0.0.0:8030 or off",
+            )?),
             None => Some(SocketAddr::from(([0, 0, 0, 0], 8030))),
         };
         let database_url = get("DATABASE_URL").unwrap_or_else(|| DEFAULT_DATABASE_URL.to_owned());
-        tokio_postgres::Config::from_str(&database_url)
-            .map_err(|error| ConfigError(format!("DATABASE_URL is not a valid PostgreSQL URL: {error}")))?;
+        tokio_postgres::Config::from_str(&database_url).map_err(|error| {
+            ConfigError(format!(
+                "DATABASE_URL is not a valid PostgreSQL URL: {error}"
+            ))
+        })?;
         Ok(Config {
             database_url,
-            grpc_addr: parse_or(&get, "POINTS_GRPC_ADDR", SocketAddr::from(([0, 0, 0, 0], 50051)), "a socket address")?,
+            grpc_addr: parse_or(
+                &get,
+                "POINTS_GRPC_ADDR",
+                SocketAddr::from(([0, 0, 0, 0], 50051)),
+                "a socket address",
+            )?,
             http_addr,
             db_pool_size: bounded(&get, "POINTS_DB_POOL_SIZE", 16, 1, 1000)?,
             db_pool_wait_timeout: millis(&get, "POINTS_DB_POOL_WAIT_MS", 2000, 1, 600_000)?,
             db_connect_timeout: millis(&get, "POINTS_DB_CONNECT_TIMEOUT_MS", 3000, 1, 600_000)?,
-            db_statement_timeout: millis(&get, "POINTS_DB_STATEMENT_TIMEOUT_MS", 5000, 1, 3_600_000)?,
+            db_statement_timeout: millis(
+                &get,
+                "POINTS_DB_STATEMENT_TIMEOUT_MS",
+                5000,
+                1,
+                3_600_000,
+            )?,
             key_hash_secret,
             key_hash_secret_is_default,
             key_environment: match get("POINTS_KEY_ENVIRONMENT").as_deref() {
                 None | Some("live") => KeyEnvironment::Live,
                 Some("test") => KeyEnvironment::Test,
                 Some(other) => {
-                    return Err(ConfigError(format!("POINTS_KEY_ENVIRONMENT must be live or test, not {other:?}")));
+                    return Err(ConfigError(format!(
+                        "POINTS_KEY_ENVIRONMENT must be live or test, not {other:?}"
+                    )));
                 }
             },
             bootstrap_admin_key: get("POINTS_BOOTSTRAP_ADMIN_KEY"),
             log_format: match get("POINTS_LOG_FORMAT").as_deref() {
                 None | Some("pretty") => LogFormat::Pretty,
                 Some("json") => LogFormat::Json,
-                Some(other) => return Err(ConfigError(format!("POINTS_LOG_FORMAT must be json or pretty, not {other:?}"))),
+                Some(other) => {
+                    return Err(ConfigError(format!(
+                        "POINTS_LOG_FORMAT must be json or pretty, not {other:?}"
+                    )));
+                }
             },
             request_timeout: millis(&get, "POINTS_REQUEST_TIMEOUT_MS", 15_000, 1, 600_000)?,
-            grpc_message_size_bytes_max: bounded(&get, "POINTS_GRPC_MESSAGE_SIZE_BYTES_MAX", 4 << 20, 1024, 64 << 20)?,
+            grpc_message_size_bytes_max: bounded(
+                &get,
+                "POINTS_GRPC_MESSAGE_SIZE_BYTES_MAX",
+                4 << 20,
+                1024,
+                64 << 20,
+            )?,
             migration_concurrency: bounded(&get, "POINTS_MIGRATION_CONCURRENCY", 4, 1, 64)?,
             key_cache_ttl: millis(&get, "POINTS_KEY_CACHE_TTL_MS", 5000, 0, 3_600_000)?,
-            last_used_flush_interval: millis(&get, "POINTS_LAST_USED_FLUSH_MS", 5000, 10, 3_600_000)?,
+            last_used_flush_interval: millis(
+                &get,
+                "POINTS_LAST_USED_FLUSH_MS",
+                5000,
+                10,
+                3_600_000,
+            )?,
             shutdown_timeout: millis(&get, "POINTS_SHUTDOWN_TIMEOUT_MS", 20_000, 1, 600_000)?,
-            expiry_sweep_interval: millis(&get, "POINTS_EXPIRY_SWEEP_INTERVAL_MS", 30_000, 10, 86_400_000)?,
-            expiry_sweep_batch_size: bounded(&get, "POINTS_EXPIRY_SWEEP_BATCH_SIZE", 500, 1, 10_000)?,
+            expiry_sweep_interval: millis(
+                &get,
+                "POINTS_EXPIRY_SWEEP_INTERVAL_MS",
+                30_000,
+                10,
+                86_400_000,
+            )?,
+            expiry_sweep_batch_size: bounded(
+                &get,
+                "POINTS_EXPIRY_SWEEP_BATCH_SIZE",
+                500,
+                1,
+                10_000,
+            )?,
             audit_flush_interval: millis(&get, "POINTS_AUDIT_FLUSH_MS", 200, 1, 60_000)?,
-            audit_buffer_capacity: bounded(&get, "POINTS_AUDIT_BUFFER_CAPACITY", 10_000, 1, 1_000_000)?,
-            admin_ui_dir: get("POINTS_ADMIN_UI_DIR").unwrap_or_else(|| "admin-ui".to_owned()).into(),
+            audit_buffer_capacity: bounded(
+                &get,
+                "POINTS_AUDIT_BUFFER_CAPACITY",
+                10_000,
+                1,
+                1_000_000,
+            )?,
+            admin_ui_dir: get("POINTS_ADMIN_UI_DIR")
+                .unwrap_or_else(|| "admin-ui".to_owned())
+                .into(),
         })
     }
 
@@ -127,7 +184,8 @@ impl Config {
         format!(
             "grpc={} http={} pool={} statement_timeout_ms={}",
             self.grpc_addr,
-            self.http_addr.map_or_else(|| "off".to_owned(), |addr| addr.to_string()),
+            self.http_addr
+                .map_or_else(|| "off".to_owned(), |addr| addr.to_string()),
             self.db_pool_size,
             self.db_statement_timeout.as_millis()
         )
@@ -135,7 +193,10 @@ impl Config {
 }
 
 fn parse_value<T: FromStr>(name: &str, value: &str, expected: &str) -> Result<T, ConfigError> {
-    value.trim().parse().map_err(|_| ConfigError(format!("{name} must be {expected}, got {value:?}")))
+    value
+        .trim()
+        .parse()
+        .map_err(|_| ConfigError(format!("{name} must be {expected}, got {value:?}")))
 }
 
 fn parse_or<T: FromStr>(
@@ -150,13 +211,21 @@ fn parse_or<T: FromStr>(
     }
 }
 
-fn bounded<T>(get: &impl Fn(&str) -> Option<String>, name: &str, default: T, min: T, max: T) -> Result<T, ConfigError>
+fn bounded<T>(
+    get: &impl Fn(&str) -> Option<String>,
+    name: &str,
+    default: T,
+    min: T,
+    max: T,
+) -> Result<T, ConfigError>
 where
     T: FromStr + PartialOrd + std::fmt::Display + Copy,
 {
     let value = parse_or(get, name, default, &format!("an integer in {min}..={max}"))?;
     if value < min || value > max {
-        return Err(ConfigError(format!("{name} must be in {min}..={max}, got {value}")));
+        return Err(ConfigError(format!(
+            "{name} must be in {min}..={max}, got {value}"
+        )));
     }
     Ok(value)
 }
@@ -177,7 +246,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn config_with(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 

@@ -105,7 +105,9 @@ impl ErrorCode {
 
     /// The code of an `ErrorInfo.reason`, if it is one of ours.
     pub fn from_reason(reason: &str) -> Option<ErrorCode> {
-        ErrorCode::ALL.into_iter().find(|code| code.reason() == reason)
+        ErrorCode::ALL
+            .into_iter()
+            .find(|code| code.reason() == reason)
     }
 }
 
@@ -122,7 +124,10 @@ pub const INTERNAL_MESSAGE: &str = "internal error; the cause has been logged";
 
 impl ServiceError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        ServiceError { code, message: message.into() }
+        ServiceError {
+            code,
+            message: message.into(),
+        }
     }
     pub fn invalid(message: impl Into<String>) -> Self {
         ServiceError::new(ErrorCode::InvalidArgument, message)
@@ -148,7 +153,11 @@ impl ServiceError {
 
     /// Converts to a tonic status carrying `google.rpc.ErrorInfo { reason, domain }`.
     pub fn into_status(self) -> tonic::Status {
-        let details = ErrorDetails::with_error_info(self.code.reason(), ERROR_DOMAIN, HashMap::<String, String>::new());
+        let details = ErrorDetails::with_error_info(
+            self.code.reason(),
+            ERROR_DOMAIN,
+            HashMap::<String, String>::new(),
+        );
         tonic::Status::with_error_details(self.code.grpc_code(), self.message, details)
     }
 }
@@ -171,9 +180,13 @@ const UNAVAILABLE_SQLSTATES: &[&str] = &[
 
 impl From<tokio_postgres::Error> for ServiceError {
     fn from(error: tokio_postgres::Error) -> Self {
-        let sqlstate_unavailable =
-            error.code().is_some_and(|state| UNAVAILABLE_SQLSTATES.contains(&state.code()));
-        if error.is_closed() || sqlstate_unavailable || error.code().is_none() && is_io_error(&error) {
+        let sqlstate_unavailable = error
+            .code()
+            .is_some_and(|state| UNAVAILABLE_SQLSTATES.contains(&state.code()));
+        if error.is_closed()
+            || sqlstate_unavailable
+            || error.code().is_none() && is_io_error(&error)
+        {
             tracing::warn!(error = %ErrorChain(&error), "database unavailable");
             return ServiceError::unavailable("database unavailable; retry later");
         }
@@ -225,8 +238,10 @@ mod tests {
 
     #[test]
     fn every_code_has_a_distinct_reason_and_envelope_code() {
-        let reasons: std::collections::HashSet<_> = ErrorCode::ALL.iter().map(|c| c.reason()).collect();
-        let codes: std::collections::HashSet<_> = ErrorCode::ALL.iter().map(|c| c.envelope_code()).collect();
+        let reasons: std::collections::HashSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.reason()).collect();
+        let codes: std::collections::HashSet<_> =
+            ErrorCode::ALL.iter().map(|c| c.envelope_code()).collect();
         assert_eq!(reasons.len(), ErrorCode::ALL.len());
         assert_eq!(codes.len(), ErrorCode::ALL.len());
         for code in ErrorCode::ALL {

@@ -25,7 +25,9 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
-        Command::Admin { command: AdminCommand::CreateKey { name } } => create_admin_key(config, &name).await,
+        Command::Admin {
+            command: AdminCommand::CreateKey { name },
+        } => create_admin_key(config, &name).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -41,7 +43,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tracing::info!(settings = config.describe(), "starting");
     let app = Application::build(config).await?;
     if let Bootstrap::Created(key) = &app.bootstrap {
-        print_key("No platform admin key existed, so one was created. It is shown only this once:", key.expose());
+        print_key(
+            "No platform admin key existed, so one was created. It is shown only this once:",
+            key.expose(),
+        );
     }
     let shutdown = app.shutdown_token();
     tokio::spawn(async move {
@@ -54,18 +59,31 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
 async fn migrate(config: Config) -> anyhow::Result<()> {
     let services = connect(&config).await?;
-    let summary = store::migrations::migrate_all_tenants(&services.pool, config.migration_concurrency).await?;
-    println!("tenant schemas migrated: {}, failed: {}", summary.migrated, summary.failed.len());
+    let summary =
+        store::migrations::migrate_all_tenants(&services.pool, config.migration_concurrency)
+            .await?;
+    println!(
+        "tenant schemas migrated: {}, failed: {}",
+        summary.migrated,
+        summary.failed.len()
+    );
     for (merchant_id, error) in &summary.failed {
         println!("  {merchant_id}: {error}");
     }
-    if summary.failed.is_empty() { Ok(()) } else { Err(anyhow::anyhow!("some tenant schemas failed to migrate")) }
+    if summary.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("some tenant schemas failed to migrate"))
+    }
 }
 
 async fn create_admin_key(config: Config, name: &str) -> anyhow::Result<()> {
     let services = connect(&config).await?;
     let key = bootstrap::create_admin_key(&services, name).await?;
-    print_key("Platform admin key created. It is shown only this once:", key.expose());
+    print_key(
+        "Platform admin key created. It is shown only this once:",
+        key.expose(),
+    );
     Ok(())
 }
 
@@ -77,13 +95,14 @@ async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = terminate.recv() => {}

@@ -22,7 +22,11 @@ impl PageRequest {
         let size = match i64::from(page_size) {
             0 => PAGE_SIZE_DEFAULT,
             size if (1..=PAGE_SIZE_MAX).contains(&size) => size,
-            _ => return Err(ServiceError::invalid(format!("page_size must be between 1 and {PAGE_SIZE_MAX}"))),
+            _ => {
+                return Err(ServiceError::invalid(format!(
+                    "page_size must be between 1 and {PAGE_SIZE_MAX}"
+                )));
+            }
         };
         if page_token.is_empty() {
             return Ok(PageRequest { size, cursor: None });
@@ -30,7 +34,10 @@ impl PageRequest {
         let invalid = || ServiceError::invalid("invalid page_token");
         // Hex is ASCII; checking that first also keeps the two-byte slices below on character boundaries (a
         // multi-byte character in a client's token would otherwise panic the slicing).
-        if page_token.len() > PAGE_TOKEN_LENGTH_MAX || !page_token.len().is_multiple_of(2) || !page_token.is_ascii() {
+        if page_token.len() > PAGE_TOKEN_LENGTH_MAX
+            || !page_token.len().is_multiple_of(2)
+            || !page_token.is_ascii()
+        {
             return Err(invalid());
         }
         let bytes = (0..page_token.len())
@@ -39,8 +46,14 @@ impl PageRequest {
             .collect::<Result<Vec<u8>, _>>()
             .map_err(|_| invalid())?;
         let text = String::from_utf8(bytes).map_err(|_| invalid())?;
-        let cursor = text.strip_prefix(list).and_then(|rest| rest.strip_prefix('|')).ok_or_else(invalid)?;
-        Ok(PageRequest { size, cursor: Some(cursor.to_owned()) })
+        let cursor = text
+            .strip_prefix(list)
+            .and_then(|rest| rest.strip_prefix('|'))
+            .ok_or_else(invalid)?;
+        Ok(PageRequest {
+            size,
+            cursor: Some(cursor.to_owned()),
+        })
     }
 
     /// Rows to fetch: one more than the page, to know whether a next page exists.
@@ -51,11 +64,19 @@ impl PageRequest {
 
 /// Makes the token for the page after `cursor`.
 pub fn encode_token(list: &str, cursor: &str) -> String {
-    format!("{list}|{cursor}").bytes().map(|b| format!("{b:02x}")).collect()
+    format!("{list}|{cursor}")
+        .bytes()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Cuts `rows` (fetched with [`PageRequest::fetch_limit`]) to the page and returns the next token, if any.
-pub fn finish_page<T>(list: &str, mut rows: Vec<T>, page: &PageRequest, cursor_of: impl Fn(&T) -> String) -> (Vec<T>, String) {
+pub fn finish_page<T>(
+    list: &str,
+    mut rows: Vec<T>,
+    page: &PageRequest,
+    cursor_of: impl Fn(&T) -> String,
+) -> (Vec<T>, String) {
     let has_more = rows.len() as i64 > page.size;
     rows.truncate(page.size as usize);
     let token = match (has_more, rows.last()) {
@@ -71,7 +92,9 @@ pub fn time_id_cursor(at: chrono::DateTime<chrono::Utc>, id: &str) -> String {
 }
 
 /// Parses a [`time_id_cursor`].
-pub fn parse_time_id_cursor(cursor: &str) -> ServiceResult<(chrono::DateTime<chrono::Utc>, String)> {
+pub fn parse_time_id_cursor(
+    cursor: &str,
+) -> ServiceResult<(chrono::DateTime<chrono::Utc>, String)> {
     let invalid = || ServiceError::invalid("invalid page_token");
     let (micros, id) = cursor.split_once('/').ok_or_else(invalid)?;
     let micros: i64 = micros.parse().map_err(|_| invalid())?;
@@ -96,13 +119,19 @@ mod tests {
     #[test]
     fn tokens_with_multi_byte_characters_are_invalid_not_a_panic() {
         for token in ["é1", "aé", "ééé1", "0€0"] {
-            assert!(PageRequest::parse("merchants", 10, token).is_err(), "{token}");
+            assert!(
+                PageRequest::parse("merchants", 10, token).is_err(),
+                "{token}"
+            );
         }
     }
 
     #[test]
     fn page_sizes_are_bounded() {
-        assert_eq!(PageRequest::parse("x", 0, "").expect("default").size, PAGE_SIZE_DEFAULT);
+        assert_eq!(
+            PageRequest::parse("x", 0, "").expect("default").size,
+            PAGE_SIZE_DEFAULT
+        );
         assert!(PageRequest::parse("x", 501, "").is_err());
         assert!(PageRequest::parse("x", -1, "").is_err());
     }

@@ -17,7 +17,9 @@ pub struct TenantSchema {
 
 impl TenantSchema {
     pub fn for_merchant(merchant_id: Uuid) -> TenantSchema {
-        TenantSchema { name: format!("merchant_{}", merchant_id.simple()) }
+        TenantSchema {
+            name: format!("merchant_{}", merchant_id.simple()),
+        }
     }
 
     /// The bare schema name.
@@ -37,7 +39,9 @@ pub async fn begin_tenant_transaction<'c>(
     schema: &TenantSchema,
 ) -> ServiceResult<deadpool_postgres::Transaction<'c>> {
     let transaction = client.transaction().await?;
-    let statement = transaction.prepare_cached("SELECT set_config('search_path', $1, true)").await?;
+    let statement = transaction
+        .prepare_cached("SELECT set_config('search_path', $1, true)")
+        .await?;
     transaction.execute(&statement, &[&schema.quoted()]).await?;
     Ok(transaction)
 }
@@ -50,6 +54,9 @@ mod tests {
     fn schema_names_are_system_made_identifiers() {
         let schema = TenantSchema::for_merchant(Uuid::nil());
         assert_eq!(schema.name(), "merchant_00000000000000000000000000000000");
-        assert_eq!(schema.quoted(), "\"merchant_00000000000000000000000000000000\"");
+        assert_eq!(
+            schema.quoted(),
+            "\"merchant_00000000000000000000000000000000\""
+        );
     }
 }

@@ -25,32 +25,95 @@ pub const METHOD_ACCESS: &[(&str, Requirement)] = &[
     ("/points.v1.MerchantService/ListMerchants", Admin),
     ("/points.v1.MerchantService/UpdateMerchant", Admin),
     ("/points.v1.MerchantService/GetMe", AnyKey),
-    ("/points.v1.ApiKeyService/CreateApiKey", MerchantOrPlatform(Scope::KeysManage)),
-    ("/points.v1.ApiKeyService/ListApiKeys", MerchantOrPlatform(Scope::KeysManage)),
-    ("/points.v1.ApiKeyService/RotateApiKey", MerchantOrPlatform(Scope::KeysManage)),
-    ("/points.v1.ApiKeyService/RevokeApiKey", MerchantOrPlatform(Scope::KeysManage)),
-    ("/points.v1.PointsService/Earn", Merchant(Scope::PointsWrite)),
-    ("/points.v1.PointsService/Spend", Merchant(Scope::PointsWrite)),
-    ("/points.v1.PointsService/Adjust", Merchant(Scope::PointsWrite)),
-    ("/points.v1.PointsService/Reverse", Merchant(Scope::PointsWrite)),
-    ("/points.v1.PointsService/Batch", Merchant(Scope::PointsWrite)),
-    ("/points.v1.PointsService/GetEntry", Merchant(Scope::PointsRead)),
-    ("/points.v1.PointsService/GetAccount", Merchant(Scope::PointsRead)),
-    ("/points.v1.PointsService/ListEntries", Merchant(Scope::PointsRead)),
-    ("/points.v1.PointsService/Calculate", Merchant(Scope::PointsRead)),
-    ("/points.v1.RuleService/ListRules", Merchant(Scope::RulesRead)),
+    (
+        "/points.v1.ApiKeyService/CreateApiKey",
+        MerchantOrPlatform(Scope::KeysManage),
+    ),
+    (
+        "/points.v1.ApiKeyService/ListApiKeys",
+        MerchantOrPlatform(Scope::KeysManage),
+    ),
+    (
+        "/points.v1.ApiKeyService/RotateApiKey",
+        MerchantOrPlatform(Scope::KeysManage),
+    ),
+    (
+        "/points.v1.ApiKeyService/RevokeApiKey",
+        MerchantOrPlatform(Scope::KeysManage),
+    ),
+    (
+        "/points.v1.PointsService/Earn",
+        Merchant(Scope::PointsWrite),
+    ),
+    (
+        "/points.v1.PointsService/Spend",
+        Merchant(Scope::PointsWrite),
+    ),
+    (
+        "/points.v1.PointsService/Adjust",
+        Merchant(Scope::PointsWrite),
+    ),
+    (
+        "/points.v1.PointsService/Reverse",
+        Merchant(Scope::PointsWrite),
+    ),
+    (
+        "/points.v1.PointsService/Batch",
+        Merchant(Scope::PointsWrite),
+    ),
+    (
+        "/points.v1.PointsService/GetEntry",
+        Merchant(Scope::PointsRead),
+    ),
+    (
+        "/points.v1.PointsService/GetAccount",
+        Merchant(Scope::PointsRead),
+    ),
+    (
+        "/points.v1.PointsService/ListEntries",
+        Merchant(Scope::PointsRead),
+    ),
+    (
+        "/points.v1.PointsService/Calculate",
+        Merchant(Scope::PointsRead),
+    ),
+    (
+        "/points.v1.RuleService/ListRules",
+        Merchant(Scope::RulesRead),
+    ),
     ("/points.v1.RuleService/GetRule", Merchant(Scope::RulesRead)),
-    ("/points.v1.RuleService/ListRuleVersions", Merchant(Scope::RulesRead)),
-    ("/points.v1.RuleService/PutRule", Merchant(Scope::RulesWrite)),
-    ("/points.v1.RuleService/SyncRules", Merchant(Scope::RulesWrite)),
-    ("/points.v1.AuditService/ListAuditLogs", MerchantOrPlatform(Scope::AuditRead)),
-    ("/points.v1.AuditService/GetAuditLog", MerchantOrPlatform(Scope::AuditRead)),
-    ("/points.v1.AuditService/VerifyAuditLog", MerchantOrPlatform(Scope::AuditRead)),
+    (
+        "/points.v1.RuleService/ListRuleVersions",
+        Merchant(Scope::RulesRead),
+    ),
+    (
+        "/points.v1.RuleService/PutRule",
+        Merchant(Scope::RulesWrite),
+    ),
+    (
+        "/points.v1.RuleService/SyncRules",
+        Merchant(Scope::RulesWrite),
+    ),
+    (
+        "/points.v1.AuditService/ListAuditLogs",
+        MerchantOrPlatform(Scope::AuditRead),
+    ),
+    (
+        "/points.v1.AuditService/GetAuditLog",
+        MerchantOrPlatform(Scope::AuditRead),
+    ),
+    (
+        "/points.v1.AuditService/VerifyAuditLog",
+        MerchantOrPlatform(Scope::AuditRead),
+    ),
 ];
 
 /// The requirement of a method, or None when it declares none (and is therefore refused).
 pub fn requirement(method: &str) -> Option<Requirement> {
-    METHOD_ACCESS.iter().find(|(path, _)| *path == method).map(|(_, requirement)| *requirement)
+    METHOD_ACCESS
+        .iter()
+        .find(|(path, _)| *path == method)
+        .map(|(_, requirement)| *requirement)
 }
 
 #[cfg(test)]
@@ -61,10 +124,14 @@ mod tests {
 
     #[test]
     fn every_points_v1_method_declares_its_access() {
-        let descriptor_set =
-            prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET).expect("descriptor set");
+        let descriptor_set = prost_types::FileDescriptorSet::decode(crate::pb::FILE_DESCRIPTOR_SET)
+            .expect("descriptor set");
         let mut methods = Vec::new();
-        for file in descriptor_set.file.iter().filter(|file| file.package() == "points.v1") {
+        for file in descriptor_set
+            .file
+            .iter()
+            .filter(|file| file.package() == "points.v1")
+        {
             for service in &file.service {
                 for method in &service.method {
                     methods.push(format!("/points.v1.{}/{}", service.name(), method.name()));
@@ -72,10 +139,22 @@ mod tests {
             }
         }
         assert!(methods.len() >= 26, "found only {methods:?}");
-        let undeclared: Vec<_> = methods.iter().filter(|method| requirement(method).is_none()).collect();
-        assert!(undeclared.is_empty(), "methods without a declared scope: {undeclared:?}");
-        let unknown: Vec<_> =
-            METHOD_ACCESS.iter().filter(|(path, _)| !methods.iter().any(|m| m == path)).map(|(p, _)| p).collect();
-        assert!(unknown.is_empty(), "table entries for methods that do not exist: {unknown:?}");
+        let undeclared: Vec<_> = methods
+            .iter()
+            .filter(|method| requirement(method).is_none())
+            .collect();
+        assert!(
+            undeclared.is_empty(),
+            "methods without a declared scope: {undeclared:?}"
+        );
+        let unknown: Vec<_> = METHOD_ACCESS
+            .iter()
+            .filter(|(path, _)| !methods.iter().any(|m| m == path))
+            .map(|(p, _)| p)
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "table entries for methods that do not exist: {unknown:?}"
+        );
     }
 }

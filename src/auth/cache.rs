@@ -66,23 +66,42 @@ impl AuthCache {
         if !self.usable() {
             return None;
         }
-        let keys = self.keys.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        keys.get(key_hash).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, row)| row.clone())
+        let keys = self
+            .keys
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        keys.get(key_hash)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, row)| row.clone())
     }
 
     pub fn merchant(&self, merchant_id: Uuid) -> Option<Arc<MerchantAccessRow>> {
         if !self.usable() {
             return None;
         }
-        let merchants = self.merchants.read().unwrap_or_else(|poisoned| poisoned.into_inner());
-        merchants.get(&merchant_id).filter(|(at, _)| at.elapsed() < self.ttl).map(|(_, row)| row.clone())
+        let merchants = self
+            .merchants
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        merchants
+            .get(&merchant_id)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, row)| row.clone())
     }
 
     /// Caches a key row read at `generation`, unless an invalidation happened since.
-    pub fn insert_key(&self, key_hash: [u8; 32], row: KeyAccessRow, generation: u64) -> Arc<KeyAccessRow> {
+    pub fn insert_key(
+        &self,
+        key_hash: [u8; 32],
+        row: KeyAccessRow,
+        generation: u64,
+    ) -> Arc<KeyAccessRow> {
         let row = Arc::new(row);
         if self.usable() {
-            let mut keys = self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut keys = self
+                .keys
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             if self.generation() == generation {
                 if keys.len() >= CACHE_ENTRIES_MAX {
                     keys.clear();
@@ -93,10 +112,17 @@ impl AuthCache {
         row
     }
 
-    pub fn insert_merchant(&self, row: MerchantAccessRow, generation: u64) -> Arc<MerchantAccessRow> {
+    pub fn insert_merchant(
+        &self,
+        row: MerchantAccessRow,
+        generation: u64,
+    ) -> Arc<MerchantAccessRow> {
         let row = Arc::new(row);
         if self.usable() {
-            let mut merchants = self.merchants.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut merchants = self
+                .merchants
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             if self.generation() == generation {
                 if merchants.len() >= CACHE_ENTRIES_MAX {
                     merchants.clear();
@@ -109,20 +135,32 @@ impl AuthCache {
 
     /// Drops a key (by id) from the cache; called on notification and by the instance that changed it.
     pub fn invalidate_key(&self, key_id: Uuid) {
-        let mut keys = self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut keys = self
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         keys.retain(|_, (_, row)| row.key_id != key_id);
     }
 
     pub fn invalidate_merchant(&self, merchant_id: Uuid) {
-        let mut merchants = self.merchants.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut merchants = self
+            .merchants
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         merchants.remove(&merchant_id);
     }
 
     pub fn clear(&self) {
-        let mut keys = self.keys.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut merchants = self.merchants.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut keys = self
+            .keys
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut merchants = self
+            .merchants
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         self.generation.fetch_add(1, Ordering::AcqRel);
         keys.clear();
         merchants.clear();
@@ -151,7 +189,11 @@ impl AuthCache {
 
 /// Listens on [`AUTH_CHANNEL`] until `shutdown`, reconnecting with a bounded backoff. The cache is only used while
 /// this listener is connected.
-pub async fn run_listener(cache: Arc<AuthCache>, pg_config: tokio_postgres::Config, shutdown: CancellationToken) {
+pub async fn run_listener(
+    cache: Arc<AuthCache>,
+    pg_config: tokio_postgres::Config,
+    shutdown: CancellationToken,
+) {
     let mut backoff = Duration::from_millis(100);
     loop {
         let session = listen_once(&cache, &pg_config, &shutdown);
@@ -196,7 +238,9 @@ async fn listen_once(
             }
         }
     });
-    client.batch_execute(&format!("LISTEN {AUTH_CHANNEL}")).await?;
+    client
+        .batch_execute(&format!("LISTEN {AUTH_CHANNEL}"))
+        .await?;
     cache.set_listening(true);
     tracing::debug!("auth listener connected");
     let outcome = loop {
@@ -221,14 +265,23 @@ pub struct LastUsed {
 
 impl LastUsed {
     pub fn touch(&self, key_id: Uuid) {
-        let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut pending = self
+            .pending
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         pending.insert(key_id, Utc::now());
     }
 
     /// Writes what was touched since the last flush. On failure the times are kept for the next flush.
-    pub async fn flush(&self, pool: &deadpool_postgres::Pool) -> Result<(), crate::error::ServiceError> {
+    pub async fn flush(
+        &self,
+        pool: &deadpool_postgres::Pool,
+    ) -> Result<(), crate::error::ServiceError> {
         let batch: Vec<(Uuid, DateTime<Utc>)> = {
-            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             pending.drain().collect()
         };
         if batch.is_empty() {
@@ -242,7 +295,10 @@ impl LastUsed {
         }
         .await;
         if result.is_err() {
-            let mut pending = self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut pending = self
+                .pending
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
             for (key_id, at) in batch {
                 let entry = pending.entry(key_id).or_insert(at);
                 *entry = (*entry).max(at);

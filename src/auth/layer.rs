@@ -8,6 +8,7 @@ use std::{
     task::{Context, Poll},
 };
 
+use futures::FutureExt;
 use http::HeaderValue;
 use tower::{Layer, Service};
 use tracing::Instrument;
@@ -36,7 +37,10 @@ pub struct CallLayer {
 
 impl CallLayer {
     pub fn new(authenticator: Arc<Authenticator>, audit: Arc<AuditLog>) -> CallLayer {
-        CallLayer { authenticator, audit }
+        CallLayer {
+            authenticator,
+            audit,
+        }
     }
 }
 
@@ -44,7 +48,11 @@ impl<S> Layer<S> for CallLayer {
     type Service = CallService<S>;
 
     fn layer(&self, inner: S) -> CallService<S> {
-        CallService { inner, authenticator: self.authenticator.clone(), audit: self.audit.clone() }
+        CallService {
+            inner,
+            authenticator: self.authenticator.clone(),
+            audit: self.audit.clone(),
+        }
     }
 }
 
@@ -59,7 +67,10 @@ pub struct CallService<S> {
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
 
 fn header<'a>(request: &'a http::Request<tonic::body::Body>, name: &str) -> Option<&'a str> {
-    request.headers().get(name).and_then(|value| value.to_str().ok())
+    request
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
 }
 
 /// A caller's request id is kept when it is short printable ASCII; one that looks like it carries an API key is
@@ -73,7 +84,10 @@ fn valid_request_id(value: &str) -> bool {
 
 impl<S, B> Service<http::Request<tonic::body::Body>> for CallService<S>
 where
-    S: Service<http::Request<tonic::body::Body>, Response = http::Response<B>> + Clone + Send + 'static,
+    S: Service<http::Request<tonic::body::Body>, Response = http::Response<B>>
+        + Clone
+        + Send
+        + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
     B: Default + Send + 'static,
@@ -132,7 +146,15 @@ where
                         let call = Arc::new(CallContext::new(request_id.clone(), method.clone(), transport, auth));
                         request.extensions_mut().insert(call.clone());
                         recorder.attach(call);
-                        let response = inner.call(request).await?;
+                        // A panic in a handler is a bug: answer INTERNAL (the panic is logged) instead of tearing
+                        // down the connection, which clients would see as UNAVAILABLE and retry.
+                        let response = match std::panic::AssertUnwindSafe(inner.call(request)).catch_unwind().await {
+                            Ok(response) => response?,
+                            Err(_) => {
+                                let error = std::io::Error::other(format!("handler of {method} panicked"));
+                                crate::error::ServiceError::internal(&error).into_status().into_http()
+                            }
+                        };
                         let outcome = recorder.served(tonic::Status::from_header_map(response.headers())).await;
                         (response, outcome)
                     }

@@ -55,9 +55,9 @@ impl AuthContext {
     /// The merchant this call acts for; methods that need one are declared so in the access table, so a missing
     /// merchant here is refused rather than assumed.
     pub fn merchant(&self) -> ServiceResult<&MerchantContext> {
-        self.merchant
-            .as_ref()
-            .ok_or_else(|| ServiceError::permission_denied("this method acts for a merchant: send x-merchant-id"))
+        self.merchant.as_ref().ok_or_else(|| {
+            ServiceError::permission_denied("this method acts for a merchant: send x-merchant-id")
+        })
     }
 
     /// The owner of keys and audit this call sees: its merchant, or the platform (None).
@@ -77,7 +77,12 @@ pub struct AuthFailure {
 
 impl AuthFailure {
     fn anonymous(error: ServiceError) -> AuthFailure {
-        AuthFailure { error, key_id: None, key_prefix: None, merchant_id: None }
+        AuthFailure {
+            error,
+            key_id: None,
+            key_prefix: None,
+            merchant_id: None,
+        }
     }
 }
 
@@ -98,7 +103,13 @@ impl Authenticator {
         last_used: Arc<LastUsed>,
         tenant_version_latest: i32,
     ) -> Authenticator {
-        Authenticator { pool, hasher, cache, last_used, tenant_version_latest }
+        Authenticator {
+            pool,
+            hasher,
+            cache,
+            last_used,
+            tenant_version_latest,
+        }
     }
 
     /// Authenticates and authorizes one call of `method`.
@@ -109,16 +120,23 @@ impl Authenticator {
         merchant_header: Option<&str>,
     ) -> Result<AuthContext, AuthFailure> {
         let requirement = access::requirement(method).ok_or_else(|| {
-            AuthFailure::anonymous(ServiceError::permission_denied(format!("method {method} declares no scope")))
+            AuthFailure::anonymous(ServiceError::permission_denied(format!(
+                "method {method} declares no scope"
+            )))
         })?;
-        let api_key = api_key
-            .filter(|key| !key.is_empty())
-            .ok_or_else(|| AuthFailure::anonymous(ServiceError::unauthenticated("missing x-api-key")))?;
+        let api_key = api_key.filter(|key| !key.is_empty()).ok_or_else(|| {
+            AuthFailure::anonymous(ServiceError::unauthenticated("missing x-api-key"))
+        })?;
         // Format and checksum first: a malformed key never costs a database query.
         let plaintext = ApiKeyPlaintext::parse(api_key).map_err(AuthFailure::anonymous)?;
         let key_hash = self.hasher.hash(&plaintext);
-        let key = self.load_key(&key_hash).await.map_err(AuthFailure::anonymous)?;
-        let key = key.ok_or_else(|| AuthFailure::anonymous(ServiceError::unauthenticated("unknown API key")))?;
+        let key = self
+            .load_key(&key_hash)
+            .await
+            .map_err(AuthFailure::anonymous)?;
+        let key = key.ok_or_else(|| {
+            AuthFailure::anonymous(ServiceError::unauthenticated("unknown API key"))
+        })?;
         let fail = |error: ServiceError, merchant_id: Option<Uuid>| AuthFailure {
             error,
             key_id: Some(key.key_id),
@@ -126,15 +144,31 @@ impl Authenticator {
             merchant_id,
         };
         if key.status != "active" {
-            return Err(fail(ServiceError::unauthenticated("API key revoked"), key.merchant_id));
+            return Err(fail(
+                ServiceError::unauthenticated("API key revoked"),
+                key.merchant_id,
+            ));
         }
-        if key.expires_at.is_some_and(|expires_at| expires_at <= Utc::now()) {
-            return Err(fail(ServiceError::unauthenticated("API key expired"), key.merchant_id));
+        if key
+            .expires_at
+            .is_some_and(|expires_at| expires_at <= Utc::now())
+        {
+            return Err(fail(
+                ServiceError::unauthenticated("API key expired"),
+                key.merchant_id,
+            ));
         }
-        let scopes: Vec<Scope> = key.scopes.iter().filter_map(|scope| Scope::parse(scope).ok()).collect();
+        let scopes: Vec<Scope> = key
+            .scopes
+            .iter()
+            .filter_map(|scope| Scope::parse(scope).ok())
+            .collect();
         let is_admin = scopes.contains(&Scope::Admin);
 
-        let merchant_id = match (key.merchant_id, merchant_header.filter(|value| !value.is_empty())) {
+        let merchant_id = match (
+            key.merchant_id,
+            merchant_header.filter(|value| !value.is_empty()),
+        ) {
             (Some(own), None) => Some(own),
             (Some(own), Some(named)) => {
                 if Uuid::parse_str(named).ok() != Some(own) {
@@ -147,20 +181,33 @@ impl Authenticator {
             }
             (None, Some(named)) => match Uuid::parse_str(named) {
                 Ok(named) => Some(named),
-                Err(_) => return Err(fail(ServiceError::invalid("x-merchant-id must be a merchant id (UUID)"), None)),
+                Err(_) => {
+                    return Err(fail(
+                        ServiceError::invalid("x-merchant-id must be a merchant id (UUID)"),
+                        None,
+                    ));
+                }
             },
             (None, None) => None,
         };
         if let Some(merchant_id) = merchant_id {
-            let merchant = self.load_merchant(merchant_id).await.map_err(|error| fail(error, Some(merchant_id)))?;
+            let merchant = self
+                .load_merchant(merchant_id)
+                .await
+                .map_err(|error| fail(error, Some(merchant_id)))?;
             let Some(merchant) = merchant else {
                 return Err(fail(ServiceError::not_found("merchant not found"), None));
             };
             // Suspension refuses the merchant's own keys; an admin acting for it may still manage it.
             if merchant.status != MerchantStatus::Active.as_str() && !is_admin {
-                return Err(fail(ServiceError::permission_denied("merchant is suspended"), Some(merchant_id)));
+                return Err(fail(
+                    ServiceError::permission_denied("merchant is suspended"),
+                    Some(merchant_id),
+                ));
             }
-            if merchant.schema_version < self.tenant_version_latest || merchant.migration_error.is_some() {
+            if merchant.schema_version < self.tenant_version_latest
+                || merchant.migration_error.is_some()
+            {
                 return Err(fail(
                     ServiceError::unavailable(format!(
                         "merchant data is being migrated (schema version {} of {}); retry later",
@@ -178,12 +225,17 @@ impl Authenticator {
             key_id: key.key_id,
             key_prefix: key.prefix.clone(),
             scopes,
-            merchant: merchant_id
-                .map(|merchant_id| MerchantContext { merchant_id, schema: TenantSchema::for_merchant(merchant_id) }),
+            merchant: merchant_id.map(|merchant_id| MerchantContext {
+                merchant_id,
+                schema: TenantSchema::for_merchant(merchant_id),
+            }),
         })
     }
 
-    async fn load_key(&self, key_hash: &[u8; 32]) -> ServiceResult<Option<Arc<store::api_keys::KeyAccessRow>>> {
+    async fn load_key(
+        &self,
+        key_hash: &[u8; 32],
+    ) -> ServiceResult<Option<Arc<store::api_keys::KeyAccessRow>>> {
         if let Some(hit) = self.cache.key(key_hash) {
             return Ok(Some(hit));
         }
@@ -193,7 +245,10 @@ impl Authenticator {
         Ok(row.map(|row| self.cache.insert_key(*key_hash, row, generation)))
     }
 
-    async fn load_merchant(&self, merchant_id: Uuid) -> ServiceResult<Option<Arc<store::merchants::MerchantAccessRow>>> {
+    async fn load_merchant(
+        &self,
+        merchant_id: Uuid,
+    ) -> ServiceResult<Option<Arc<store::merchants::MerchantAccessRow>>> {
         if let Some(hit) = self.cache.merchant(merchant_id) {
             return Ok(Some(hit));
         }
@@ -211,19 +266,21 @@ impl Requirement {
         let has = |scope: Scope| is_admin || scopes.contains(&scope);
         match self {
             Requirement::Admin if is_admin => Ok(()),
-            Requirement::Admin => Err(ServiceError::permission_denied("this method needs the admin scope")),
+            Requirement::Admin => Err(ServiceError::permission_denied(
+                "this method needs the admin scope",
+            )),
             Requirement::AnyKey => Ok(()),
-            Requirement::Merchant(scope) if !has(scope) => {
-                Err(ServiceError::permission_denied(format!("this method needs the {} scope", scope.as_str())))
-            }
+            Requirement::Merchant(scope) if !has(scope) => Err(ServiceError::permission_denied(
+                format!("this method needs the {} scope", scope.as_str()),
+            )),
             Requirement::Merchant(_) if !has_merchant => Err(ServiceError::permission_denied(
                 "this method acts for a merchant: an admin key must send x-merchant-id",
             )),
             Requirement::Merchant(_) => Ok(()),
             Requirement::MerchantOrPlatform(scope) if has(scope) => Ok(()),
-            Requirement::MerchantOrPlatform(scope) => {
-                Err(ServiceError::permission_denied(format!("this method needs the {} scope", scope.as_str())))
-            }
+            Requirement::MerchantOrPlatform(scope) => Err(ServiceError::permission_denied(
+                format!("this method needs the {} scope", scope.as_str()),
+            )),
         }
     }
 }

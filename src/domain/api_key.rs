@@ -37,7 +37,9 @@ impl ApiKeyPlaintext {
             KeyEnvironment::Test => TEST_PREFIX,
         };
         let mut rng = rand::rng();
-        let random: String = (0..RANDOM_LENGTH).map(|_| BASE62[rng.random_range(0..62)] as char).collect();
+        let random: String = (0..RANDOM_LENGTH)
+            .map(|_| BASE62[rng.random_range(0..62)] as char)
+            .collect();
         let checksum = checksum(prefix, &random);
         ApiKeyPlaintext(format!("{prefix}{random}{checksum}"))
     }
@@ -54,7 +56,11 @@ impl ApiKeyPlaintext {
         }
         let random = &value[LIVE_PREFIX.len()..LIVE_PREFIX.len() + RANDOM_LENGTH];
         let given_checksum = &value[LIVE_PREFIX.len() + RANDOM_LENGTH..];
-        if !random.bytes().chain(given_checksum.bytes()).all(|b| b.is_ascii_alphanumeric()) {
+        if !random
+            .bytes()
+            .chain(given_checksum.bytes())
+            .all(|b| b.is_ascii_alphanumeric())
+        {
             return Err(malformed());
         }
         if checksum(prefix, random) != given_checksum {
@@ -99,7 +105,9 @@ pub struct KeyHasher {
 
 impl KeyHasher {
     pub fn new(secret: &str) -> KeyHasher {
-        KeyHasher { key: blake3::derive_key("points.v1 api key hash 2026-11", secret.as_bytes()) }
+        KeyHasher {
+            key: blake3::derive_key("points.v1 api key hash 2026-11", secret.as_bytes()),
+        }
     }
 
     pub fn hash(&self, plaintext: &ApiKeyPlaintext) -> [u8; 32] {
@@ -126,7 +134,13 @@ mod tests {
     #[test]
     fn malformed_keys_are_refused() {
         let key = ApiKeyPlaintext::generate(KeyEnvironment::Live);
-        for bad in ["", "lp_live_", &key.expose()[1..], &format!("{}x", key.expose()), &key.expose().replace("lp_live_", "sk_live_")] {
+        for bad in [
+            "",
+            "lp_live_",
+            &key.expose()[1..],
+            &format!("{}x", key.expose()),
+            &key.expose().replace("lp_live_", "sk_live_"),
+        ] {
             assert!(ApiKeyPlaintext::parse(bad).is_err(), "{bad}");
         }
     }
@@ -142,6 +156,9 @@ mod tests {
     #[test]
     fn the_hash_depends_on_the_secret() {
         let key = ApiKeyPlaintext::generate(KeyEnvironment::Live);
-        assert_ne!(KeyHasher::new("a".repeat(32).as_str()).hash(&key), KeyHasher::new("b".repeat(32).as_str()).hash(&key));
+        assert_ne!(
+            KeyHasher::new("a".repeat(32).as_str()).hash(&key),
+            KeyHasher::new("b".repeat(32).as_str()).hash(&key)
+        );
     }
 }

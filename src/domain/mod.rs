@@ -21,8 +21,14 @@ pub enum Scope {
 
 impl Scope {
     /// Every scope a merchant key can hold; a new merchant's first key gets all of them.
-    pub const MERCHANT: [Scope; 6] =
-        [Scope::PointsRead, Scope::PointsWrite, Scope::RulesRead, Scope::RulesWrite, Scope::AuditRead, Scope::KeysManage];
+    pub const MERCHANT: [Scope; 6] = [
+        Scope::PointsRead,
+        Scope::PointsWrite,
+        Scope::RulesRead,
+        Scope::RulesWrite,
+        Scope::AuditRead,
+        Scope::KeysManage,
+    ];
 
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -51,7 +57,10 @@ impl Scope {
         if values.len() > 16 {
             return Err(ServiceError::invalid("at most 16 scopes"));
         }
-        let mut scopes = values.iter().map(|value| Scope::parse(value)).collect::<ServiceResult<Vec<_>>>()?;
+        let mut scopes = values
+            .iter()
+            .map(|value| Scope::parse(value))
+            .collect::<ServiceResult<Vec<_>>>()?;
         scopes.sort();
         scopes.dedup();
         Ok(scopes)
@@ -77,7 +86,9 @@ impl MerchantStatus {
         match value {
             "active" => Ok(MerchantStatus::Active),
             "suspended" => Ok(MerchantStatus::Suspended),
-            other => Err(ServiceError::invalid(format!("status must be active or suspended, not {other:?}"))),
+            other => Err(ServiceError::invalid(format!(
+                "status must be active or suspended, not {other:?}"
+            ))),
         }
     }
 }
@@ -88,7 +99,9 @@ pub struct Slug(String);
 
 impl Slug {
     pub fn parse(value: &str) -> ServiceResult<Slug> {
-        let valid_chars = value.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        let valid_chars = value
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
         let valid_ends = !value.starts_with('-') && !value.ends_with('-');
         if !(3..=40).contains(&value.len()) || !valid_chars || !valid_ends {
             return Err(ServiceError::invalid(
@@ -106,17 +119,22 @@ impl Slug {
 pub fn parse_name(field: &str, value: &str, length_max: usize) -> ServiceResult<String> {
     let trimmed = value.trim();
     if trimmed.is_empty() || trimmed.chars().count() > length_max {
-        return Err(ServiceError::invalid(format!("{field} must be 1 to {length_max} characters")));
+        return Err(ServiceError::invalid(format!(
+            "{field} must be 1 to {length_max} characters"
+        )));
     }
     if trimmed.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(format!("{field} must not contain control characters")));
+        return Err(ServiceError::invalid(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(trimmed.to_owned())
 }
 
 /// Parses an id that must be a UUID; a malformed one is simply not found.
 pub fn parse_uuid(field: &str, value: &str) -> ServiceResult<uuid::Uuid> {
-    uuid::Uuid::parse_str(value).map_err(|_| ServiceError::invalid(format!("{field} must be a UUID")))
+    uuid::Uuid::parse_str(value)
+        .map_err(|_| ServiceError::invalid(format!("{field} must be a UUID")))
 }
 
 #[cfg(test)]

@@ -32,10 +32,14 @@ pub struct Points(i64);
 impl Points {
     pub fn parse(field: &str, value: i64) -> ServiceResult<Points> {
         if value <= 0 {
-            return Err(ServiceError::invalid(format!("{field} must be greater than 0")));
+            return Err(ServiceError::invalid(format!(
+                "{field} must be greater than 0"
+            )));
         }
         if value > POINTS_PER_OPERATION_MAX {
-            return Err(ServiceError::invalid(format!("{field} must be at most {POINTS_PER_OPERATION_MAX}")));
+            return Err(ServiceError::invalid(format!(
+                "{field} must be at most {POINTS_PER_OPERATION_MAX}"
+            )));
         }
         Ok(Points(value))
     }
@@ -68,11 +72,15 @@ impl IdempotencyKey {
 
 /// Optional merchant reference (≤ 128) and description (≤ 500).
 pub fn parse_reference(value: Option<&str>) -> ServiceResult<Option<String>> {
-    value.map(|value| bounded_printable("reference", value, REFERENCE_LENGTH_MAX)).transpose()
+    value
+        .map(|value| bounded_printable("reference", value, REFERENCE_LENGTH_MAX))
+        .transpose()
 }
 
 pub fn parse_description(field: &str, value: Option<&str>) -> ServiceResult<Option<String>> {
-    value.map(|value| bounded_text(field, value, DESCRIPTION_LENGTH_MAX)).transpose()
+    value
+        .map(|value| bounded_text(field, value, DESCRIPTION_LENGTH_MAX))
+        .transpose()
 }
 
 /// A JSON object of at most 4 KiB; absent means `{}`.
@@ -81,10 +89,12 @@ pub fn parse_metadata(value: Option<&str>) -> ServiceResult<serde_json::Value> {
         return Ok(serde_json::Value::Object(serde_json::Map::new()));
     };
     if text.len() > METADATA_BYTES_MAX {
-        return Err(ServiceError::invalid(format!("metadata must be at most {METADATA_BYTES_MAX} bytes")));
+        return Err(ServiceError::invalid(format!(
+            "metadata must be at most {METADATA_BYTES_MAX} bytes"
+        )));
     }
-    let parsed: serde_json::Value =
-        serde_json::from_str(text).map_err(|_| ServiceError::invalid("metadata must be valid JSON"))?;
+    let parsed: serde_json::Value = serde_json::from_str(text)
+        .map_err(|_| ServiceError::invalid("metadata must be valid JSON"))?;
     if !parsed.is_object() {
         return Err(ServiceError::invalid("metadata must be a JSON object"));
     }
@@ -117,30 +127,50 @@ impl EntryKind {
     }
 
     pub fn parse(value: &str) -> ServiceResult<EntryKind> {
-        [EntryKind::Earn, EntryKind::Spend, EntryKind::Adjust, EntryKind::Reverse, EntryKind::Expire]
-            .into_iter()
-            .find(|kind| kind.as_str() == value)
-            .ok_or_else(|| ServiceError::invalid("kind must be one of earn, spend, adjust, reverse, expire"))
+        [
+            EntryKind::Earn,
+            EntryKind::Spend,
+            EntryKind::Adjust,
+            EntryKind::Reverse,
+            EntryKind::Expire,
+        ]
+        .into_iter()
+        .find(|kind| kind.as_str() == value)
+        .ok_or_else(|| {
+            ServiceError::invalid("kind must be one of earn, spend, adjust, reverse, expire")
+        })
     }
 }
 
 fn bounded_printable(field: &str, value: &str, length_max: usize) -> ServiceResult<String> {
     let length = value.chars().count();
     if length == 0 || length > length_max {
-        return Err(ServiceError::invalid(format!("{field} must be 1 to {length_max} characters")));
+        return Err(ServiceError::invalid(format!(
+            "{field} must be 1 to {length_max} characters"
+        )));
     }
     if value.chars().any(char::is_control) {
-        return Err(ServiceError::invalid(format!("{field} must be printable characters")));
+        return Err(ServiceError::invalid(format!(
+            "{field} must be printable characters"
+        )));
     }
     Ok(value.to_owned())
 }
 
 fn bounded_text(field: &str, value: &str, length_max: usize) -> ServiceResult<String> {
     if value.chars().count() > length_max {
-        return Err(ServiceError::invalid(format!("{field} must be at most {length_max} characters")));
+        return Err(ServiceError::invalid(format!(
+            "{field} must be at most {length_max} characters"
+        )));
     }
-    if value.chars().any(|c| c.is_control() && c != '\n' && c != '\t') || value.contains('\0') {
-        return Err(ServiceError::invalid(format!("{field} must not contain control characters")));
+    if value
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+        || value.contains('\0')
+    {
+        return Err(ServiceError::invalid(format!(
+            "{field} must not contain control characters"
+        )));
     }
     Ok(value.to_owned())
 }
@@ -163,7 +193,10 @@ mod tests {
             (IdempotencyKey::parse("").map(drop), "idempotency_key"),
             (parse_metadata(Some("[1]")).map(drop), "metadata"),
             (parse_metadata(Some("{")).map(drop), "metadata"),
-            (parse_metadata(Some(&format!("{{\"a\":\"{}\"}}", "x".repeat(5000)))).map(drop), "metadata"),
+            (
+                parse_metadata(Some(&format!("{{\"a\":\"{}\"}}", "x".repeat(5000)))).map(drop),
+                "metadata",
+            ),
         ] {
             let error = result.expect_err(field);
             assert!(error.message.contains(field), "{error:?}");

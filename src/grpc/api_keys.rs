@@ -28,10 +28,20 @@ pub fn api_key_message(row: ApiKeyRow, plaintext: Option<&str>) -> pb::ApiKey {
 
 #[tonic::async_trait]
 impl ApiKeyService for Handlers {
-    async fn create_api_key(&self, request: Request<pb::CreateApiKeyRequest>) -> Result<Response<pb::ApiKey>, Status> {
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Result<Response<pb::ApiKey>, Status> {
         handle(request, |call, message| async move {
             let expires_at = parse_timestamp("expires_at", message.expires_at)?;
-            let issued = api_keys::create(&self.services, &call, &message.name, &message.scopes, expires_at).await?;
+            let issued = api_keys::create(
+                &self.services,
+                &call,
+                &message.name,
+                &message.scopes,
+                expires_at,
+            )
+            .await?;
             Ok(api_key_message(issued.row, Some(issued.plaintext.expose())))
         })
         .await
@@ -42,10 +52,18 @@ impl ApiKeyService for Handlers {
         request: Request<pb::ListApiKeysRequest>,
     ) -> Result<Response<pb::ListApiKeysResponse>, Status> {
         handle(request, |call, message| async move {
-            let (rows, next_page_token) =
-                api_keys::list(&self.services, &call, message.page_size, &message.page_token).await?;
+            let (rows, next_page_token) = api_keys::list(
+                &self.services,
+                &call,
+                message.page_size,
+                &message.page_token,
+            )
+            .await?;
             Ok(pb::ListApiKeysResponse {
-                items: rows.into_iter().map(|row| api_key_message(row, None)).collect(),
+                items: rows
+                    .into_iter()
+                    .map(|row| api_key_message(row, None))
+                    .collect(),
                 next_page_token,
             })
         })
@@ -57,8 +75,13 @@ impl ApiKeyService for Handlers {
         request: Request<pb::RotateApiKeyRequest>,
     ) -> Result<Response<pb::RotateApiKeyResponse>, Status> {
         handle(request, |call, message| async move {
-            let (issued, previous) =
-                api_keys::rotate(&self.services, &call, &message.key_id, message.grace_seconds).await?;
+            let (issued, previous) = api_keys::rotate(
+                &self.services,
+                &call,
+                &message.key_id,
+                message.grace_seconds,
+            )
+            .await?;
             Ok(pb::RotateApiKeyResponse {
                 api_key: Some(api_key_message(issued.row, Some(issued.plaintext.expose()))),
                 previous: Some(api_key_message(previous, None)),
@@ -67,9 +90,15 @@ impl ApiKeyService for Handlers {
         .await
     }
 
-    async fn revoke_api_key(&self, request: Request<pb::RevokeApiKeyRequest>) -> Result<Response<pb::ApiKey>, Status> {
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Result<Response<pb::ApiKey>, Status> {
         handle(request, |call, message| async move {
-            Ok(api_key_message(api_keys::revoke(&self.services, &call, &message.key_id).await?, None))
+            Ok(api_key_message(
+                api_keys::revoke(&self.services, &call, &message.key_id).await?,
+                None,
+            ))
         })
         .await
     }

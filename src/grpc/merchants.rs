@@ -26,7 +26,8 @@ impl MerchantService for Handlers {
         request: Request<pb::RegisterMerchantRequest>,
     ) -> Result<Response<pb::RegisterMerchantResponse>, Status> {
         handle(request, |call, message| async move {
-            let (merchant, key) = merchants::register(&self.services, &call, &message.slug, &message.name).await?;
+            let (merchant, key) =
+                merchants::register(&self.services, &call, &message.slug, &message.name).await?;
             Ok(pb::RegisterMerchantResponse {
                 merchant: Some(merchant_message(merchant)),
                 api_key: Some(api_key_message(key.row, Some(key.plaintext.expose()))),
@@ -35,9 +36,14 @@ impl MerchantService for Handlers {
         .await
     }
 
-    async fn get_merchant(&self, request: Request<pb::GetMerchantRequest>) -> Result<Response<pb::Merchant>, Status> {
+    async fn get_merchant(
+        &self,
+        request: Request<pb::GetMerchantRequest>,
+    ) -> Result<Response<pb::Merchant>, Status> {
         handle(request, |_call, message| async move {
-            Ok(merchant_message(merchants::get(&self.services, &message.merchant_id).await?))
+            Ok(merchant_message(
+                merchants::get(&self.services, &message.merchant_id).await?,
+            ))
         })
         .await
     }
@@ -47,8 +53,12 @@ impl MerchantService for Handlers {
         request: Request<pb::ListMerchantsRequest>,
     ) -> Result<Response<pb::ListMerchantsResponse>, Status> {
         handle(request, |_call, message| async move {
-            let (rows, next_page_token) = merchants::list(&self.services, message.page_size, &message.page_token).await?;
-            Ok(pb::ListMerchantsResponse { items: rows.into_iter().map(merchant_message).collect(), next_page_token })
+            let (rows, next_page_token) =
+                merchants::list(&self.services, message.page_size, &message.page_token).await?;
+            Ok(pb::ListMerchantsResponse {
+                items: rows.into_iter().map(merchant_message).collect(),
+                next_page_token,
+            })
         })
         .await
     }
@@ -71,10 +81,16 @@ impl MerchantService for Handlers {
         .await
     }
 
-    async fn get_me(&self, request: Request<pb::GetMeRequest>) -> Result<Response<pb::GetMeResponse>, Status> {
+    async fn get_me(
+        &self,
+        request: Request<pb::GetMeRequest>,
+    ) -> Result<Response<pb::GetMeResponse>, Status> {
         handle(request, |call, _message| async move {
             let (merchant, key) = key_service::me(&self.services, &call).await?;
-            Ok(pb::GetMeResponse { merchant: merchant.map(merchant_message), api_key: Some(api_key_message(key, None)) })
+            Ok(pb::GetMeResponse {
+                merchant: merchant.map(merchant_message),
+                api_key: Some(api_key_message(key, None)),
+            })
         })
         .await
     }

@@ -24,7 +24,10 @@ pub struct Handlers {
 }
 
 /// Runs one RPC: takes the call context the auth layer attached, notes the request digest and the outcome.
-pub async fn handle<Req, Res, F, Fut>(request: Request<Req>, run: F) -> Result<Response<Res>, Status>
+pub async fn handle<Req, Res, F, Fut>(
+    request: Request<Req>,
+    run: F,
+) -> Result<Response<Res>, Status>
 where
     Req: prost::Message,
     F: FnOnce(Arc<CallContext>, Req) -> Fut,
@@ -49,7 +52,10 @@ where
 
 /// chrono → protobuf timestamp.
 pub fn timestamp(at: DateTime<Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: at.timestamp(), nanos: at.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
 }
 
 /// An optional chrono time → optional protobuf timestamp.
@@ -58,11 +64,16 @@ pub fn timestamp_opt(at: Option<DateTime<Utc>>) -> Option<prost_types::Timestamp
 }
 
 /// protobuf timestamp → chrono, refusing out-of-range values with a message naming the field.
-pub fn parse_timestamp(field: &str, value: Option<prost_types::Timestamp>) -> ServiceResult<Option<DateTime<Utc>>> {
+pub fn parse_timestamp(
+    field: &str,
+    value: Option<prost_types::Timestamp>,
+) -> ServiceResult<Option<DateTime<Utc>>> {
     match value {
         None => Ok(None),
         Some(value) => {
-            let nanos = u32::try_from(value.nanos).ok().filter(|nanos| *nanos < 1_000_000_000);
+            let nanos = u32::try_from(value.nanos)
+                .ok()
+                .filter(|nanos| *nanos < 1_000_000_000);
             nanos
                 .and_then(|nanos| DateTime::from_timestamp(value.seconds, nanos))
                 .filter(|at| (1970..=9999).contains(&chrono::Datelike::year(at)))

@@ -5,7 +5,10 @@ use tonic::{Request, Response, Status};
 
 use super::{Handlers, handle, parse_timestamp, timestamp, timestamp_opt};
 use crate::{
-    domain::points::{IdempotencyKey, Points, Uid, parse_delta, parse_description, parse_metadata, parse_reference},
+    domain::points::{
+        IdempotencyKey, Points, Uid, parse_delta, parse_description, parse_metadata,
+        parse_reference,
+    },
     error::{ServiceError, ServiceResult},
     pb::{self, points_service_server::PointsService},
     service::ledger::{self, Credit, Mutation, MutationKind, MutationResult, Outcome},
@@ -54,16 +57,25 @@ pub fn earn_mutation(message: &pb::EarnRequest) -> ServiceResult<Mutation> {
     let credit = match (message.points, &message.amount) {
         (Some(points), None) => {
             if message.currency.is_some() || message.rule_code.is_some() {
-                return Err(ServiceError::invalid("currency and rule_code go with amount, not with points"));
+                return Err(ServiceError::invalid(
+                    "currency and rule_code go with amount, not with points",
+                ));
             }
             Credit::Points(Points::parse("points", points)?)
         }
         (None, Some(amount)) => Credit::Amount {
             amount: amount.clone(),
-            currency: message.currency.clone().ok_or_else(|| ServiceError::invalid("amount needs a currency"))?,
+            currency: message
+                .currency
+                .clone()
+                .ok_or_else(|| ServiceError::invalid("amount needs a currency"))?,
             rule_code: message.rule_code.clone(),
         },
-        (Some(_), Some(_)) => return Err(ServiceError::invalid("give either points or amount, not both")),
+        (Some(_), Some(_)) => {
+            return Err(ServiceError::invalid(
+                "give either points or amount, not both",
+            ));
+        }
         (None, None) => return Err(ServiceError::invalid("give points, or amount and currency")),
     };
     Ok(Mutation {
@@ -102,7 +114,11 @@ pub fn adjust_mutation(message: &pb::AdjustRequest) -> ServiceResult<Mutation> {
     Ok(Mutation {
         idempotency_key: IdempotencyKey::parse(&message.idempotency_key)?,
         request_digest: digest("adjust", message),
-        kind: MutationKind::Adjust { uid: Uid::parse(&message.uid)?, delta: parse_delta(message.delta)?, reason },
+        kind: MutationKind::Adjust {
+            uid: Uid::parse(&message.uid)?,
+            delta: parse_delta(message.delta)?,
+            reason,
+        },
     })
 }
 
@@ -122,52 +138,82 @@ fn batch_item(operation: &pb::BatchOperation) -> ServiceResult<Mutation> {
         Some(pb::batch_operation::Op::Earn(earn)) => earn_mutation(earn),
         Some(pb::batch_operation::Op::Spend(spend)) => spend_mutation(spend),
         Some(pb::batch_operation::Op::Adjust(adjust)) => adjust_mutation(adjust),
-        None => Err(ServiceError::invalid("operation must be one of earn, spend, adjust")),
+        None => Err(ServiceError::invalid(
+            "operation must be one of earn, spend, adjust",
+        )),
     }
 }
 
 #[tonic::async_trait]
 impl PointsService for Handlers {
-    async fn earn(&self, request: Request<pb::EarnRequest>) -> Result<Response<pb::MutationResponse>, Status> {
+    async fn earn(
+        &self,
+        request: Request<pb::EarnRequest>,
+    ) -> Result<Response<pb::MutationResponse>, Status> {
         handle(request, |call, message| async move {
             let mutation = earn_mutation(&message)?;
-            Ok(mutation_message(ledger::mutate(&self.services, &call, &mutation).await?))
+            Ok(mutation_message(
+                ledger::mutate(&self.services, &call, &mutation).await?,
+            ))
         })
         .await
     }
 
-    async fn spend(&self, request: Request<pb::SpendRequest>) -> Result<Response<pb::MutationResponse>, Status> {
+    async fn spend(
+        &self,
+        request: Request<pb::SpendRequest>,
+    ) -> Result<Response<pb::MutationResponse>, Status> {
         handle(request, |call, message| async move {
             let mutation = spend_mutation(&message)?;
-            Ok(mutation_message(ledger::mutate(&self.services, &call, &mutation).await?))
+            Ok(mutation_message(
+                ledger::mutate(&self.services, &call, &mutation).await?,
+            ))
         })
         .await
     }
 
-    async fn adjust(&self, request: Request<pb::AdjustRequest>) -> Result<Response<pb::MutationResponse>, Status> {
+    async fn adjust(
+        &self,
+        request: Request<pb::AdjustRequest>,
+    ) -> Result<Response<pb::MutationResponse>, Status> {
         handle(request, |call, message| async move {
             let mutation = adjust_mutation(&message)?;
-            Ok(mutation_message(ledger::mutate(&self.services, &call, &mutation).await?))
+            Ok(mutation_message(
+                ledger::mutate(&self.services, &call, &mutation).await?,
+            ))
         })
         .await
     }
 
-    async fn reverse(&self, request: Request<pb::ReverseRequest>) -> Result<Response<pb::MutationResponse>, Status> {
+    async fn reverse(
+        &self,
+        request: Request<pb::ReverseRequest>,
+    ) -> Result<Response<pb::MutationResponse>, Status> {
         handle(request, |call, message| async move {
             let mutation = reverse_mutation(&message)?;
-            Ok(mutation_message(ledger::mutate(&self.services, &call, &mutation).await?))
+            Ok(mutation_message(
+                ledger::mutate(&self.services, &call, &mutation).await?,
+            ))
         })
         .await
     }
 
-    async fn get_entry(&self, request: Request<pb::GetEntryRequest>) -> Result<Response<pb::Entry>, Status> {
+    async fn get_entry(
+        &self,
+        request: Request<pb::GetEntryRequest>,
+    ) -> Result<Response<pb::Entry>, Status> {
         handle(request, |call, message| async move {
-            Ok(entry_message(ledger::get_entry(&self.services, &call, &message.entry_id).await?))
+            Ok(entry_message(
+                ledger::get_entry(&self.services, &call, &message.entry_id).await?,
+            ))
         })
         .await
     }
 
-    async fn get_account(&self, request: Request<pb::GetAccountRequest>) -> Result<Response<pb::Account>, Status> {
+    async fn get_account(
+        &self,
+        request: Request<pb::GetAccountRequest>,
+    ) -> Result<Response<pb::Account>, Status> {
         handle(request, |call, message| async move {
             let account = ledger::get_account(&self.services, &call, &message.uid).await?;
             Ok(pb::Account {
@@ -176,7 +222,10 @@ impl PointsService for Handlers {
                 expiring: account
                     .expiring
                     .into_iter()
-                    .map(|(points, at)| pb::ExpiringPoints { points, expires_at: Some(timestamp(at)) })
+                    .map(|(points, at)| pb::ExpiringPoints {
+                        points,
+                        expires_at: Some(timestamp(at)),
+                    })
                     .collect(),
             })
         })
@@ -196,13 +245,20 @@ impl PointsService for Handlers {
                 page_size: message.page_size,
                 page_token: &message.page_token,
             };
-            let (rows, next_page_token) = ledger::list_entries(&self.services, &call, filter).await?;
-            Ok(pb::ListEntriesResponse { items: rows.into_iter().map(entry_message).collect(), next_page_token })
+            let (rows, next_page_token) =
+                ledger::list_entries(&self.services, &call, filter).await?;
+            Ok(pb::ListEntriesResponse {
+                items: rows.into_iter().map(entry_message).collect(),
+                next_page_token,
+            })
         })
         .await
     }
 
-    async fn batch(&self, request: Request<pb::BatchRequest>) -> Result<Response<pb::BatchResponse>, Status> {
+    async fn batch(
+        &self,
+        request: Request<pb::BatchRequest>,
+    ) -> Result<Response<pb::BatchResponse>, Status> {
         handle(request, |call, message| async move {
             let items: Vec<_> = message.operations.iter().map(batch_item).collect();
             let results = ledger::batch(&self.services, &call, message.atomic, &items).await?;
@@ -231,7 +287,10 @@ impl PointsService for Handlers {
         .await
     }
 
-    async fn calculate(&self, request: Request<pb::CalculateRequest>) -> Result<Response<pb::CalculateResponse>, Status> {
+    async fn calculate(
+        &self,
+        request: Request<pb::CalculateRequest>,
+    ) -> Result<Response<pb::CalculateResponse>, Status> {
         handle(request, |call, message| async move {
             super::rules::calculate_response(&self.services, &call, message).await
         })

@@ -61,11 +61,16 @@ pub async fn issue(
 fn parse_scopes_for(owner: Option<Uuid>, scopes: &[String]) -> ServiceResult<Vec<String>> {
     let scopes = Scope::parse_list(scopes)?;
     match owner {
-        Some(_) if scopes.contains(&Scope::Admin) => {
-            Err(ServiceError::invalid("a merchant key cannot have the admin scope"))
-        }
-        None if scopes != [Scope::Admin] => Err(ServiceError::invalid("a platform key has exactly the admin scope")),
-        _ => Ok(scopes.iter().map(|scope| scope.as_str().to_owned()).collect()),
+        Some(_) if scopes.contains(&Scope::Admin) => Err(ServiceError::invalid(
+            "a merchant key cannot have the admin scope",
+        )),
+        None if scopes != [Scope::Admin] => Err(ServiceError::invalid(
+            "a platform key has exactly the admin scope",
+        )),
+        _ => Ok(scopes
+            .iter()
+            .map(|scope| scope.as_str().to_owned())
+            .collect()),
     }
 }
 
@@ -106,8 +111,11 @@ pub async fn list(
         None => None,
     };
     let client = services.pool.get().await?;
-    let rows = store::api_keys::list(&**client, call.auth.owner(), after, page.fetch_limit()).await?;
-    Ok(finish_page(LIST, rows, &page, |row| time_id_cursor(row.created_at, &row.key_id.to_string())))
+    let rows =
+        store::api_keys::list(&**client, call.auth.owner(), after, page.fetch_limit()).await?;
+    Ok(finish_page(LIST, rows, &page, |row| {
+        time_id_cursor(row.created_at, &row.key_id.to_string())
+    }))
 }
 
 /// Issues a successor with the same name and scopes; the old key works for `grace_seconds` more, then expires.
@@ -120,7 +128,9 @@ pub async fn rotate(
     let key_id = parse_uuid("key_id", key_id)?;
     let grace_seconds = grace_seconds.unwrap_or(0);
     if grace_seconds > GRACE_SECONDS_MAX {
-        return Err(ServiceError::invalid(format!("grace_seconds must be between 0 and {GRACE_SECONDS_MAX}")));
+        return Err(ServiceError::invalid(format!(
+            "grace_seconds must be between 0 and {GRACE_SECONDS_MAX}"
+        )));
     }
     let owner = call.auth.owner();
     let mut client = services.pool.get().await?;
@@ -130,11 +140,23 @@ pub async fn rotate(
         .ok_or_else(|| ServiceError::not_found("API key not found"))?;
     let now = Utc::now();
     if old.status != "active" || old.expires_at.is_some_and(|at| at <= now) {
-        return Err(ServiceError::invalid("only an active, unexpired key can be rotated"));
+        return Err(ServiceError::invalid(
+            "only an active, unexpired key can be rotated",
+        ));
     }
-    let issued = issue(&*transaction, services, owner, &old.name, &old.scopes, old.expires_at).await?;
+    let issued = issue(
+        &*transaction,
+        services,
+        owner,
+        &old.name,
+        &old.scopes,
+        old.expires_at,
+    )
+    .await?;
     let old_expires_at = now + Duration::seconds(i64::from(grace_seconds));
-    let previous = store::api_keys::expire_rotated(&*transaction, key_id, old_expires_at, issued.row.key_id).await?;
+    let previous =
+        store::api_keys::expire_rotated(&*transaction, key_id, old_expires_at, issued.row.key_id)
+            .await?;
     crate::audit::record_in_transaction(&transaction, call).await?;
     transaction.commit().await?;
     services.auth_cache.invalidate_key(key_id);
@@ -142,7 +164,11 @@ pub async fn rotate(
 }
 
 /// Revokes at once; other instances learn it through the `points_auth` notification.
-pub async fn revoke(services: &Services, call: &CallContext, key_id: &str) -> ServiceResult<ApiKeyRow> {
+pub async fn revoke(
+    services: &Services,
+    call: &CallContext,
+    key_id: &str,
+) -> ServiceResult<ApiKeyRow> {
     let key_id = parse_uuid("key_id", key_id)?;
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
@@ -166,7 +192,11 @@ pub async fn me(
         Some(merchant_id) => store::merchants::get(&**client, merchant_id).await?,
         None => None,
     };
-    let key_owner = if call.auth.is_admin() { None } else { call.auth.owner() };
+    let key_owner = if call.auth.is_admin() {
+        None
+    } else {
+        call.auth.owner()
+    };
     let key = store::api_keys::get(&**client, call.auth.key_id, key_owner)
         .await?
         .ok_or_else(|| ServiceError::unauthenticated("API key not found"))?;

@@ -19,13 +19,24 @@ pub enum Bootstrap {
 }
 
 /// Ensures a platform admin key exists. Instances starting together serialize on an advisory lock.
-pub async fn ensure_admin_key(services: &Services, from_environment: Option<&str>) -> anyhow::Result<Bootstrap> {
+pub async fn ensure_admin_key(
+    services: &Services,
+    from_environment: Option<&str>,
+) -> anyhow::Result<Bootstrap> {
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
-    transaction.execute("SELECT pg_advisory_xact_lock(hashtext('points:bootstrap-admin'))", &[]).await?;
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('points:bootstrap-admin'))",
+            &[],
+        )
+        .await?;
     if let Some(value) = from_environment {
-        let plaintext = ApiKeyPlaintext::parse(value)
-            .map_err(|_| anyhow::anyhow!("POINTS_BOOTSTRAP_ADMIN_KEY is not a well-formed key (lp_live_/lp_test_ format)"))?;
+        let plaintext = ApiKeyPlaintext::parse(value).map_err(|_| {
+            anyhow::anyhow!(
+                "POINTS_BOOTSTRAP_ADMIN_KEY is not a well-formed key (lp_live_/lp_test_ format)"
+            )
+        })?;
         let key_hash = services.hasher.hash(&plaintext);
         if !store::api_keys::hash_exists(&*transaction, &key_hash).await? {
             store::api_keys::insert(

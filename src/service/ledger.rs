@@ -39,7 +39,11 @@ const EXPIRING_WINDOW_DAYS: i64 = 30;
 pub enum Credit {
     Points(Points),
     /// Converted by a rule inside the same transaction (the rules service does the arithmetic).
-    Amount { amount: String, currency: String, rule_code: Option<String> },
+    Amount {
+        amount: String,
+        currency: String,
+        rule_code: Option<String>,
+    },
 }
 
 /// A parsed mutation. `request_digest` identifies the request for idempotency (same key + same digest = replay).
@@ -91,7 +95,9 @@ impl MutationKind {
 
     fn uid(&self) -> Option<&Uid> {
         match self {
-            MutationKind::Earn { uid, .. } | MutationKind::Spend { uid, .. } | MutationKind::Adjust { uid, .. } => Some(uid),
+            MutationKind::Earn { uid, .. }
+            | MutationKind::Spend { uid, .. }
+            | MutationKind::Adjust { uid, .. } => Some(uid),
             MutationKind::Reverse { .. } => None,
         }
     }
@@ -137,7 +143,9 @@ impl From<tokio_postgres::Error> for ApplyError {
             return ApplyError::Retry;
         }
         if error.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) {
-            return ApplyError::Service(ServiceError::invalid("the balance would exceed the largest supported value"));
+            return ApplyError::Service(ServiceError::invalid(
+                "the balance would exceed the largest supported value",
+            ));
         }
         ApplyError::Service(ServiceError::from(error))
     }
@@ -148,7 +156,11 @@ fn retries_exhausted() -> ServiceError {
 }
 
 /// Applies one mutation in its own transaction, with its audit record.
-pub async fn mutate(services: &Services, call: &CallContext, mutation: &Mutation) -> ServiceResult<MutationResult> {
+pub async fn mutate(
+    services: &Services,
+    call: &CallContext,
+    mutation: &Mutation,
+) -> ServiceResult<MutationResult> {
     let schema = &call.auth.merchant()?.schema;
     for _ in 0..ATTEMPTS_MAX {
         let mut client = services.pool.get().await?;
@@ -171,7 +183,9 @@ pub async fn mutate(services: &Services, call: &CallContext, mutation: &Mutation
 
 fn note_result(call: &CallContext, result: &MutationResult) {
     let mut notes = call.notes();
-    notes.entry_ids.extend(result.created_entry_ids.iter().copied());
+    notes
+        .entry_ids
+        .extend(result.created_entry_ids.iter().copied());
     notes.uid.get_or_insert_with(|| result.entry.uid.clone());
     notes.points = Some(notes.points.unwrap_or(0).saturating_add(result.entry.delta));
     if let (Some(amount), Some(currency)) = (result.entry.amount, &result.entry.currency) {
@@ -198,13 +212,23 @@ pub async fn batch(
         return Err(ServiceError::invalid("operations must not be empty"));
     }
     if items.len() > BATCH_OPERATIONS_MAX {
-        return Err(ServiceError::invalid(format!("at most {BATCH_OPERATIONS_MAX} operations per batch")));
+        return Err(ServiceError::invalid(format!(
+            "at most {BATCH_OPERATIONS_MAX} operations per batch"
+        )));
     }
-    if atomic && let Some((index, Err(error))) = items.iter().enumerate().find(|(_, item)| item.is_err()) {
-        return Err(ServiceError::new(error.code, format!("operations[{index}]: {}", error.message)));
+    if atomic
+        && let Some((index, Err(error))) = items.iter().enumerate().find(|(_, item)| item.is_err())
+    {
+        return Err(ServiceError::new(
+            error.code,
+            format!("operations[{index}]: {}", error.message),
+        ));
     }
     let schema = &call.auth.merchant()?.schema;
-    let mut uids: Vec<&Uid> = items.iter().filter_map(|item| item.as_ref().ok()?.kind.uid()).collect();
+    let mut uids: Vec<&Uid> = items
+        .iter()
+        .filter_map(|item| item.as_ref().ok()?.kind.uid())
+        .collect();
     uids.sort();
     uids.dedup();
     'attempt: for _ in 0..ATTEMPTS_MAX {
@@ -236,7 +260,10 @@ pub async fn batch(
                 }
                 Err(ApplyError::Retry) => continue 'attempt,
                 Err(ApplyError::Service(error)) if atomic => {
-                    return Err(ServiceError::new(error.code, format!("operations[{index}]: {}", error.message)));
+                    return Err(ServiceError::new(
+                        error.code,
+                        format!("operations[{index}]: {}", error.message),
+                    ));
                 }
                 Err(ApplyError::Service(error)) => {
                     // Dropping the savepoint rolls back this item only.
@@ -248,7 +275,10 @@ pub async fn batch(
         for result in results.iter().flatten() {
             note_result(call, result);
         }
-        let wrote_anything = results.iter().flatten().any(|result| result.outcome == Outcome::Applied);
+        let wrote_anything = results
+            .iter()
+            .flatten()
+            .any(|result| result.outcome == Outcome::Applied);
         if wrote_anything {
             crate::audit::record_in_transaction(&transaction, call).await?;
             transaction.commit().await?;
@@ -259,7 +289,11 @@ pub async fn batch(
 }
 
 /// Applies one mutation inside `transaction` (a transaction or a savepoint).
-async fn apply(transaction: &Transaction<'_>, mutation: &Mutation, now: DateTime<Utc>) -> Result<MutationResult, ApplyError> {
+async fn apply(
+    transaction: &Transaction<'_>,
+    mutation: &Mutation,
+    now: DateTime<Utc>,
+) -> Result<MutationResult, ApplyError> {
     let target = match &mutation.kind {
         MutationKind::Reverse { entry_id, .. } => Some(
             store::ledger::get_entry(transaction, *entry_id)
@@ -270,14 +304,19 @@ async fn apply(transaction: &Transaction<'_>, mutation: &Mutation, now: DateTime
     };
     let uid = match (&mutation.kind, &target) {
         (_, Some(target)) => target.uid.clone(),
-        (kind, None) => kind.uid().map(|uid| uid.as_str().to_owned()).unwrap_or_default(),
+        (kind, None) => kind
+            .uid()
+            .map(|uid| uid.as_str().to_owned())
+            .unwrap_or_default(),
     };
     let stored_balance = store::ledger::lock_account(transaction, &uid).await?;
 
     // Checked after the account lock, so a duplicate on the same uid sees the first one's committed record.
     let key = mutation.idempotency_key.as_str();
     if let Some(record) = store::ledger::find_idempotency(transaction, key).await? {
-        if record.operation != mutation.kind.operation() || record.request_digest != mutation.request_digest {
+        if record.operation != mutation.kind.operation()
+            || record.request_digest != mutation.request_digest
+        {
             return Err(ServiceError::new(
                 ErrorCode::IdempotencyConflict,
                 "idempotency_key was already used for a different request",
@@ -286,22 +325,54 @@ async fn apply(transaction: &Transaction<'_>, mutation: &Mutation, now: DateTime
         }
         let entry = store::ledger::get_entry(transaction, record.entry_id)
             .await?
-            .ok_or_else(|| ServiceError::internal(&std::io::Error::other("idempotency record without its entry")))?;
-        return Ok(MutationResult { balance: entry.balance_after, entry, outcome: Outcome::Replayed, created_entry_ids: vec![] });
+            .ok_or_else(|| {
+                ServiceError::internal(&std::io::Error::other(
+                    "idempotency record without its entry",
+                ))
+            })?;
+        return Ok(MutationResult {
+            balance: entry.balance_after,
+            entry,
+            outcome: Outcome::Replayed,
+            created_entry_ids: vec![],
+        });
     }
 
-    let mut ledger = Ledger { transaction, uid: &uid, balance: stored_balance, now, created: Vec::new() };
+    let mut ledger = Ledger {
+        transaction,
+        uid: &uid,
+        balance: stored_balance,
+        now,
+        created: Vec::new(),
+    };
     ledger.expire_due().await?;
     let entry = match &mutation.kind {
-        MutationKind::Earn { credit, reference, description, metadata, expires_at, .. } => {
+        MutationKind::Earn {
+            credit,
+            reference,
+            description,
+            metadata,
+            expires_at,
+            ..
+        } => {
             if expires_at.is_some_and(|at| at <= now) {
                 return Err(ServiceError::invalid("expires_at must be in the future").into());
             }
             let (points, conversion) = match credit {
                 Credit::Points(points) => (points.get(), None),
-                Credit::Amount { amount, currency, rule_code } => {
-                    let conversion =
-                        super::rules::convert(&**transaction, amount, currency, rule_code.as_deref(), now).await?;
+                Credit::Amount {
+                    amount,
+                    currency,
+                    rule_code,
+                } => {
+                    let conversion = super::rules::convert(
+                        &**transaction,
+                        amount,
+                        currency,
+                        rule_code.as_deref(),
+                        now,
+                    )
+                    .await?;
                     if conversion.points <= 0 {
                         return Err(ServiceError::invalid(format!(
                             "amount {} converts to 0 points under rule {} version {}",
@@ -313,7 +384,10 @@ async fn apply(transaction: &Transaction<'_>, mutation: &Mutation, now: DateTime
                 }
             };
             let expires_at = expires_at.or_else(|| {
-                conversion.as_ref()?.points_ttl_days.map(|days| now + Duration::days(i64::from(days)))
+                conversion
+                    .as_ref()?
+                    .points_ttl_days
+                    .map(|days| now + Duration::days(i64::from(days)))
             });
             let entry = NewEntry {
                 kind: EntryKind::Earn.as_str(),
@@ -329,7 +403,13 @@ async fn apply(transaction: &Transaction<'_>, mutation: &Mutation, now: DateTime
             };
             ledger.credit(points, entry, key).await?
         }
-        MutationKind::Spend { points, reference, description, metadata, .. } => {
+        MutationKind::Spend {
+            points,
+            reference,
+            description,
+            metadata,
+            ..
+        } => {
             let entry = NewEntry {
                 kind: EntryKind::Spend.as_str(),
                 reference: reference.as_deref(),
@@ -340,12 +420,21 @@ async fn apply(transaction: &Transaction<'_>, mutation: &Mutation, now: DateTime
             ledger.debit(points.get(), entry, key).await?
         }
         MutationKind::Adjust { delta, reason, .. } => {
-            let entry =
-                NewEntry { kind: EntryKind::Adjust.as_str(), description: Some(reason.as_str()), ..NewEntry::default() };
-            if *delta > 0 { ledger.credit(*delta, entry, key).await? } else { ledger.debit(-delta, entry, key).await? }
+            let entry = NewEntry {
+                kind: EntryKind::Adjust.as_str(),
+                description: Some(reason.as_str()),
+                ..NewEntry::default()
+            };
+            if *delta > 0 {
+                ledger.credit(*delta, entry, key).await?
+            } else {
+                ledger.debit(-delta, entry, key).await?
+            }
         }
         MutationKind::Reverse { reason, .. } => {
-            let target = target.as_ref().ok_or_else(|| ServiceError::invalid("nothing to reverse"))?;
+            let target = target
+                .as_ref()
+                .ok_or_else(|| ServiceError::invalid("nothing to reverse"))?;
             ledger.reverse(target, reason.as_deref(), key).await?
         }
     };
@@ -355,12 +444,23 @@ async fn apply(transaction: &Transaction<'_>, mutation: &Mutation, now: DateTime
     }
     // Independent writes: issued together, tokio-postgres pipelines them in one round trip.
     let (recorded, balanced) = tokio::join!(
-        store::ledger::insert_idempotency(transaction, key, mutation.kind.operation(), &mutation.request_digest, entry.entry_id),
+        store::ledger::insert_idempotency(
+            transaction,
+            key,
+            mutation.kind.operation(),
+            &mutation.request_digest,
+            entry.entry_id
+        ),
         store::ledger::set_balance(transaction, &uid, ledger.balance),
     );
     recorded?;
     balanced?;
-    Ok(MutationResult { balance: ledger.balance, entry, outcome: Outcome::Applied, created_entry_ids: ledger.created })
+    Ok(MutationResult {
+        balance: ledger.balance,
+        entry,
+        outcome: Outcome::Applied,
+        created_entry_ids: ledger.created,
+    })
 }
 
 /// One uid's ledger inside a transaction that holds its account lock.
@@ -373,11 +473,14 @@ struct Ledger<'a, 't> {
 }
 
 impl Ledger<'_, '_> {
-    async fn append(&mut self, delta: i64, mut entry: NewEntry<'_>) -> Result<EntryRow, ApplyError> {
-        let balance_after = self
-            .balance
-            .checked_add(delta)
-            .ok_or_else(|| ServiceError::invalid("the balance would exceed the largest supported value"))?;
+    async fn append(
+        &mut self,
+        delta: i64,
+        mut entry: NewEntry<'_>,
+    ) -> Result<EntryRow, ApplyError> {
+        let balance_after = self.balance.checked_add(delta).ok_or_else(|| {
+            ServiceError::invalid("the balance would exceed the largest supported value")
+        })?;
         entry.uid = self.uid;
         entry.delta = delta;
         entry.balance_after = balance_after;
@@ -403,19 +506,46 @@ impl Ledger<'_, '_> {
     }
 
     /// Adds points as a new lot.
-    async fn credit(&mut self, points: i64, entry: NewEntry<'_>, key: &str) -> Result<EntryRow, ApplyError> {
+    async fn credit(
+        &mut self,
+        points: i64,
+        entry: NewEntry<'_>,
+        key: &str,
+    ) -> Result<EntryRow, ApplyError> {
         let expires_at = entry.expires_at;
-        let row = self.append(points, NewEntry { idempotency_key: Some(key), ..entry }).await?;
-        store::ledger::insert_lot(self.transaction, self.uid, row.entry_id, points, expires_at).await?;
+        let row = self
+            .append(
+                points,
+                NewEntry {
+                    idempotency_key: Some(key),
+                    ..entry
+                },
+            )
+            .await?;
+        store::ledger::insert_lot(self.transaction, self.uid, row.entry_id, points, expires_at)
+            .await?;
         Ok(row)
     }
 
     /// Takes points from the lots that expire first (never-expiring last).
-    async fn debit(&mut self, points: i64, entry: NewEntry<'_>, key: &str) -> Result<EntryRow, ApplyError> {
+    async fn debit(
+        &mut self,
+        points: i64,
+        entry: NewEntry<'_>,
+        key: &str,
+    ) -> Result<EntryRow, ApplyError> {
         if self.balance < points {
             return Err(insufficient(self.balance, points).into());
         }
-        let row = self.append(-points, NewEntry { idempotency_key: Some(key), ..entry }).await?;
+        let row = self
+            .append(
+                -points,
+                NewEntry {
+                    idempotency_key: Some(key),
+                    ..entry
+                },
+            )
+            .await?;
         let mut needed = points;
         let (mut lot_ids, mut taken) = (Vec::new(), Vec::new());
         for lot in store::ledger::spendable_lots(self.transaction, self.uid, self.now).await? {
@@ -423,7 +553,8 @@ impl Ledger<'_, '_> {
                 break;
             }
             let take = needed.min(lot.remaining);
-            store::ledger::set_lot_remaining(self.transaction, lot.lot_id, lot.remaining - take).await?;
+            store::ledger::set_lot_remaining(self.transaction, lot.lot_id, lot.remaining - take)
+                .await?;
             lot_ids.push(lot.lot_id);
             taken.push(take);
             needed -= take;
@@ -436,18 +567,34 @@ impl Ledger<'_, '_> {
             )))
             .into());
         }
-        store::ledger::insert_consumptions(self.transaction, row.entry_id, &lot_ids, &taken).await?;
+        store::ledger::insert_consumptions(self.transaction, row.entry_id, &lot_ids, &taken)
+            .await?;
         Ok(row)
     }
 
     /// Writes the opposite of `target`: a credit's lot is taken back whole, a debit's lots are given back.
-    async fn reverse(&mut self, target: &EntryRow, reason: Option<&str>, key: &str) -> Result<EntryRow, ApplyError> {
+    async fn reverse(
+        &mut self,
+        target: &EntryRow,
+        reason: Option<&str>,
+        key: &str,
+    ) -> Result<EntryRow, ApplyError> {
         if target.kind == EntryKind::Reverse.as_str() || target.kind == EntryKind::Expire.as_str() {
-            return Err(ServiceError::invalid(format!("a {} entry cannot be reversed", target.kind)).into());
+            return Err(ServiceError::invalid(format!(
+                "a {} entry cannot be reversed",
+                target.kind
+            ))
+            .into());
         }
-        if store::ledger::reversal_of(self.transaction, target.entry_id).await?.is_some() {
-            return Err(ServiceError::new(ErrorCode::AlreadyExists, format!("entry {} is already reversed", target.entry_id))
-                .into());
+        if store::ledger::reversal_of(self.transaction, target.entry_id)
+            .await?
+            .is_some()
+        {
+            return Err(ServiceError::new(
+                ErrorCode::AlreadyExists,
+                format!("entry {} is already reversed", target.entry_id),
+            )
+            .into());
         }
         let entry = NewEntry {
             kind: EntryKind::Reverse.as_str(),
@@ -459,7 +606,9 @@ impl Ledger<'_, '_> {
         if target.delta > 0 {
             let lot = store::ledger::lot_of_entry(self.transaction, target.entry_id)
                 .await?
-                .ok_or_else(|| ServiceError::internal(&std::io::Error::other("credit entry without its lot")))?;
+                .ok_or_else(|| {
+                    ServiceError::internal(&std::io::Error::other("credit entry without its lot"))
+                })?;
             if lot.remaining < lot.points {
                 return Err(ServiceError::new(
                     ErrorCode::InsufficientPoints,
@@ -475,7 +624,9 @@ impl Ledger<'_, '_> {
             store::ledger::set_lot_remaining(self.transaction, lot.lot_id, 0).await?;
             self.append(-target.delta, entry).await
         } else {
-            for (lot_id, points) in store::ledger::consumptions_of(self.transaction, target.entry_id).await? {
+            for (lot_id, points) in
+                store::ledger::consumptions_of(self.transaction, target.entry_id).await?
+            {
                 store::ledger::restore_lot(self.transaction, lot_id, points).await?;
             }
             self.append(-target.delta, entry).await
@@ -484,7 +635,10 @@ impl Ledger<'_, '_> {
 }
 
 fn insufficient(balance: i64, wanted: i64) -> ServiceError {
-    ServiceError::new(ErrorCode::InsufficientPoints, format!("balance {balance} is less than the {wanted} points requested"))
+    ServiceError::new(
+        ErrorCode::InsufficientPoints,
+        format!("balance {balance} is less than the {wanted} points requested"),
+    )
 }
 
 /// Parses an entry id: a positive integer.
@@ -496,7 +650,11 @@ pub fn parse_entry_id(value: &str) -> ServiceResult<i64> {
         .ok_or_else(|| ServiceError::invalid("entry_id must be a positive integer"))
 }
 
-pub async fn get_entry(services: &Services, call: &CallContext, entry_id: &str) -> ServiceResult<EntryRow> {
+pub async fn get_entry(
+    services: &Services,
+    call: &CallContext,
+    entry_id: &str,
+) -> ServiceResult<EntryRow> {
     let entry_id = parse_entry_id(entry_id)?;
     let mut client = services.pool.get().await?;
     let transaction = begin_tenant_transaction(&mut client, &call.auth.merchant()?.schema).await?;
@@ -512,7 +670,11 @@ pub struct Account {
     pub expiring: Vec<(i64, DateTime<Utc>)>,
 }
 
-pub async fn get_account(services: &Services, call: &CallContext, uid: &str) -> ServiceResult<Account> {
+pub async fn get_account(
+    services: &Services,
+    call: &CallContext,
+    uid: &str,
+) -> ServiceResult<Account> {
     let uid = Uid::parse(uid)?;
     call.notes().uid = Some(uid.as_str().to_owned());
     let mut client = services.pool.get().await?;
@@ -521,7 +683,11 @@ pub async fn get_account(services: &Services, call: &CallContext, uid: &str) -> 
     let until = Utc::now() + Duration::days(EXPIRING_WINDOW_DAYS);
     let expiring = store::ledger::expiring(&transaction, uid.as_str(), until).await?;
     transaction.commit().await?;
-    Ok(Account { uid: uid.as_str().to_owned(), balance, expiring })
+    Ok(Account {
+        uid: uid.as_str().to_owned(),
+        balance,
+        expiring,
+    })
 }
 
 /// Filters of [`list_entries`], as received.
@@ -542,7 +708,11 @@ pub async fn list_entries(
     const LIST: &str = "entries";
     let uid = Uid::parse(request.uid)?;
     call.notes().uid = Some(uid.as_str().to_owned());
-    let kind = request.kind.filter(|kind| !kind.is_empty()).map(EntryKind::parse).transpose()?;
+    let kind = request
+        .kind
+        .filter(|kind| !kind.is_empty())
+        .map(EntryKind::parse)
+        .transpose()?;
     if let (Some(from), Some(to)) = (request.from, request.to)
         && from >= to
     {
@@ -552,16 +722,28 @@ pub async fn list_entries(
     let before = match &page.cursor {
         Some(cursor) => {
             let (at, id) = crate::pagination::parse_time_id_cursor(cursor)?;
-            Some((at, id.parse::<i64>().map_err(|_| ServiceError::invalid("invalid page_token"))?))
+            Some((
+                at,
+                id.parse::<i64>()
+                    .map_err(|_| ServiceError::invalid("invalid page_token"))?,
+            ))
         }
         None => None,
     };
-    let filter = EntryFilter { kind: kind.map(EntryKind::as_str), from: request.from, to: request.to, before };
+    let filter = EntryFilter {
+        kind: kind.map(EntryKind::as_str),
+        from: request.from,
+        to: request.to,
+        before,
+    };
     let mut client = services.pool.get().await?;
     let transaction = begin_tenant_transaction(&mut client, &call.auth.merchant()?.schema).await?;
-    let rows = store::ledger::list_entries(&transaction, uid.as_str(), &filter, page.fetch_limit()).await?;
+    let rows = store::ledger::list_entries(&transaction, uid.as_str(), &filter, page.fetch_limit())
+        .await?;
     transaction.commit().await?;
-    Ok(finish_page(LIST, rows, &page, |row| crate::pagination::time_id_cursor(row.created_at, &row.entry_id.to_string())))
+    Ok(finish_page(LIST, rows, &page, |row| {
+        crate::pagination::time_id_cursor(row.created_at, &row.entry_id.to_string())
+    }))
 }
 
 /// The method name of the sweeper's own audit records (it is not an RPC; its transport is `system`).
@@ -571,7 +753,11 @@ pub const SWEEP_AUDIT_METHOD: &str = "system/ExpirySweep";
 /// holds (that request expires them itself). Safe with several instances sweeping at once. The entries it writes
 /// are listed by one audit record of the sweep, committed with them, so they are covered by the audit chain like
 /// every other entry. Returns the number of expire entries written.
-pub async fn sweep_expired(services: &Services, merchant_id: uuid::Uuid, batch_size: i64) -> ServiceResult<usize> {
+pub async fn sweep_expired(
+    services: &Services,
+    merchant_id: uuid::Uuid,
+    batch_size: i64,
+) -> ServiceResult<usize> {
     let schema = TenantSchema::for_merchant(merchant_id);
     let started = std::time::Instant::now();
     let occurred_at = Utc::now();
@@ -583,7 +769,13 @@ pub async fn sweep_expired(services: &Services, merchant_id: uuid::Uuid, batch_s
         let Some(balance) = store::ledger::try_lock_account(&transaction, &uid).await? else {
             continue;
         };
-        let mut ledger = Ledger { transaction: &transaction, uid: &uid, balance, now, created: Vec::new() };
+        let mut ledger = Ledger {
+            transaction: &transaction,
+            uid: &uid,
+            balance,
+            now,
+            created: Vec::new(),
+        };
         match ledger.expire_due().await {
             Ok(()) => {}
             // A conflict with a request: that request writes these lots off itself; nothing here is committed.
@@ -655,7 +847,9 @@ pub async fn run_expiry_sweeper(
             match sweep_expired(&services, merchant_id, batch_size).await {
                 Ok(0) => {}
                 Ok(written) => tracing::info!(%merchant_id, written, "expired lots written off"),
-                Err(error) => tracing::warn!(%merchant_id, %error, "expiry sweep failed for tenant"),
+                Err(error) => {
+                    tracing::warn!(%merchant_id, %error, "expiry sweep failed for tenant")
+                }
             }
         }
     }

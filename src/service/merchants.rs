@@ -28,21 +28,42 @@ pub async fn register(
     let schema = TenantSchema::for_merchant(merchant_id);
     let mut client = services.pool.get().await?;
     let mut transaction = client.transaction().await?;
-    let merchant = store::merchants::insert(&*transaction, merchant_id, slug.as_str(), &name, schema.name())
-        .await
-        .map_err(|error| {
-            if store::is_unique_violation(&error, store::merchants::SLUG_CONSTRAINT) {
-                ServiceError::new(ErrorCode::AlreadyExists, format!("a merchant with slug {:?} exists", slug.as_str()))
-            } else {
-                ServiceError::from(error)
-            }
-        })?;
+    let merchant = store::merchants::insert(
+        &*transaction,
+        merchant_id,
+        slug.as_str(),
+        &name,
+        schema.name(),
+    )
+    .await
+    .map_err(|error| {
+        if store::is_unique_violation(&error, store::merchants::SLUG_CONSTRAINT) {
+            ServiceError::new(
+                ErrorCode::AlreadyExists,
+                format!("a merchant with slug {:?} exists", slug.as_str()),
+            )
+        } else {
+            ServiceError::from(error)
+        }
+    })?;
     let version = store::migrations::create_tenant_schema(&mut transaction, &schema)
         .await
         .map_err(|error| ServiceError::internal(error.as_ref()))?;
-    store::migrations::upsert_tenant_status(&*transaction, merchant_id, &schema, version, None).await?;
-    let scopes: Vec<String> = Scope::MERCHANT.iter().map(|scope| scope.as_str().to_owned()).collect();
-    let key = api_keys::issue(&*transaction, services, Some(merchant_id), "default", &scopes, None).await?;
+    store::migrations::upsert_tenant_status(&*transaction, merchant_id, &schema, version, None)
+        .await?;
+    let scopes: Vec<String> = Scope::MERCHANT
+        .iter()
+        .map(|scope| scope.as_str().to_owned())
+        .collect();
+    let key = api_keys::issue(
+        &*transaction,
+        services,
+        Some(merchant_id),
+        "default",
+        &scopes,
+        None,
+    )
+    .await?;
     call.notes().subject_merchant_id = Some(merchant_id);
     crate::audit::record_in_transaction(&transaction, call).await?;
     transaction.commit().await?;
@@ -53,10 +74,16 @@ pub async fn register(
 pub async fn get(services: &Services, merchant_id: &str) -> ServiceResult<MerchantRow> {
     let merchant_id = parse_uuid("merchant_id", merchant_id)?;
     let client = services.pool.get().await?;
-    store::merchants::get(&**client, merchant_id).await?.ok_or_else(|| ServiceError::not_found("merchant not found"))
+    store::merchants::get(&**client, merchant_id)
+        .await?
+        .ok_or_else(|| ServiceError::not_found("merchant not found"))
 }
 
-pub async fn list(services: &Services, page_size: i32, page_token: &str) -> ServiceResult<(Vec<MerchantRow>, String)> {
+pub async fn list(
+    services: &Services,
+    page_size: i32,
+    page_token: &str,
+) -> ServiceResult<(Vec<MerchantRow>, String)> {
     const LIST: &str = "merchants";
     let page = PageRequest::parse(LIST, page_size, page_token)?;
     let after = match &page.cursor {
@@ -68,7 +95,9 @@ pub async fn list(services: &Services, page_size: i32, page_token: &str) -> Serv
     };
     let client = services.pool.get().await?;
     let rows = store::merchants::list(&**client, after, page.fetch_limit()).await?;
-    Ok(finish_page(LIST, rows, &page, |row| time_id_cursor(row.created_at, &row.merchant_id.to_string())))
+    Ok(finish_page(LIST, rows, &page, |row| {
+        time_id_cursor(row.created_at, &row.merchant_id.to_string())
+    }))
 }
 
 /// Renames, suspends or reactivates. Suspension takes effect on every instance within a second.
@@ -80,17 +109,25 @@ pub async fn update(
     status: Option<&str>,
 ) -> ServiceResult<MerchantRow> {
     let merchant_id = parse_uuid("merchant_id", merchant_id)?;
-    let name = name.map(|name| parse_name("name", name, NAME_LENGTH_MAX)).transpose()?;
+    let name = name
+        .map(|name| parse_name("name", name, NAME_LENGTH_MAX))
+        .transpose()?;
     let status = status.map(MerchantStatus::parse).transpose()?;
     if name.is_none() && status.is_none() {
-        return Err(ServiceError::invalid("nothing to update: give name and/or status"));
+        return Err(ServiceError::invalid(
+            "nothing to update: give name and/or status",
+        ));
     }
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
-    let merchant =
-        store::merchants::update(&*transaction, merchant_id, name.as_deref(), status.map(MerchantStatus::as_str))
-            .await?
-            .ok_or_else(|| ServiceError::not_found("merchant not found"))?;
+    let merchant = store::merchants::update(
+        &*transaction,
+        merchant_id,
+        name.as_deref(),
+        status.map(MerchantStatus::as_str),
+    )
+    .await?
+    .ok_or_else(|| ServiceError::not_found("merchant not found"))?;
     call.notes().subject_merchant_id = Some(merchant_id);
     crate::audit::record_in_transaction(&transaction, call).await?;
     transaction.commit().await?;

@@ -53,7 +53,12 @@ pub struct CallContext {
 }
 
 impl CallContext {
-    pub fn new(request_id: String, method: String, transport: Transport, auth: AuthContext) -> CallContext {
+    pub fn new(
+        request_id: String,
+        method: String,
+        transport: Transport,
+        auth: AuthContext,
+    ) -> CallContext {
         CallContext {
             request_id,
             method,
@@ -66,7 +71,9 @@ impl CallContext {
     }
 
     pub fn notes(&self) -> MutexGuard<'_, CallNotes> {
-        self.notes.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.notes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 

@@ -50,7 +50,10 @@ pub struct NewApiKey<'a> {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-pub async fn insert(client: &impl GenericClient, key: &NewApiKey<'_>) -> Result<ApiKeyRow, tokio_postgres::Error> {
+pub async fn insert(
+    client: &impl GenericClient,
+    key: &NewApiKey<'_>,
+) -> Result<ApiKeyRow, tokio_postgres::Error> {
     let sql = format!(
         "INSERT INTO public.api_keys (key_id, merchant_id, name, key_hash, prefix, last4, scopes, status, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8) RETURNING {COLUMNS}"
@@ -58,16 +61,35 @@ pub async fn insert(client: &impl GenericClient, key: &NewApiKey<'_>) -> Result<
     let row = client
         .query_one(
             &sql,
-            &[&key.key_id, &key.merchant_id, &key.name, &key.key_hash, &key.prefix, &key.last4, &key.scopes, &key.expires_at],
+            &[
+                &key.key_id,
+                &key.merchant_id,
+                &key.name,
+                &key.key_hash,
+                &key.prefix,
+                &key.last4,
+                &key.scopes,
+                &key.expires_at,
+            ],
         )
         .await?;
     Ok(ApiKeyRow::from_row(&row))
 }
 
 /// A key of `owner` (a merchant, or the platform when None); another owner's key is not found.
-pub async fn get(client: &impl GenericClient, key_id: Uuid, owner: Option<Uuid>) -> Result<Option<ApiKeyRow>, tokio_postgres::Error> {
-    let sql = format!("SELECT {COLUMNS} FROM public.api_keys WHERE key_id = $1 AND merchant_id IS NOT DISTINCT FROM $2");
-    Ok(client.query_opt(&sql, &[&key_id, &owner]).await?.as_ref().map(ApiKeyRow::from_row))
+pub async fn get(
+    client: &impl GenericClient,
+    key_id: Uuid,
+    owner: Option<Uuid>,
+) -> Result<Option<ApiKeyRow>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM public.api_keys WHERE key_id = $1 AND merchant_id IS NOT DISTINCT FROM $2"
+    );
+    Ok(client
+        .query_opt(&sql, &[&key_id, &owner])
+        .await?
+        .as_ref()
+        .map(ApiKeyRow::from_row))
 }
 
 /// Locks a key of `owner` for a rotation or revocation.
@@ -79,7 +101,11 @@ pub async fn get_for_update(
     let sql = format!(
         "SELECT {COLUMNS} FROM public.api_keys WHERE key_id = $1 AND merchant_id IS NOT DISTINCT FROM $2 FOR UPDATE"
     );
-    Ok(client.query_opt(&sql, &[&key_id, &owner]).await?.as_ref().map(ApiKeyRow::from_row))
+    Ok(client
+        .query_opt(&sql, &[&key_id, &owner])
+        .await?
+        .as_ref()
+        .map(ApiKeyRow::from_row))
 }
 
 pub async fn list(
@@ -93,16 +119,23 @@ pub async fn list(
         "SELECT {COLUMNS} FROM public.api_keys WHERE merchant_id IS NOT DISTINCT FROM $1 \
          AND ($2::timestamptz IS NULL OR (created_at, key_id) > ($2, $3)) ORDER BY created_at, key_id LIMIT $4"
     );
-    let rows = client.query(&sql, &[&owner, &after_time, &after_id, &limit]).await?;
+    let rows = client
+        .query(&sql, &[&owner, &after_time, &after_id, &limit])
+        .await?;
     Ok(rows.iter().map(ApiKeyRow::from_row).collect())
 }
 
-pub async fn revoke(client: &impl GenericClient, key_id: Uuid) -> Result<ApiKeyRow, tokio_postgres::Error> {
+pub async fn revoke(
+    client: &impl GenericClient,
+    key_id: Uuid,
+) -> Result<ApiKeyRow, tokio_postgres::Error> {
     let sql = format!(
         "UPDATE public.api_keys SET status = 'revoked', revoked_at = coalesce(revoked_at, now()) \
          WHERE key_id = $1 RETURNING {COLUMNS}"
     );
-    Ok(ApiKeyRow::from_row(&client.query_one(&sql, &[&key_id]).await?))
+    Ok(ApiKeyRow::from_row(
+        &client.query_one(&sql, &[&key_id]).await?,
+    ))
 }
 
 /// Ends a rotated key's life at `expires_at` (never extends an earlier expiry).
@@ -116,7 +149,11 @@ pub async fn expire_rotated(
         "UPDATE public.api_keys SET expires_at = least(coalesce(expires_at, $2), $2), rotated_to = $3 \
          WHERE key_id = $1 RETURNING {COLUMNS}"
     );
-    Ok(ApiKeyRow::from_row(&client.query_one(&sql, &[&key_id, &expires_at, &rotated_to]).await?))
+    Ok(ApiKeyRow::from_row(
+        &client
+            .query_one(&sql, &[&key_id, &expires_at, &rotated_to])
+            .await?,
+    ))
 }
 
 /// What the auth layer loads for a presented key.
@@ -130,7 +167,10 @@ pub struct KeyAccessRow {
     pub expires_at: Option<DateTime<Utc>>,
 }
 
-pub async fn access_by_hash(client: &impl GenericClient, key_hash: &[u8]) -> Result<Option<KeyAccessRow>, tokio_postgres::Error> {
+pub async fn access_by_hash(
+    client: &impl GenericClient,
+    key_hash: &[u8],
+) -> Result<Option<KeyAccessRow>, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "SELECT key_id, merchant_id, prefix, scopes, status, expires_at FROM public.api_keys WHERE key_hash = $1",
@@ -148,7 +188,9 @@ pub async fn access_by_hash(client: &impl GenericClient, key_hash: &[u8]) -> Res
 }
 
 /// True when an active, unexpired platform admin key exists.
-pub async fn active_admin_key_exists(client: &impl GenericClient) -> Result<bool, tokio_postgres::Error> {
+pub async fn active_admin_key_exists(
+    client: &impl GenericClient,
+) -> Result<bool, tokio_postgres::Error> {
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM public.api_keys WHERE merchant_id IS NULL AND status = 'active' \
@@ -160,8 +202,16 @@ pub async fn active_admin_key_exists(client: &impl GenericClient) -> Result<bool
 }
 
 /// True when a key with this hash exists (any status).
-pub async fn hash_exists(client: &impl GenericClient, key_hash: &[u8]) -> Result<bool, tokio_postgres::Error> {
-    let row = client.query_one("SELECT EXISTS (SELECT 1 FROM public.api_keys WHERE key_hash = $1)", &[&key_hash]).await?;
+pub async fn hash_exists(
+    client: &impl GenericClient,
+    key_hash: &[u8],
+) -> Result<bool, tokio_postgres::Error> {
+    let row = client
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM public.api_keys WHERE key_hash = $1)",
+            &[&key_hash],
+        )
+        .await?;
     Ok(row.get(0))
 }
 

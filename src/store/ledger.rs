@@ -2,8 +2,8 @@
 //! schema), so table names are unqualified; the caller has locked the account row before anything that changes it.
 
 use chrono::{DateTime, Utc};
-use rust_decimal::Decimal;
 use deadpool_postgres::Transaction;
+use rust_decimal::Decimal;
 use tokio_postgres::Row;
 
 /// An entry as stored.
@@ -77,7 +77,10 @@ pub struct NewEntry<'a> {
 
 /// Creates the account if needed and locks its row until the transaction ends; returns the stored balance.
 /// Every mutation of a uid starts here, which is what serializes concurrent requests on one uid.
-pub async fn lock_account(client: &Transaction<'_>, uid: &str) -> Result<i64, tokio_postgres::Error> {
+pub async fn lock_account(
+    client: &Transaction<'_>,
+    uid: &str,
+) -> Result<i64, tokio_postgres::Error> {
     let statement = client
         .prepare_cached("INSERT INTO accounts AS a (uid) VALUES ($1) ON CONFLICT (uid) DO UPDATE SET balance = a.balance RETURNING balance")
         .await?;
@@ -86,18 +89,35 @@ pub async fn lock_account(client: &Transaction<'_>, uid: &str) -> Result<i64, to
 
 /// Like [`lock_account`] but gives up (None) when another transaction holds the row: the sweeper's way to stay
 /// out of the way of requests (a request expires its own lots anyway).
-pub async fn try_lock_account(client: &Transaction<'_>, uid: &str) -> Result<Option<i64>, tokio_postgres::Error> {
-    let row = client.query_opt("SELECT balance FROM accounts WHERE uid = $1 FOR UPDATE SKIP LOCKED", &[&uid]).await?;
+pub async fn try_lock_account(
+    client: &Transaction<'_>,
+    uid: &str,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT balance FROM accounts WHERE uid = $1 FOR UPDATE SKIP LOCKED",
+            &[&uid],
+        )
+        .await?;
     Ok(row.map(|row| row.get(0)))
 }
 
-pub async fn set_balance(client: &Transaction<'_>, uid: &str, balance: i64) -> Result<(), tokio_postgres::Error> {
-    let statement = client.prepare_cached("UPDATE accounts SET balance = $2, updated_at = now() WHERE uid = $1").await?;
+pub async fn set_balance(
+    client: &Transaction<'_>,
+    uid: &str,
+    balance: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached("UPDATE accounts SET balance = $2, updated_at = now() WHERE uid = $1")
+        .await?;
     client.execute(&statement, &[&uid, &balance]).await?;
     Ok(())
 }
 
-pub async fn insert_entry(client: &Transaction<'_>, entry: &NewEntry<'_>) -> Result<EntryRow, tokio_postgres::Error> {
+pub async fn insert_entry(
+    client: &Transaction<'_>,
+    entry: &NewEntry<'_>,
+) -> Result<EntryRow, tokio_postgres::Error> {
     let empty = serde_json::Value::Object(serde_json::Map::new());
     let statement = client
         .prepare_cached(&format!(
@@ -131,14 +151,33 @@ pub async fn insert_entry(client: &Transaction<'_>, entry: &NewEntry<'_>) -> Res
     Ok(EntryRow::from_row(&row))
 }
 
-pub async fn get_entry(client: &Transaction<'_>, entry_id: i64) -> Result<Option<EntryRow>, tokio_postgres::Error> {
-    let statement = client.prepare_cached(&format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE entry_id = $1")).await?;
-    Ok(client.query_opt(&statement, &[&entry_id]).await?.as_ref().map(EntryRow::from_row))
+pub async fn get_entry(
+    client: &Transaction<'_>,
+    entry_id: i64,
+) -> Result<Option<EntryRow>, tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {ENTRY_COLUMNS} FROM entries WHERE entry_id = $1"
+        ))
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&entry_id])
+        .await?
+        .as_ref()
+        .map(EntryRow::from_row))
 }
 
 /// The reversal of an entry, if it has one.
-pub async fn reversal_of(client: &Transaction<'_>, entry_id: i64) -> Result<Option<i64>, tokio_postgres::Error> {
-    let row = client.query_opt("SELECT entry_id FROM entries WHERE reverses_entry_id = $1", &[&entry_id]).await?;
+pub async fn reversal_of(
+    client: &Transaction<'_>,
+    entry_id: i64,
+) -> Result<Option<i64>, tokio_postgres::Error> {
+    let row = client
+        .query_opt(
+            "SELECT entry_id FROM entries WHERE reverses_entry_id = $1",
+            &[&entry_id],
+        )
+        .await?;
     Ok(row.map(|row| row.get(0)))
 }
 
@@ -169,8 +208,20 @@ pub async fn list_entries(
              ORDER BY created_at DESC, entry_id DESC LIMIT $7"
         ))
         .await?;
-    let rows =
-        client.query(&statement, &[&uid, &filter.kind, &filter.from, &filter.to, &before_at, &before_id, &limit]).await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &uid,
+                &filter.kind,
+                &filter.from,
+                &filter.to,
+                &before_at,
+                &before_id,
+                &limit,
+            ],
+        )
+        .await?;
     Ok(rows.iter().map(EntryRow::from_row).collect())
 }
 
@@ -204,11 +255,17 @@ pub async fn insert_lot(
     let statement = client
         .prepare_cached("INSERT INTO lots (uid, entry_id, points, remaining, expires_at) VALUES ($1, $2, $3, $3, $4) RETURNING lot_id")
         .await?;
-    Ok(client.query_one(&statement, &[&uid, &entry_id, &points, &expires_at]).await?.get(0))
+    Ok(client
+        .query_one(&statement, &[&uid, &entry_id, &points, &expires_at])
+        .await?
+        .get(0))
 }
 
 /// The lot a credit entry created.
-pub async fn lot_of_entry(client: &Transaction<'_>, entry_id: i64) -> Result<Option<LotRow>, tokio_postgres::Error> {
+pub async fn lot_of_entry(
+    client: &Transaction<'_>,
+    entry_id: i64,
+) -> Result<Option<LotRow>, tokio_postgres::Error> {
     let row = client
         .query_opt("SELECT lot_id, entry_id, points, remaining, expires_at FROM lots WHERE entry_id = $1 FOR UPDATE", &[&entry_id])
         .await?;
@@ -227,7 +284,12 @@ pub async fn expired_lots(
              WHERE uid = $1 AND remaining > 0 AND expires_at <= $2 ORDER BY expires_at, lot_id FOR UPDATE",
         )
         .await?;
-    Ok(client.query(&statement, &[&uid, &now]).await?.iter().map(lot_from_row).collect())
+    Ok(client
+        .query(&statement, &[&uid, &now])
+        .await?
+        .iter()
+        .map(lot_from_row)
+        .collect())
 }
 
 /// A uid's spendable lots in spending order: earliest expiry first, never-expiring last.
@@ -243,11 +305,22 @@ pub async fn spendable_lots(
              ORDER BY expires_at ASC NULLS LAST, lot_id FOR UPDATE",
         )
         .await?;
-    Ok(client.query(&statement, &[&uid, &now]).await?.iter().map(lot_from_row).collect())
+    Ok(client
+        .query(&statement, &[&uid, &now])
+        .await?
+        .iter()
+        .map(lot_from_row)
+        .collect())
 }
 
-pub async fn set_lot_remaining(client: &Transaction<'_>, lot_id: i64, remaining: i64) -> Result<(), tokio_postgres::Error> {
-    let statement = client.prepare_cached("UPDATE lots SET remaining = $2 WHERE lot_id = $1").await?;
+pub async fn set_lot_remaining(
+    client: &Transaction<'_>,
+    lot_id: i64,
+    remaining: i64,
+) -> Result<(), tokio_postgres::Error> {
+    let statement = client
+        .prepare_cached("UPDATE lots SET remaining = $2 WHERE lot_id = $1")
+        .await?;
     client.execute(&statement, &[&lot_id, &remaining]).await?;
     Ok(())
 }
@@ -262,21 +335,38 @@ pub async fn insert_consumptions(
     let statement = client
         .prepare_cached("INSERT INTO lot_consumptions (entry_id, lot_id, points) SELECT $1, * FROM unnest($2::bigint[], $3::bigint[])")
         .await?;
-    client.execute(&statement, &[&entry_id, &lot_ids, &points]).await?;
+    client
+        .execute(&statement, &[&entry_id, &lot_ids, &points])
+        .await?;
     Ok(())
 }
 
 /// What a debit took, to give back on reversal: (lot, points).
-pub async fn consumptions_of(client: &Transaction<'_>, entry_id: i64) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
+pub async fn consumptions_of(
+    client: &Transaction<'_>,
+    entry_id: i64,
+) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
     let rows = client
-        .query("SELECT lot_id, points FROM lot_consumptions WHERE entry_id = $1 ORDER BY lot_id", &[&entry_id])
+        .query(
+            "SELECT lot_id, points FROM lot_consumptions WHERE entry_id = $1 ORDER BY lot_id",
+            &[&entry_id],
+        )
         .await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
 }
 
 /// Adds points back to a lot (a reversed debit).
-pub async fn restore_lot(client: &Transaction<'_>, lot_id: i64, points: i64) -> Result<(), tokio_postgres::Error> {
-    client.execute("UPDATE lots SET remaining = remaining + $2 WHERE lot_id = $1", &[&lot_id, &points]).await?;
+pub async fn restore_lot(
+    client: &Transaction<'_>,
+    lot_id: i64,
+    points: i64,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE lots SET remaining = remaining + $2 WHERE lot_id = $1",
+            &[&lot_id, &points],
+        )
+        .await?;
     Ok(())
 }
 
@@ -288,15 +378,21 @@ pub struct IdempotencyRow {
     pub entry_id: i64,
 }
 
-pub async fn find_idempotency(client: &Transaction<'_>, key: &str) -> Result<Option<IdempotencyRow>, tokio_postgres::Error> {
+pub async fn find_idempotency(
+    client: &Transaction<'_>,
+    key: &str,
+) -> Result<Option<IdempotencyRow>, tokio_postgres::Error> {
     let statement = client
         .prepare_cached("SELECT operation, request_digest, entry_id FROM idempotency_records WHERE idempotency_key = $1")
         .await?;
-    Ok(client.query_opt(&statement, &[&key]).await?.map(|row| IdempotencyRow {
-        operation: row.get(0),
-        request_digest: row.get(1),
-        entry_id: row.get(2),
-    }))
+    Ok(client
+        .query_opt(&statement, &[&key])
+        .await?
+        .map(|row| IdempotencyRow {
+            operation: row.get(0),
+            request_digest: row.get(1),
+            entry_id: row.get(2),
+        }))
 }
 
 /// The constraint a concurrent duplicate of an idempotency key violates.
@@ -312,12 +408,17 @@ pub async fn insert_idempotency(
     let statement = client
         .prepare_cached("INSERT INTO idempotency_records (idempotency_key, operation, request_digest, entry_id) VALUES ($1, $2, $3, $4)")
         .await?;
-    client.execute(&statement, &[&key, &operation, &request_digest, &entry_id]).await?;
+    client
+        .execute(&statement, &[&key, &operation, &request_digest, &entry_id])
+        .await?;
     Ok(())
 }
 
 /// The balance as a reader sees it: stored balance minus points that expired but are not swept yet.
-pub async fn current_balance(client: &Transaction<'_>, uid: &str) -> Result<i64, tokio_postgres::Error> {
+pub async fn current_balance(
+    client: &Transaction<'_>,
+    uid: &str,
+) -> Result<i64, tokio_postgres::Error> {
     let statement = client
         .prepare_cached(
             "SELECT coalesce((SELECT balance FROM accounts WHERE uid = $1), 0) \
@@ -339,11 +440,19 @@ pub async fn expiring(
              AND expires_at > now() AND expires_at <= $2 GROUP BY expires_at ORDER BY expires_at LIMIT 100",
         )
         .await?;
-    Ok(client.query(&statement, &[&uid, &until]).await?.iter().map(|row| (row.get(0), row.get(1))).collect())
+    Ok(client
+        .query(&statement, &[&uid, &until])
+        .await?
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect())
 }
 
 /// Uids that have expired lots with points left, for the sweeper.
-pub async fn uids_with_expired_lots(client: &Transaction<'_>, limit: i64) -> Result<Vec<String>, tokio_postgres::Error> {
+pub async fn uids_with_expired_lots(
+    client: &Transaction<'_>,
+    limit: i64,
+) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client
         .query(
             "SELECT DISTINCT uid FROM (SELECT uid FROM lots WHERE remaining > 0 AND expires_at <= now() \

@@ -42,13 +42,22 @@ pub async fn insert(
         "INSERT INTO public.merchants (merchant_id, slug, name, status, schema_name) \
          VALUES ($1, $2, $3, 'active', $4) RETURNING {COLUMNS}"
     );
-    let row = client.query_one(&sql, &[&merchant_id, &slug, &name, &schema_name]).await?;
+    let row = client
+        .query_one(&sql, &[&merchant_id, &slug, &name, &schema_name])
+        .await?;
     Ok(MerchantRow::from_row(&row))
 }
 
-pub async fn get(client: &impl GenericClient, merchant_id: Uuid) -> Result<Option<MerchantRow>, tokio_postgres::Error> {
+pub async fn get(
+    client: &impl GenericClient,
+    merchant_id: Uuid,
+) -> Result<Option<MerchantRow>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS} FROM public.merchants WHERE merchant_id = $1");
-    Ok(client.query_opt(&sql, &[&merchant_id]).await?.as_ref().map(MerchantRow::from_row))
+    Ok(client
+        .query_opt(&sql, &[&merchant_id])
+        .await?
+        .as_ref()
+        .map(MerchantRow::from_row))
 }
 
 /// Merchants ordered by creation, after the `(created_at, merchant_id)` cursor.
@@ -63,10 +72,14 @@ pub async fn list(
                 "SELECT {COLUMNS} FROM public.merchants WHERE (created_at, merchant_id) > ($1, $2) \
                  ORDER BY created_at, merchant_id LIMIT $3"
             );
-            client.query(&sql, &[&created_at, &merchant_id, &limit]).await?
+            client
+                .query(&sql, &[&created_at, &merchant_id, &limit])
+                .await?
         }
         None => {
-            let sql = format!("SELECT {COLUMNS} FROM public.merchants ORDER BY created_at, merchant_id LIMIT $1");
+            let sql = format!(
+                "SELECT {COLUMNS} FROM public.merchants ORDER BY created_at, merchant_id LIMIT $1"
+            );
             client.query(&sql, &[&limit]).await?
         }
     };
@@ -83,7 +96,11 @@ pub async fn update(
         "UPDATE public.merchants SET name = coalesce($2, name), status = coalesce($3, status), updated_at = now() \
          WHERE merchant_id = $1 RETURNING {COLUMNS}"
     );
-    Ok(client.query_opt(&sql, &[&merchant_id, &name, &status]).await?.as_ref().map(MerchantRow::from_row))
+    Ok(client
+        .query_opt(&sql, &[&merchant_id, &name, &status])
+        .await?
+        .as_ref()
+        .map(MerchantRow::from_row))
 }
 
 /// What the auth layer needs to know about a merchant on every request.
@@ -96,7 +113,10 @@ pub struct MerchantAccessRow {
     pub migration_error: Option<String>,
 }
 
-pub async fn access(client: &impl GenericClient, merchant_id: Uuid) -> Result<Option<MerchantAccessRow>, tokio_postgres::Error> {
+pub async fn access(
+    client: &impl GenericClient,
+    merchant_id: Uuid,
+) -> Result<Option<MerchantAccessRow>, tokio_postgres::Error> {
     let row = client
         .query_opt(
             "SELECT m.merchant_id, m.status, coalesce(t.version, 0) AS version, t.error \

@@ -27,7 +27,12 @@ const PUBLIC_HISTORY_TABLE: &str = "public.refinery_schema_history";
 
 /// The newest tenant migration version this build knows; a tenant below it is refused until migrated.
 pub fn tenant_version_latest() -> i32 {
-    embedded::tenant::migrations::runner().get_migrations().iter().map(|m| m.version()).max().unwrap_or(0)
+    embedded::tenant::migrations::runner()
+        .get_migrations()
+        .iter()
+        .map(|m| m.version())
+        .max()
+        .unwrap_or(0)
 }
 
 /// Adapts an open transaction to refinery: each refinery transaction becomes a savepoint of ours.
@@ -60,9 +65,17 @@ impl AsyncQuery<Vec<Migration>> for TxMigrator<'_, '_> {
             let checksum: String = row.get(3);
             // refinery wrote both values itself; a row it cannot read is a corrupted history, reported as the
             // migration error of this schema by the caller rather than a panic.
-            let applied_on = time::OffsetDateTime::parse(&applied_on, &time::format_description::well_known::Rfc3339)
-                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-            applied.push(Migration::applied(row.get(0), row.get(1), applied_on, checksum.parse().unwrap_or(0)));
+            let applied_on = time::OffsetDateTime::parse(
+                &applied_on,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+            applied.push(Migration::applied(
+                row.get(0),
+                row.get(1),
+                applied_on,
+                checksum.parse().unwrap_or(0),
+            ));
         }
         Ok(applied)
     }
@@ -73,21 +86,38 @@ impl refinery::AsyncMigrate for TxMigrator<'_, '_> {}
 /// Migrates the `public` schema; instances starting together wait on an advisory lock.
 pub async fn migrate_public(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
     let mut transaction = client.transaction().await?;
-    transaction.execute("SELECT pg_advisory_xact_lock(hashtext('points:migrate:public'))", &[]).await?;
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext('points:migrate:public'))",
+            &[],
+        )
+        .await?;
     let report = embedded::public::migrations::runner()
         .set_migration_table_name(PUBLIC_HISTORY_TABLE)
         .run_async(&mut TxMigrator(&mut transaction))
         .await?;
     transaction.commit().await?;
     for migration in report.applied_migrations() {
-        tracing::info!(version = migration.version(), name = migration.name(), "applied public migration");
+        tracing::info!(
+            version = migration.version(),
+            name = migration.name(),
+            "applied public migration"
+        );
     }
     Ok(())
 }
 
 /// Migrates one tenant schema inside `transaction` (which must hold the schema's lock) and returns its version.
-pub async fn migrate_tenant_in(transaction: &mut Transaction<'_>, schema: &TenantSchema) -> anyhow::Result<i32> {
-    transaction.execute("SELECT set_config('search_path', $1, true)", &[&schema.quoted()]).await?;
+pub async fn migrate_tenant_in(
+    transaction: &mut Transaction<'_>,
+    schema: &TenantSchema,
+) -> anyhow::Result<i32> {
+    transaction
+        .execute(
+            "SELECT set_config('search_path', $1, true)",
+            &[&schema.quoted()],
+        )
+        .await?;
     let mut runner: Runner = embedded::tenant::migrations::runner();
     runner
         .set_migration_table_name(format!("{}.refinery_schema_history", schema.quoted()))
@@ -111,11 +141,18 @@ pub async fn migrate_all_tenants(
     concurrency: usize,
 ) -> anyhow::Result<TenantMigrationSummary> {
     let client = pool.get().await?;
-    let rows = client.query("SELECT merchant_id FROM public.merchants ORDER BY created_at, merchant_id", &[]).await?;
+    let rows = client
+        .query(
+            "SELECT merchant_id FROM public.merchants ORDER BY created_at, merchant_id",
+            &[],
+        )
+        .await?;
     drop(client);
     let merchant_ids: Vec<uuid::Uuid> = rows.iter().map(|row| row.get(0)).collect();
     let results: Vec<(uuid::Uuid, anyhow::Result<i32>)> = stream::iter(merchant_ids)
-        .map(|merchant_id| async move { (merchant_id, migrate_one_tenant(pool, merchant_id).await) })
+        .map(
+            |merchant_id| async move { (merchant_id, migrate_one_tenant(pool, merchant_id).await) },
+        )
         .buffer_unordered(concurrency)
         .collect()
         .await;
@@ -134,23 +171,41 @@ pub async fn migrate_all_tenants(
     Ok(summary)
 }
 
-async fn migrate_one_tenant(pool: &deadpool_postgres::Pool, merchant_id: uuid::Uuid) -> anyhow::Result<i32> {
+async fn migrate_one_tenant(
+    pool: &deadpool_postgres::Pool,
+    merchant_id: uuid::Uuid,
+) -> anyhow::Result<i32> {
     let schema = TenantSchema::for_merchant(merchant_id);
     let mut client = pool.get().await?;
     let mut transaction = client.transaction().await?;
-    transaction.execute("SELECT pg_advisory_xact_lock(hashtext($1))", &[&schema.name()]).await?;
+    transaction
+        .execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&schema.name()],
+        )
+        .await?;
     let version = migrate_tenant_in(&mut transaction, &schema).await?;
     upsert_tenant_status(&*transaction, merchant_id, &schema, version, None).await?;
     transaction.commit().await?;
     Ok(version)
 }
 
-async fn record_tenant_failure(pool: &deadpool_postgres::Pool, merchant_id: uuid::Uuid, error: &str) -> anyhow::Result<()> {
+async fn record_tenant_failure(
+    pool: &deadpool_postgres::Pool,
+    merchant_id: uuid::Uuid,
+    error: &str,
+) -> anyhow::Result<()> {
     let schema = TenantSchema::for_merchant(merchant_id);
     let client = pool.get().await?;
     // The version the schema is really at: its history may be missing altogether if even V1 failed.
     let history = format!("{}.refinery_schema_history", schema.quoted());
-    let version: i32 = match client.query_one(&format!("SELECT coalesce(max(version), 0) FROM {history}"), &[]).await {
+    let version: i32 = match client
+        .query_one(
+            &format!("SELECT coalesce(max(version), 0) FROM {history}"),
+            &[],
+        )
+        .await
+    {
         Ok(row) => row.get(0),
         Err(_) => 0,
     };
@@ -179,7 +234,15 @@ pub async fn upsert_tenant_status(
 }
 
 /// Creates the schema of a new merchant and migrates it, inside the registration transaction.
-pub async fn create_tenant_schema(transaction: &mut Transaction<'_>, schema: &TenantSchema) -> anyhow::Result<i32> {
-    transaction.batch_execute(&format!("CREATE SCHEMA {}", quote_identifier(schema.name()))).await?;
+pub async fn create_tenant_schema(
+    transaction: &mut Transaction<'_>,
+    schema: &TenantSchema,
+) -> anyhow::Result<i32> {
+    transaction
+        .batch_execute(&format!(
+            "CREATE SCHEMA {}",
+            quote_identifier(schema.name())
+        ))
+        .await?;
     migrate_tenant_in(transaction, schema).await
 }

@@ -41,7 +41,9 @@ pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
         postgres_config(config)?,
         NoTls,
-        ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
     );
     let pool = Pool::builder(manager)
         .max_size(config.db_pool_size)
@@ -63,13 +65,17 @@ pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
     maintenance.dbname("postgres");
     let (client, connection) = maintenance.connect(NoTls).await?;
     let connection_task = tokio::spawn(connection);
-    let exists = client.query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database]).await?.is_some();
+    let exists = client
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .await?
+        .is_some();
     if !exists {
         let statement = format!("CREATE DATABASE {}", quote_identifier(&database));
         match client.batch_execute(&statement).await {
             Ok(()) => tracing::info!(database, "created database"),
             // Another instance created it between our check and our CREATE.
-            Err(error) if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+            Err(error)
+                if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
             Err(error) => return Err(error.into()),
         }
     }
@@ -86,6 +92,7 @@ pub fn quote_identifier(identifier: &str) -> String {
 /// True when `error` is a unique violation of the named constraint.
 pub fn is_unique_violation(error: &tokio_postgres::Error, constraint: &str) -> bool {
     error.as_db_error().is_some_and(|db| {
-        db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION && db.constraint() == Some(constraint)
+        db.code() == &tokio_postgres::error::SqlState::UNIQUE_VIOLATION
+            && db.constraint() == Some(constraint)
     })
 }

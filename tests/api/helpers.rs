@@ -8,9 +8,9 @@ use points::{
     app::Application,
     config::Config,
     pb::{
-        self, api_key_service_client::ApiKeyServiceClient, audit_service_client::AuditServiceClient,
-        merchant_service_client::MerchantServiceClient, points_service_client::PointsServiceClient,
-        rule_service_client::RuleServiceClient,
+        self, api_key_service_client::ApiKeyServiceClient,
+        audit_service_client::AuditServiceClient, merchant_service_client::MerchantServiceClient,
+        points_service_client::PointsServiceClient, rule_service_client::RuleServiceClient,
     },
     service::{Services, bootstrap::Bootstrap},
 };
@@ -54,10 +54,16 @@ impl Interceptor for Caller {
             request.metadata_mut().insert("x-api-key", value);
         }
         if let Some(merchant_id) = &self.merchant_id {
-            request.metadata_mut().insert("x-merchant-id", MetadataValue::try_from(merchant_id.as_str()).expect("ascii"));
+            request.metadata_mut().insert(
+                "x-merchant-id",
+                MetadataValue::try_from(merchant_id.as_str()).expect("ascii"),
+            );
         }
         if let Some(request_id) = &self.request_id {
-            request.metadata_mut().insert("x-request-id", MetadataValue::try_from(request_id.as_str()).expect("ascii"));
+            request.metadata_mut().insert(
+                "x-request-id",
+                MetadataValue::try_from(request_id.as_str()).expect("ascii"),
+            );
         }
         Ok(request)
     }
@@ -68,10 +74,16 @@ type Intercepted = InterceptedService<Channel, Caller>;
 
 pub fn base_settings(database_name: &str) -> HashMap<String, String> {
     HashMap::from([
-        ("DATABASE_URL".to_owned(), format!("postgres://postgres@127.0.0.1:5432/{database_name}")),
+        (
+            "DATABASE_URL".to_owned(),
+            format!("postgres://postgres@127.0.0.1:5432/{database_name}"),
+        ),
         ("POINTS_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("POINTS_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
-        ("POINTS_KEY_HASH_SECRET".to_owned(), TEST_KEY_HASH_SECRET.to_owned()),
+        (
+            "POINTS_KEY_HASH_SECRET".to_owned(),
+            TEST_KEY_HASH_SECRET.to_owned(),
+        ),
         ("POINTS_KEY_CACHE_TTL_MS".to_owned(), "30000".to_owned()),
         ("POINTS_AUDIT_FLUSH_MS".to_owned(), "20".to_owned()),
     ])
@@ -115,15 +127,37 @@ pub async fn spawn_on(settings: HashMap<String, String>, admin_key: Option<Strin
     let http_addr = app.http_addr();
     let shutdown = app.shutdown_token();
     let services = app.services();
-    let tenant_migration_failures = app.tenant_migrations.failed.iter().map(|(id, _)| id.to_string()).collect();
+    let tenant_migration_failures = app
+        .tenant_migrations
+        .failed
+        .iter()
+        .map(|(id, _)| id.to_string())
+        .collect();
     let handle = tokio::spawn(app.run());
-    let channel = Channel::from_shared(format!("http://{grpc_addr}")).expect("uri").connect_lazy();
-    TestApp { grpc_addr, http_addr, database_url, database_name, admin_key, shutdown, handle, channel, services, tenant_migration_failures }
+    let channel = Channel::from_shared(format!("http://{grpc_addr}"))
+        .expect("uri")
+        .connect_lazy();
+    TestApp {
+        grpc_addr,
+        http_addr,
+        database_url,
+        database_name,
+        admin_key,
+        shutdown,
+        handle,
+        channel,
+        services,
+        tenant_migration_failures,
+    }
 }
 
 impl TestApp {
     pub fn caller(&self, key: &str) -> Caller {
-        Caller { key: key.to_owned(), merchant_id: None, request_id: None }
+        Caller {
+            key: key.to_owned(),
+            merchant_id: None,
+            request_id: None,
+        }
     }
 
     pub fn admin(&self) -> Caller {
@@ -150,17 +184,26 @@ impl TestApp {
     pub async fn register_merchant(&self, slug: &str) -> (pb::Merchant, String) {
         let response = self
             .merchants(self.admin())
-            .register_merchant(pb::RegisterMerchantRequest { slug: slug.to_owned(), name: format!("Shop {slug}") })
+            .register_merchant(pb::RegisterMerchantRequest {
+                slug: slug.to_owned(),
+                name: format!("Shop {slug}"),
+            })
             .await
             .expect("register merchant")
             .into_inner();
-        let key = response.api_key.and_then(|key| key.key).expect("plaintext key");
+        let key = response
+            .api_key
+            .and_then(|key| key.key)
+            .expect("plaintext key");
         (response.merchant.expect("merchant"), key)
     }
 
     /// A direct database connection for assertions.
     pub async fn db(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls).await.expect("connect");
+        let (client, connection) =
+            tokio_postgres::connect(&self.database_url, tokio_postgres::NoTls)
+                .await
+                .expect("connect");
         tokio::spawn(connection);
         client
     }
@@ -174,10 +217,16 @@ impl TestApp {
 
 /// Asserts a status has the gRPC code and the SPEC reason.
 #[track_caller]
-pub fn assert_status(result: Result<impl std::fmt::Debug, Status>, code: Code, reason: &str) -> Status {
+pub fn assert_status(
+    result: Result<impl std::fmt::Debug, Status>,
+    code: Code,
+    reason: &str,
+) -> Status {
     let status = result.expect_err("expected an error");
     assert_eq!(status.code(), code, "unexpected status: {status:?}");
-    let info = status.get_details_error_info().unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
+    let info = status
+        .get_details_error_info()
+        .unwrap_or_else(|| panic!("no ErrorInfo in {status:?}"));
     assert_eq!(info.reason, reason, "unexpected reason: {status:?}");
     status
 }
@@ -189,11 +238,24 @@ pub async fn list_services_by_reflection(channel: Channel) -> Vec<String> {
         server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
     };
     let mut client = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
-    let mut responses = client.server_reflection_info(tokio_stream::iter([request])).await.expect("reflection").into_inner();
-    let response = responses.message().await.expect("message").expect("a response");
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut responses = client
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .expect("reflection")
+        .into_inner();
+    let response = responses
+        .message()
+        .await
+        .expect("message")
+        .expect("a response");
     match response.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => list.service.into_iter().map(|s| s.name).collect(),
+        Some(MessageResponse::ListServicesResponse(list)) => {
+            list.service.into_iter().map(|s| s.name).collect()
+        }
         other => panic!("unexpected reflection response {other:?}"),
     }
 }
@@ -202,11 +264,21 @@ pub async fn list_services_by_reflection(channel: Channel) -> Vec<String> {
 pub type PointsClient = PointsServiceClient<Intercepted>;
 
 pub fn earn_request(uid: &str, points: i64, key: &str) -> pb::EarnRequest {
-    pb::EarnRequest { uid: uid.into(), points: Some(points), idempotency_key: key.into(), ..Default::default() }
+    pb::EarnRequest {
+        uid: uid.into(),
+        points: Some(points),
+        idempotency_key: key.into(),
+        ..Default::default()
+    }
 }
 
 pub fn spend_request(uid: &str, points: i64, key: &str) -> pb::SpendRequest {
-    pb::SpendRequest { uid: uid.into(), points, idempotency_key: key.into(), ..Default::default() }
+    pb::SpendRequest {
+        uid: uid.into(),
+        points,
+        idempotency_key: key.into(),
+        ..Default::default()
+    }
 }
 
 /// A fresh idempotency key.
@@ -230,10 +302,19 @@ pub async fn assert_ledger_invariants(db: &tokio_postgres::Client, merchant_id: 
         )
         .await
         .expect("invariant query");
-    let broken: Vec<(String, i64, i64, i64)> = broken.iter().map(|r| (r.get(0), r.get(1), r.get(2), r.get(3))).collect();
-    assert!(broken.is_empty(), "(uid, balance, sum of deltas, sum of lots) out of line: {broken:?}");
+    let broken: Vec<(String, i64, i64, i64)> = broken
+        .iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2), r.get(3)))
+        .collect();
+    assert!(
+        broken.is_empty(),
+        "(uid, balance, sum of deltas, sum of lots) out of line: {broken:?}"
+    );
     let negative: i64 = db
-        .query_one(&format!("SELECT count(*) FROM {schema}.entries WHERE balance_after < 0"), &[])
+        .query_one(
+            &format!("SELECT count(*) FROM {schema}.entries WHERE balance_after < 0"),
+            &[],
+        )
         .await
         .expect("negative query")
         .get(0);
@@ -246,9 +327,12 @@ pub fn schema_of(merchant_id: &str) -> String {
 
 /// A connection to the `postgres` maintenance database (for sabotage that must not go through the app's own).
 pub async fn connect_maintenance() -> tokio_postgres::Client {
-    let (client, connection) = tokio_postgres::connect("postgres://postgres@127.0.0.1:5432/postgres", tokio_postgres::NoTls)
-        .await
-        .expect("connect to postgres");
+    let (client, connection) = tokio_postgres::connect(
+        "postgres://postgres@127.0.0.1:5432/postgres",
+        tokio_postgres::NoTls,
+    )
+    .await
+    .expect("connect to postgres");
     tokio::spawn(connection);
     client
 }

@@ -5,11 +5,16 @@ use points::pb;
 use proptest::prelude::*;
 use tonic::Code;
 
-use crate::helpers::{PointsClient, TestApp, earn_request, idem, schema_of, spawn_app, spend_request};
+use crate::helpers::{
+    PointsClient, TestApp, earn_request, idem, schema_of, spawn_app, spend_request,
+};
 
 #[derive(Debug, Clone)]
 enum Step {
-    Earn { points: i64, expiring: bool },
+    Earn {
+        points: i64,
+        expiring: bool,
+    },
     Spend(i64),
     Adjust(i64),
     /// Reverse the n-th entry written so far (modulo their count).
@@ -59,7 +64,9 @@ struct Model {
 
 impl Model {
     fn spend_order(&self) -> Vec<usize> {
-        let mut open: Vec<usize> = (0..self.lots.len()).filter(|&i| self.lots[i].remaining > 0 && !self.lots[i].expired).collect();
+        let mut open: Vec<usize> = (0..self.lots.len())
+            .filter(|&i| self.lots[i].remaining > 0 && !self.lots[i].expired)
+            .collect();
         open.sort_by_key(|&i| (self.lots[i].dated.is_none(), self.lots[i].dated, i));
         open
     }
@@ -93,18 +100,34 @@ impl Model {
     }
 }
 
-async fn run(app: &TestApp, points: &mut PointsClient, merchant_id: &str, uid: &str, steps: Vec<Step>) -> Result<(), TestCaseError> {
+async fn run(
+    app: &TestApp,
+    points: &mut PointsClient,
+    merchant_id: &str,
+    uid: &str,
+    steps: Vec<Step>,
+) -> Result<(), TestCaseError> {
     let schema = schema_of(merchant_id);
     let db = app.db().await;
     let mut model = Model::default();
     for step in steps {
         match step {
-            Step::Earn { points: amount, expiring } => {
+            Step::Earn {
+                points: amount,
+                expiring,
+            } => {
                 let expires_at = expiring.then(|| {
-                    points::grpc::timestamp(chrono::Utc::now() + chrono::Duration::days(1) + chrono::Duration::seconds(model.dated_count as i64))
+                    points::grpc::timestamp(
+                        chrono::Utc::now()
+                            + chrono::Duration::days(1)
+                            + chrono::Duration::seconds(model.dated_count as i64),
+                    )
                 });
                 let response = points
-                    .earn(pb::EarnRequest { expires_at, ..earn_request(uid, amount, &idem()) })
+                    .earn(pb::EarnRequest {
+                        expires_at,
+                        ..earn_request(uid, amount, &idem())
+                    })
                     .await
                     .map_err(|s| TestCaseError::fail(format!("earn: {s:?}")))?
                     .into_inner();
@@ -112,41 +135,88 @@ async fn run(app: &TestApp, points: &mut PointsClient, merchant_id: &str, uid: &
                     model.dated_count += 1;
                     model.dated_count
                 });
-                model.lots.push(Lot { credit_entry: model.entries.len(), points: amount, remaining: amount, dated, expired: false });
+                model.lots.push(Lot {
+                    credit_entry: model.entries.len(),
+                    points: amount,
+                    remaining: amount,
+                    dated,
+                    expired: false,
+                });
                 model.balance += amount;
                 let id = response.entry.expect("entry").entry_id;
-                model.entries.push(ModelEntry { id, kind: "earn", delta: amount, lot: Some(model.lots.len() - 1), taken: vec![], reversed: false });
+                model.entries.push(ModelEntry {
+                    id,
+                    kind: "earn",
+                    delta: amount,
+                    lot: Some(model.lots.len() - 1),
+                    taken: vec![],
+                    reversed: false,
+                });
             }
-            Step::Spend(amount) | Step::Adjust(amount) if matches!(step, Step::Spend(_)) || amount < 0 => {
+            Step::Spend(amount) | Step::Adjust(amount)
+                if matches!(step, Step::Spend(_)) || amount < 0 =>
+            {
                 let wanted = amount.abs();
                 let is_spend = matches!(step, Step::Spend(_));
                 let result = if is_spend {
                     points.spend(spend_request(uid, wanted, &idem())).await
                 } else {
                     points
-                        .adjust(pb::AdjustRequest { uid: uid.into(), delta: -wanted, reason: "model".into(), idempotency_key: idem() })
+                        .adjust(pb::AdjustRequest {
+                            uid: uid.into(),
+                            delta: -wanted,
+                            reason: "model".into(),
+                            idempotency_key: idem(),
+                        })
                         .await
                 };
                 if model.balance < wanted {
                     let status = result.expect_err("insufficient");
                     prop_assert_eq!(status.code(), Code::FailedPrecondition);
                 } else {
-                    let response = result.map_err(|s| TestCaseError::fail(format!("debit: {s:?}")))?.into_inner();
+                    let response = result
+                        .map_err(|s| TestCaseError::fail(format!("debit: {s:?}")))?
+                        .into_inner();
                     let taken = model.debit(wanted);
                     let id = response.entry.expect("entry").entry_id;
-                    model.entries.push(ModelEntry { id, kind: if is_spend { "spend" } else { "adjust" }, delta: -wanted, lot: None, taken, reversed: false });
+                    model.entries.push(ModelEntry {
+                        id,
+                        kind: if is_spend { "spend" } else { "adjust" },
+                        delta: -wanted,
+                        lot: None,
+                        taken,
+                        reversed: false,
+                    });
                 }
             }
             Step::Adjust(amount) => {
                 let response = points
-                    .adjust(pb::AdjustRequest { uid: uid.into(), delta: amount, reason: "model".into(), idempotency_key: idem() })
+                    .adjust(pb::AdjustRequest {
+                        uid: uid.into(),
+                        delta: amount,
+                        reason: "model".into(),
+                        idempotency_key: idem(),
+                    })
                     .await
                     .map_err(|s| TestCaseError::fail(format!("adjust: {s:?}")))?
                     .into_inner();
-                model.lots.push(Lot { credit_entry: model.entries.len(), points: amount, remaining: amount, dated: None, expired: false });
+                model.lots.push(Lot {
+                    credit_entry: model.entries.len(),
+                    points: amount,
+                    remaining: amount,
+                    dated: None,
+                    expired: false,
+                });
                 model.balance += amount;
                 let id = response.entry.expect("entry").entry_id;
-                model.entries.push(ModelEntry { id, kind: "adjust", delta: amount, lot: Some(model.lots.len() - 1), taken: vec![], reversed: false });
+                model.entries.push(ModelEntry {
+                    id,
+                    kind: "adjust",
+                    delta: amount,
+                    lot: Some(model.lots.len() - 1),
+                    taken: vec![],
+                    reversed: false,
+                });
             }
             Step::Reverse(n) => {
                 if model.entries.is_empty() {
@@ -155,64 +225,131 @@ async fn run(app: &TestApp, points: &mut PointsClient, merchant_id: &str, uid: &
                 let index = n % model.entries.len();
                 let target = model.entries[index].clone();
                 let result = points
-                    .reverse(pb::ReverseRequest { entry_id: target.id.clone(), idempotency_key: idem(), reason: None })
+                    .reverse(pb::ReverseRequest {
+                        entry_id: target.id.clone(),
+                        idempotency_key: idem(),
+                        reason: None,
+                    })
                     .await;
                 if target.kind == "reverse" || target.kind == "expire" {
-                    prop_assert_eq!(result.expect_err("not reversible").code(), Code::InvalidArgument);
+                    prop_assert_eq!(
+                        result.expect_err("not reversible").code(),
+                        Code::InvalidArgument
+                    );
                 } else if target.reversed {
                     prop_assert_eq!(result.expect_err("twice").code(), Code::AlreadyExists);
                 } else if let Some(lot) = target.lot {
-                    let intact = model.lots[lot].remaining == model.lots[lot].points && !model.lots[lot].expired;
+                    let intact = model.lots[lot].remaining == model.lots[lot].points
+                        && !model.lots[lot].expired;
                     if !intact {
-                        prop_assert_eq!(result.expect_err("spent").code(), Code::FailedPrecondition);
+                        prop_assert_eq!(
+                            result.expect_err("spent").code(),
+                            Code::FailedPrecondition
+                        );
                     } else {
-                        let response = result.map_err(|s| TestCaseError::fail(format!("reverse credit: {s:?}")))?.into_inner();
+                        let response = result
+                            .map_err(|s| TestCaseError::fail(format!("reverse credit: {s:?}")))?
+                            .into_inner();
                         model.lots[lot].remaining = 0;
                         model.balance -= target.delta;
                         model.entries[index].reversed = true;
                         let id = response.entry.expect("entry").entry_id;
-                        model.entries.push(ModelEntry { id, kind: "reverse", delta: -target.delta, lot: None, taken: vec![], reversed: false });
+                        model.entries.push(ModelEntry {
+                            id,
+                            kind: "reverse",
+                            delta: -target.delta,
+                            lot: None,
+                            taken: vec![],
+                            reversed: false,
+                        });
                     }
                 } else {
-                    let response = result.map_err(|s| TestCaseError::fail(format!("reverse debit: {s:?}")))?.into_inner();
+                    let response = result
+                        .map_err(|s| TestCaseError::fail(format!("reverse debit: {s:?}")))?
+                        .into_inner();
                     for (lot, points) in &target.taken {
                         model.lots[*lot].remaining += points;
                     }
                     model.balance -= target.delta;
                     model.entries[index].reversed = true;
                     let id = response.entry.expect("entry").entry_id;
-                    model.entries.push(ModelEntry { id, kind: "reverse", delta: -target.delta, lot: None, taken: vec![], reversed: false });
+                    model.entries.push(ModelEntry {
+                        id,
+                        kind: "reverse",
+                        delta: -target.delta,
+                        lot: None,
+                        taken: vec![],
+                        reversed: false,
+                    });
                     for delta in model.write_off_expired() {
-                        model.entries.push(ModelEntry { id: String::new(), kind: "expire", delta, lot: None, taken: vec![], reversed: false });
+                        model.entries.push(ModelEntry {
+                            id: String::new(),
+                            kind: "expire",
+                            delta,
+                            lot: None,
+                            taken: vec![],
+                            reversed: false,
+                        });
                     }
                 }
             }
             Step::Expire(n) => {
-                let dated: Vec<usize> = (0..model.lots.len()).filter(|&i| model.lots[i].dated.is_some() && !model.lots[i].expired).collect();
+                let dated: Vec<usize> = (0..model.lots.len())
+                    .filter(|&i| model.lots[i].dated.is_some() && !model.lots[i].expired)
+                    .collect();
                 if dated.is_empty() {
                     continue;
                 }
                 let lot = dated[n % dated.len()];
-                let credit_id: i64 = model.entries[model.lots[lot].credit_entry].id.parse().expect("id");
+                let credit_id: i64 = model.entries[model.lots[lot].credit_entry]
+                    .id
+                    .parse()
+                    .expect("id");
                 db.execute(&format!("UPDATE {schema}.lots SET expires_at = now() - interval '1 second' WHERE entry_id = $1"), &[&credit_id])
                     .await
                     .expect("expire lot");
                 model.lots[lot].expired = true;
-                points::service::ledger::sweep_expired(&app.services, merchant_id.parse().expect("uuid"), 1000).await.expect("sweep");
+                points::service::ledger::sweep_expired(
+                    &app.services,
+                    merchant_id.parse().expect("uuid"),
+                    1000,
+                )
+                .await
+                .expect("sweep");
                 for delta in model.write_off_expired() {
-                    model.entries.push(ModelEntry { id: String::new(), kind: "expire", delta, lot: None, taken: vec![], reversed: false });
+                    model.entries.push(ModelEntry {
+                        id: String::new(),
+                        kind: "expire",
+                        delta,
+                        lot: None,
+                        taken: vec![],
+                        reversed: false,
+                    });
                 }
             }
             Step::Spend(_) => unreachable!("handled above"),
         }
-        let account = points.get_account(pb::GetAccountRequest { uid: uid.into() }).await.expect("account").into_inner();
+        let account = points
+            .get_account(pb::GetAccountRequest { uid: uid.into() })
+            .await
+            .expect("account")
+            .into_inner();
         prop_assert_eq!(account.balance, model.balance);
         let rows = db
-            .query(&format!("SELECT kind, delta FROM {schema}.entries WHERE uid = $1 ORDER BY entry_id"), &[&uid])
+            .query(
+                &format!(
+                    "SELECT kind, delta FROM {schema}.entries WHERE uid = $1 ORDER BY entry_id"
+                ),
+                &[&uid],
+            )
             .await
             .expect("entries");
         let actual: Vec<(String, i64)> = rows.iter().map(|r| (r.get(0), r.get(1))).collect();
-        let expected: Vec<(String, i64)> = model.entries.iter().map(|e| (e.kind.to_owned(), e.delta)).collect();
+        let expected: Vec<(String, i64)> = model
+            .entries
+            .iter()
+            .map(|e| (e.kind.to_owned(), e.delta))
+            .collect();
         prop_assert_eq!(actual, expected);
     }
     Ok(())
@@ -220,13 +357,20 @@ async fn run(app: &TestApp, points: &mut PointsClient, merchant_id: &str, uid: &
 
 #[test]
 fn random_operation_sequences_match_the_lot_model() {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let (app, merchant_id, key) = runtime.block_on(async {
         let app = spawn_app().await;
         let (merchant, key) = app.register_merchant("model-shop").await;
         (app, merchant.merchant_id, key)
     });
-    let config = ProptestConfig { cases: 24, max_shrink_iters: 50, ..ProptestConfig::default() };
+    let config = ProptestConfig {
+        cases: 24,
+        max_shrink_iters: 50,
+        ..ProptestConfig::default()
+    };
     proptest!(config, |(steps in proptest::collection::vec(step(), 1..30))| {
         let uid = format!("model-{}", idem());
         let mut points = app.points(app.caller(&key));

@@ -9,7 +9,10 @@ use crate::helpers::{assert_status, spawn_app, spawn_second_instance};
 
 async fn schemas(client: &tokio_postgres::Client) -> Vec<String> {
     client
-        .query("SELECT nspname FROM pg_namespace WHERE nspname LIKE 'merchant\\_%' ORDER BY 1", &[])
+        .query(
+            "SELECT nspname FROM pg_namespace WHERE nspname LIKE 'merchant\\_%' ORDER BY 1",
+            &[],
+        )
         .await
         .expect("schemas")
         .iter()
@@ -29,14 +32,28 @@ async fn registering_two_merchants_creates_two_migrated_schemas() {
         let schema = format!("merchant_{}", merchant.merchant_id.replace('-', ""));
         assert!(names.contains(&schema), "{schema} missing from {names:?}");
         let tables: Vec<String> = db
-            .query("SELECT tablename::text FROM pg_tables WHERE schemaname = $1 ORDER BY 1", &[&schema])
+            .query(
+                "SELECT tablename::text FROM pg_tables WHERE schemaname = $1 ORDER BY 1",
+                &[&schema],
+            )
             .await
             .expect("tables")
             .iter()
             .map(|row| row.get(0))
             .collect();
-        for table in ["accounts", "entries", "lots", "idempotency_records", "rule_versions", "audit_records", "refinery_schema_history"] {
-            assert!(tables.iter().any(|t| t == table), "{table} missing in {schema}: {tables:?}");
+        for table in [
+            "accounts",
+            "entries",
+            "lots",
+            "idempotency_records",
+            "rule_versions",
+            "audit_records",
+            "refinery_schema_history",
+        ] {
+            assert!(
+                tables.iter().any(|t| t == table),
+                "{table} missing in {schema}: {tables:?}"
+            );
         }
     }
 }
@@ -47,12 +64,23 @@ async fn duplicate_slugs_and_bad_input_are_refused_without_leftovers() {
     app.register_merchant("taken").await;
     let mut merchants = app.merchants(app.admin());
     let result = merchants
-        .register_merchant(pb::RegisterMerchantRequest { slug: "taken".into(), name: "Again".into() })
+        .register_merchant(pb::RegisterMerchantRequest {
+            slug: "taken".into(),
+            name: "Again".into(),
+        })
         .await;
     assert_status(result, Code::AlreadyExists, "ALREADY_EXISTS");
-    for (slug, name) in [("x", "Name"), ("UPPER", "Name"), ("fine-slug", ""), ("fine-slug", &"n".repeat(201))] {
+    for (slug, name) in [
+        ("x", "Name"),
+        ("UPPER", "Name"),
+        ("fine-slug", ""),
+        ("fine-slug", &"n".repeat(201)),
+    ] {
         let result = merchants
-            .register_merchant(pb::RegisterMerchantRequest { slug: slug.into(), name: name.to_string() })
+            .register_merchant(pb::RegisterMerchantRequest {
+                slug: slug.into(),
+                name: name.to_string(),
+            })
             .await;
         assert_status(result, Code::InvalidArgument, "INVALID_ARGUMENT");
     }
@@ -78,17 +106,35 @@ async fn a_registration_that_fails_halfway_leaves_no_schema_and_no_row() {
     .expect("sabotage");
     let result = app
         .merchants(app.admin())
-        .register_merchant(pb::RegisterMerchantRequest { slug: "half-made".into(), name: "Half".into() })
+        .register_merchant(pb::RegisterMerchantRequest {
+            slug: "half-made".into(),
+            name: "Half".into(),
+        })
         .await;
     let status = assert_status(result, Code::Internal, "INTERNAL");
-    assert!(!status.message().contains("sabotaged"), "internal causes must not leak: {status:?}");
+    assert!(
+        !status.message().contains("sabotaged"),
+        "internal causes must not leak: {status:?}"
+    );
     assert!(schemas(&db).await.is_empty());
-    let merchants: i64 = db.query_one("SELECT count(*) FROM public.merchants", &[]).await.expect("count").get(0);
-    let keys: i64 =
-        db.query_one("SELECT count(*) FROM public.api_keys WHERE merchant_id IS NOT NULL", &[]).await.expect("count").get(0);
+    let merchants: i64 = db
+        .query_one("SELECT count(*) FROM public.merchants", &[])
+        .await
+        .expect("count")
+        .get(0);
+    let keys: i64 = db
+        .query_one(
+            "SELECT count(*) FROM public.api_keys WHERE merchant_id IS NOT NULL",
+            &[],
+        )
+        .await
+        .expect("count")
+        .get(0);
     assert_eq!((merchants, keys), (0, 0));
 
-    db.batch_execute("DROP EVENT TRIGGER refuse_lots").await.expect("repair");
+    db.batch_execute("DROP EVENT TRIGGER refuse_lots")
+        .await
+        .expect("repair");
     app.register_merchant("half-made").await;
     assert_eq!(schemas(&db).await.len(), 1);
 }
@@ -105,7 +151,10 @@ async fn merchants_can_be_listed_paginated_updated_and_suspended() {
     let mut token = String::new();
     loop {
         let page = merchants
-            .list_merchants(pb::ListMerchantsRequest { page_size: 2, page_token: token.clone() })
+            .list_merchants(pb::ListMerchantsRequest {
+                page_size: 2,
+                page_token: token.clone(),
+            })
             .await
             .expect("list")
             .into_inner();
@@ -116,15 +165,36 @@ async fn merchants_can_be_listed_paginated_updated_and_suspended() {
         }
         token = page.next_page_token;
     }
-    assert_eq!(seen, (0..5).map(|i| format!("shop-{i}")).collect::<Vec<_>>());
-    let bad_token = merchants.list_merchants(pb::ListMerchantsRequest { page_size: 2, page_token: "nonsense".into() }).await;
+    assert_eq!(
+        seen,
+        (0..5).map(|i| format!("shop-{i}")).collect::<Vec<_>>()
+    );
+    let bad_token = merchants
+        .list_merchants(pb::ListMerchantsRequest {
+            page_size: 2,
+            page_token: "nonsense".into(),
+        })
+        .await;
     assert_status(bad_token, Code::InvalidArgument, "INVALID_ARGUMENT");
-    let too_big = merchants.list_merchants(pb::ListMerchantsRequest { page_size: 501, page_token: String::new() }).await;
+    let too_big = merchants
+        .list_merchants(pb::ListMerchantsRequest {
+            page_size: 501,
+            page_token: String::new(),
+        })
+        .await;
     assert_status(too_big, Code::InvalidArgument, "INVALID_ARGUMENT");
 
     let (merchant, key) = &created[0];
-    let me = app.merchants(app.caller(key)).get_me(pb::GetMeRequest {}).await.expect("me").into_inner();
-    assert_eq!(me.merchant.expect("merchant").merchant_id, merchant.merchant_id);
+    let me = app
+        .merchants(app.caller(key))
+        .get_me(pb::GetMeRequest {})
+        .await
+        .expect("me")
+        .into_inner();
+    assert_eq!(
+        me.merchant.expect("merchant").merchant_id,
+        merchant.merchant_id
+    );
 
     let renamed = merchants
         .update_merchant(pb::UpdateMerchantRequest {
@@ -135,8 +205,14 @@ async fn merchants_can_be_listed_paginated_updated_and_suspended() {
         .await
         .expect("update")
         .into_inner();
-    assert_eq!((renamed.name.as_str(), renamed.status.as_str()), ("Renamed", "suspended"));
-    let refused = app.merchants(app.caller(key)).get_me(pb::GetMeRequest {}).await;
+    assert_eq!(
+        (renamed.name.as_str(), renamed.status.as_str()),
+        ("Renamed", "suspended")
+    );
+    let refused = app
+        .merchants(app.caller(key))
+        .get_me(pb::GetMeRequest {})
+        .await;
     assert_status(refused, Code::PermissionDenied, "PERMISSION_DENIED");
     merchants
         .update_merchant(pb::UpdateMerchantRequest {
@@ -146,11 +222,22 @@ async fn merchants_can_be_listed_paginated_updated_and_suspended() {
         })
         .await
         .expect("reactivate");
-    app.merchants(app.caller(key)).get_me(pb::GetMeRequest {}).await.expect("works again");
+    app.merchants(app.caller(key))
+        .get_me(pb::GetMeRequest {})
+        .await
+        .expect("works again");
 
-    let missing = merchants.get_merchant(pb::GetMerchantRequest { merchant_id: uuid::Uuid::new_v4().to_string() }).await;
+    let missing = merchants
+        .get_merchant(pb::GetMerchantRequest {
+            merchant_id: uuid::Uuid::new_v4().to_string(),
+        })
+        .await;
     assert_status(missing, Code::NotFound, "NOT_FOUND");
-    let malformed = merchants.get_merchant(pb::GetMerchantRequest { merchant_id: "nope".into() }).await;
+    let malformed = merchants
+        .get_merchant(pb::GetMerchantRequest {
+            merchant_id: "nope".into(),
+        })
+        .await;
     assert_status(malformed, Code::InvalidArgument, "INVALID_ARGUMENT");
 }
 
@@ -163,14 +250,29 @@ async fn malformed_unknown_expired_and_revoked_keys_are_refused() {
         async move { client.get_me(pb::GetMeRequest {}).await }
     };
     assert_status(me("").await, Code::Unauthenticated, "UNAUTHENTICATED");
-    assert_status(me("lp_live_short").await, Code::Unauthenticated, "UNAUTHENTICATED");
+    assert_status(
+        me("lp_live_short").await,
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+    );
     let mut altered = key.clone().into_bytes();
     altered[10] = if altered[10] == b'x' { b'y' } else { b'x' };
     let malformed = me(&String::from_utf8(altered).expect("ascii")).await;
-    assert!(malformed.as_ref().expect_err("refused").message().contains("malformed"));
+    assert!(
+        malformed
+            .as_ref()
+            .expect_err("refused")
+            .message()
+            .contains("malformed")
+    );
     // Well-formed but never issued (a different hash secret would also look like this).
-    let unknown = points::domain::api_key::ApiKeyPlaintext::generate(points::config::KeyEnvironment::Live);
-    let status = assert_status(me(unknown.expose()).await, Code::Unauthenticated, "UNAUTHENTICATED");
+    let unknown =
+        points::domain::api_key::ApiKeyPlaintext::generate(points::config::KeyEnvironment::Live);
+    let status = assert_status(
+        me(unknown.expose()).await,
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+    );
     assert!(status.message().contains("unknown"));
 
     let mut keys = app.keys(app.caller(&key));
@@ -178,7 +280,9 @@ async fn malformed_unknown_expired_and_revoked_keys_are_refused() {
         .create_api_key(pb::CreateApiKeyRequest {
             name: "short-lived".into(),
             scopes: vec!["points:read".into()],
-            expires_at: Some(points::grpc::timestamp(chrono::Utc::now() + chrono::Duration::milliseconds(700))),
+            expires_at: Some(points::grpc::timestamp(
+                chrono::Utc::now() + chrono::Duration::milliseconds(700),
+            )),
         })
         .await
         .expect("create")
@@ -186,32 +290,70 @@ async fn malformed_unknown_expired_and_revoked_keys_are_refused() {
     let expiring_key = expiring.key.expect("plaintext");
     me(&expiring_key).await.expect("valid before expiry");
     tokio::time::sleep(Duration::from_millis(800)).await;
-    let status = assert_status(me(&expiring_key).await, Code::Unauthenticated, "UNAUTHENTICATED");
+    let status = assert_status(
+        me(&expiring_key).await,
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+    );
     assert!(status.message().contains("expired"));
 
     let doomed = keys
-        .create_api_key(pb::CreateApiKeyRequest { name: "doomed".into(), scopes: vec!["points:read".into()], expires_at: None })
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "doomed".into(),
+            scopes: vec!["points:read".into()],
+            expires_at: None,
+        })
         .await
         .expect("create")
         .into_inner();
     let doomed_key = doomed.key.clone().expect("plaintext");
     me(&doomed_key).await.expect("valid");
-    keys.revoke_api_key(pb::RevokeApiKeyRequest { key_id: doomed.key_id.clone() }).await.expect("revoke");
-    let status = assert_status(me(&doomed_key).await, Code::Unauthenticated, "UNAUTHENTICATED");
+    keys.revoke_api_key(pb::RevokeApiKeyRequest {
+        key_id: doomed.key_id.clone(),
+    })
+    .await
+    .expect("revoke");
+    let status = assert_status(
+        me(&doomed_key).await,
+        Code::Unauthenticated,
+        "UNAUTHENTICATED",
+    );
     assert!(status.message().contains("revoked"));
 
     for bad in [
-        pb::CreateApiKeyRequest { name: "x".into(), scopes: vec![], expires_at: None },
-        pb::CreateApiKeyRequest { name: "x".into(), scopes: vec!["admin".into()], expires_at: None },
-        pb::CreateApiKeyRequest { name: "x".into(), scopes: vec!["points:everything".into()], expires_at: None },
-        pb::CreateApiKeyRequest { name: "".into(), scopes: vec!["points:read".into()], expires_at: None },
+        pb::CreateApiKeyRequest {
+            name: "x".into(),
+            scopes: vec![],
+            expires_at: None,
+        },
+        pb::CreateApiKeyRequest {
+            name: "x".into(),
+            scopes: vec!["admin".into()],
+            expires_at: None,
+        },
+        pb::CreateApiKeyRequest {
+            name: "x".into(),
+            scopes: vec!["points:everything".into()],
+            expires_at: None,
+        },
+        pb::CreateApiKeyRequest {
+            name: "".into(),
+            scopes: vec!["points:read".into()],
+            expires_at: None,
+        },
         pb::CreateApiKeyRequest {
             name: "x".into(),
             scopes: vec!["points:read".into()],
-            expires_at: Some(points::grpc::timestamp(chrono::Utc::now() - chrono::Duration::seconds(1))),
+            expires_at: Some(points::grpc::timestamp(
+                chrono::Utc::now() - chrono::Duration::seconds(1),
+            )),
         },
     ] {
-        assert_status(keys.create_api_key(bad).await, Code::InvalidArgument, "INVALID_ARGUMENT");
+        assert_status(
+            keys.create_api_key(bad).await,
+            Code::InvalidArgument,
+            "INVALID_ARGUMENT",
+        );
     }
 }
 
@@ -219,12 +361,27 @@ async fn malformed_unknown_expired_and_revoked_keys_are_refused() {
 async fn every_missing_scope_is_refused() {
     let app = spawn_app().await;
     let (merchant, key) = app.register_merchant("scoped-shop").await;
-    let all = ["points:read", "points:write", "rules:read", "rules:write", "audit:read", "keys:manage"];
+    let all = [
+        "points:read",
+        "points:write",
+        "rules:read",
+        "rules:write",
+        "audit:read",
+        "keys:manage",
+    ];
     for missing in all {
-        let scopes: Vec<String> = all.iter().filter(|s| **s != missing).map(|s| s.to_string()).collect();
+        let scopes: Vec<String> = all
+            .iter()
+            .filter(|s| **s != missing)
+            .map(|s| s.to_string())
+            .collect();
         let limited = app
             .keys(app.caller(&key))
-            .create_api_key(pb::CreateApiKeyRequest { name: format!("no {missing}"), scopes, expires_at: None })
+            .create_api_key(pb::CreateApiKeyRequest {
+                name: format!("no {missing}"),
+                scopes,
+                expires_at: None,
+            })
             .await
             .expect("create")
             .into_inner()
@@ -232,29 +389,68 @@ async fn every_missing_scope_is_refused() {
             .expect("plaintext");
         let caller = app.caller(&limited);
         let result: Result<(), tonic::Status> = match missing {
-            "points:read" => app.points(caller).get_account(pb::GetAccountRequest { uid: "u".into() }).await.map(drop),
-            "points:write" => app.points(caller).spend(pb::SpendRequest::default()).await.map(drop),
-            "rules:read" => app.rules(caller).list_rules(pb::ListRulesRequest::default()).await.map(drop),
-            "rules:write" => app.rules(caller).put_rule(pb::PutRuleRequest::default()).await.map(drop),
-            "audit:read" => app.audit(caller).list_audit_logs(pb::ListAuditLogsRequest::default()).await.map(drop),
-            "keys:manage" => app.keys(caller).list_api_keys(pb::ListApiKeysRequest::default()).await.map(drop),
+            "points:read" => app
+                .points(caller)
+                .get_account(pb::GetAccountRequest { uid: "u".into() })
+                .await
+                .map(drop),
+            "points:write" => app
+                .points(caller)
+                .spend(pb::SpendRequest::default())
+                .await
+                .map(drop),
+            "rules:read" => app
+                .rules(caller)
+                .list_rules(pb::ListRulesRequest::default())
+                .await
+                .map(drop),
+            "rules:write" => app
+                .rules(caller)
+                .put_rule(pb::PutRuleRequest::default())
+                .await
+                .map(drop),
+            "audit:read" => app
+                .audit(caller)
+                .list_audit_logs(pb::ListAuditLogsRequest::default())
+                .await
+                .map(drop),
+            "keys:manage" => app
+                .keys(caller)
+                .list_api_keys(pb::ListApiKeysRequest::default())
+                .await
+                .map(drop),
             _ => unreachable!(),
         };
         let status = assert_status(result, Code::PermissionDenied, "PERMISSION_DENIED");
         assert!(status.message().contains(missing), "{missing}: {status:?}");
     }
     // admin: a merchant key cannot administer merchants, nor act for another merchant.
-    let result = app.merchants(app.caller(&key)).list_merchants(pb::ListMerchantsRequest::default()).await;
+    let result = app
+        .merchants(app.caller(&key))
+        .list_merchants(pb::ListMerchantsRequest::default())
+        .await;
     assert_status(result, Code::PermissionDenied, "PERMISSION_DENIED");
     let (other, _) = app.register_merchant("other-shop").await;
     let mut foreign = app.caller(&key);
     foreign.merchant_id = Some(other.merchant_id.clone());
-    assert_status(app.merchants(foreign).get_me(pb::GetMeRequest {}).await, Code::PermissionDenied, "PERMISSION_DENIED");
+    assert_status(
+        app.merchants(foreign).get_me(pb::GetMeRequest {}).await,
+        Code::PermissionDenied,
+        "PERMISSION_DENIED",
+    );
     // An admin key acting for a merchant sees that merchant.
     let mut acting = app.admin();
     acting.merchant_id = Some(merchant.merchant_id.clone());
-    let me = app.merchants(acting).get_me(pb::GetMeRequest {}).await.expect("acting").into_inner();
-    assert_eq!(me.merchant.expect("merchant").merchant_id, merchant.merchant_id);
+    let me = app
+        .merchants(acting)
+        .get_me(pb::GetMeRequest {})
+        .await
+        .expect("acting")
+        .into_inner();
+    assert_eq!(
+        me.merchant.expect("merchant").merchant_id,
+        merchant.merchant_id
+    );
 }
 
 #[tokio::test]
@@ -263,18 +459,28 @@ async fn rotation_keeps_both_keys_during_the_grace_period_only() {
     let (_, key) = app.register_merchant("rotating-shop").await;
     let mut keys = app.keys(app.caller(&key));
     let old = keys
-        .create_api_key(pb::CreateApiKeyRequest { name: "pos".into(), scopes: vec!["points:read".into()], expires_at: None })
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "pos".into(),
+            scopes: vec!["points:read".into()],
+            expires_at: None,
+        })
         .await
         .expect("create")
         .into_inner();
     let old_key = old.key.clone().expect("plaintext");
     let rotated = keys
-        .rotate_api_key(pb::RotateApiKeyRequest { key_id: old.key_id.clone(), grace_seconds: Some(2) })
+        .rotate_api_key(pb::RotateApiKeyRequest {
+            key_id: old.key_id.clone(),
+            grace_seconds: Some(2),
+        })
         .await
         .expect("rotate")
         .into_inner();
     let new = rotated.api_key.expect("new key");
-    assert_eq!((new.name.as_str(), new.scopes.clone()), ("pos", vec!["points:read".to_owned()]));
+    assert_eq!(
+        (new.name.as_str(), new.scopes.clone()),
+        ("pos", vec!["points:read".to_owned()])
+    );
     let new_key = new.key.expect("plaintext");
     let me = |key: String| {
         let mut client = app.merchants(app.caller(&key));
@@ -285,7 +491,9 @@ async fn rotation_keeps_both_keys_during_the_grace_period_only() {
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         match me(old_key.clone()).await {
-            Ok(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            Ok(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
             Ok(_) => panic!("old key still works after its grace period"),
             Err(status) => {
                 assert_eq!(status.code(), Code::Unauthenticated);
@@ -294,7 +502,12 @@ async fn rotation_keeps_both_keys_during_the_grace_period_only() {
         }
     }
     me(new_key).await.expect("new key keeps working");
-    let too_long = keys.rotate_api_key(pb::RotateApiKeyRequest { key_id: new.key_id, grace_seconds: Some(604_801) }).await;
+    let too_long = keys
+        .rotate_api_key(pb::RotateApiKeyRequest {
+            key_id: new.key_id,
+            grace_seconds: Some(604_801),
+        })
+        .await;
     assert_status(too_long, Code::InvalidArgument, "INVALID_ARGUMENT");
 }
 
@@ -305,33 +518,61 @@ async fn a_key_revoked_on_one_instance_is_refused_by_another_within_a_second() {
     let (_, key) = first.register_merchant("two-instances").await;
     let created = first
         .keys(first.caller(&key))
-        .create_api_key(pb::CreateApiKeyRequest { name: "victim".into(), scopes: vec!["points:read".into()], expires_at: None })
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "victim".into(),
+            scopes: vec!["points:read".into()],
+            expires_at: None,
+        })
         .await
         .expect("create")
         .into_inner();
     let victim = created.key.expect("plaintext");
     // Warm the second instance's cache so it would keep the key without the notification.
     for _ in 0..3 {
-        second.merchants(second.caller(&victim)).get_me(pb::GetMeRequest {}).await.expect("valid on second");
+        second
+            .merchants(second.caller(&victim))
+            .get_me(pb::GetMeRequest {})
+            .await
+            .expect("valid on second");
     }
-    first.keys(first.caller(&key)).revoke_api_key(pb::RevokeApiKeyRequest { key_id: created.key_id }).await.expect("revoke");
+    first
+        .keys(first.caller(&key))
+        .revoke_api_key(pb::RevokeApiKeyRequest {
+            key_id: created.key_id,
+        })
+        .await
+        .expect("revoke");
     let revoked_at = Instant::now();
     loop {
-        match second.merchants(second.caller(&victim)).get_me(pb::GetMeRequest {}).await {
+        match second
+            .merchants(second.caller(&victim))
+            .get_me(pb::GetMeRequest {})
+            .await
+        {
             Err(status) => {
                 assert_eq!(status.code(), Code::Unauthenticated);
                 break;
             }
             Ok(_) => {
-                assert!(revoked_at.elapsed() < Duration::from_secs(1), "second instance still accepts a revoked key");
+                assert!(
+                    revoked_at.elapsed() < Duration::from_secs(1),
+                    "second instance still accepts a revoked key"
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
     }
-    println!("revocation reached the second instance after {:?}", revoked_at.elapsed());
+    println!(
+        "revocation reached the second instance after {:?}",
+        revoked_at.elapsed()
+    );
     // Suspension travels the same way.
     let (merchant, merchant_key) = first.register_merchant("suspended-later").await;
-    second.merchants(second.caller(&merchant_key)).get_me(pb::GetMeRequest {}).await.expect("valid");
+    second
+        .merchants(second.caller(&merchant_key))
+        .get_me(pb::GetMeRequest {})
+        .await
+        .expect("valid");
     first
         .merchants(first.admin())
         .update_merchant(pb::UpdateMerchantRequest {
@@ -343,13 +584,20 @@ async fn a_key_revoked_on_one_instance_is_refused_by_another_within_a_second() {
         .expect("suspend");
     let suspended_at = Instant::now();
     loop {
-        match second.merchants(second.caller(&merchant_key)).get_me(pb::GetMeRequest {}).await {
+        match second
+            .merchants(second.caller(&merchant_key))
+            .get_me(pb::GetMeRequest {})
+            .await
+        {
             Err(status) => {
                 assert_eq!(status.code(), Code::PermissionDenied);
                 break;
             }
             Ok(_) => {
-                assert!(suspended_at.elapsed() < Duration::from_secs(1), "suspension did not reach the second instance");
+                assert!(
+                    suspended_at.elapsed() < Duration::from_secs(1),
+                    "suspension did not reach the second instance"
+                );
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -362,34 +610,66 @@ async fn no_key_plaintext_appears_in_a_full_database_dump() {
     let (_, key) = app.register_merchant("dumped-shop").await;
     let created = app
         .keys(app.caller(&key))
-        .create_api_key(pb::CreateApiKeyRequest { name: "another".into(), scopes: vec!["points:read".into()], expires_at: None })
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "another".into(),
+            scopes: vec!["points:read".into()],
+            expires_at: None,
+        })
         .await
         .expect("create")
         .into_inner();
     let rotated = app
         .keys(app.caller(&key))
-        .rotate_api_key(pb::RotateApiKeyRequest { key_id: created.key_id.clone(), grace_seconds: Some(60) })
+        .rotate_api_key(pb::RotateApiKeyRequest {
+            key_id: created.key_id.clone(),
+            grace_seconds: Some(60),
+        })
         .await
         .expect("rotate")
         .into_inner();
     // Use every key once so last_used_at and any caches are exercised before the dump.
-    let issued = [app.admin_key.clone(), key, created.key.expect("k"), rotated.api_key.expect("k").key.expect("k")];
+    let issued = [
+        app.admin_key.clone(),
+        key,
+        created.key.expect("k"),
+        rotated.api_key.expect("k").key.expect("k"),
+    ];
     for key in &issued {
-        app.merchants(app.caller(key)).get_me(pb::GetMeRequest {}).await.expect("use key");
+        app.merchants(app.caller(key))
+            .get_me(pb::GetMeRequest {})
+            .await
+            .expect("use key");
     }
     let database_name = app.database_name.clone();
     app.stop().await.expect("graceful stop");
     let dump = std::process::Command::new("pg_dump")
-        .args(["-h", "127.0.0.1", "-U", "postgres", "--inserts", &database_name])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "--inserts",
+            &database_name,
+        ])
         .output()
         .expect("run pg_dump");
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let dump = String::from_utf8_lossy(&dump.stdout);
     assert!(dump.contains("api_keys"), "dump looks empty");
     for key in &issued {
-        assert!(!dump.contains(key.as_str()), "a key plaintext is in the dump");
+        assert!(
+            !dump.contains(key.as_str()),
+            "a key plaintext is in the dump"
+        );
         // Not even the secret part after the display prefix.
-        assert!(!dump.contains(&key[12..]), "a key's secret part is in the dump");
+        assert!(
+            !dump.contains(&key[12..]),
+            "a key's secret part is in the dump"
+        );
     }
 }
 
@@ -403,48 +683,89 @@ async fn the_migration_runner_skips_a_broken_tenant_records_it_and_recovers_afte
     let latest = points::store::migrations::tenant_version_latest();
     // Sabotage: the broken tenant "forgets" its latest migration, while the objects that migration creates are
     // still there, so re-applying it fails.
-    db.batch_execute(&format!("DELETE FROM {broken_schema}.refinery_schema_history WHERE version = {latest}"))
-        .await
-        .expect("sabotage");
+    db.batch_execute(&format!(
+        "DELETE FROM {broken_schema}.refinery_schema_history WHERE version = {latest}"
+    ))
+    .await
+    .expect("sabotage");
     let database_name = app.database_name.clone();
     let admin_key = app.admin_key.clone();
     app.stop().await.expect("stop");
 
-    let restarted = crate::helpers::spawn_on(crate::helpers::base_settings(&database_name), Some(admin_key.clone())).await;
-    assert_eq!(restarted.tenant_migration_failures, vec![broken.merchant_id.clone()]);
+    let restarted = crate::helpers::spawn_on(
+        crate::helpers::base_settings(&database_name),
+        Some(admin_key.clone()),
+    )
+    .await;
+    assert_eq!(
+        restarted.tenant_migration_failures,
+        vec![broken.merchant_id.clone()]
+    );
     let row = db
-        .query_one("SELECT version, error FROM public.tenant_migrations WHERE schema_name = $1", &[&broken_schema])
+        .query_one(
+            "SELECT version, error FROM public.tenant_migrations WHERE schema_name = $1",
+            &[&broken_schema],
+        )
         .await
         .expect("status");
     let (version, error): (i32, Option<String>) = (row.get(0), row.get(1));
     // The version the schema is really at: the newest migration left in its history (versions may have gaps).
     let history_max: i32 = db
-        .query_one(&format!("SELECT max(version) FROM {broken_schema}.refinery_schema_history"), &[])
+        .query_one(
+            &format!("SELECT max(version) FROM {broken_schema}.refinery_schema_history"),
+            &[],
+        )
         .await
         .expect("history")
         .get(0);
     assert!(history_max < latest);
     assert_eq!(version, history_max);
-    assert!(error.is_some_and(|e| e.contains("already exists")), "error not recorded");
-    let refused = restarted.merchants(restarted.caller(&broken_key)).get_me(pb::GetMeRequest {}).await;
+    assert!(
+        error.is_some_and(|e| e.contains("already exists")),
+        "error not recorded"
+    );
+    let refused = restarted
+        .merchants(restarted.caller(&broken_key))
+        .get_me(pb::GetMeRequest {})
+        .await;
     let status = assert_status(refused, Code::Unavailable, "UNAVAILABLE");
     assert!(status.message().contains("migrated"));
-    restarted.merchants(restarted.caller(&healthy_key)).get_me(pb::GetMeRequest {}).await.expect("healthy tenant served");
+    restarted
+        .merchants(restarted.caller(&healthy_key))
+        .get_me(pb::GetMeRequest {})
+        .await
+        .expect("healthy tenant served");
     let _ = healthy;
     restarted.stop().await.expect("stop");
 
     // Repair: drop what the migration creates, so it can run again.
-    db.batch_execute(&format!("DROP SCHEMA {broken_schema} CASCADE; CREATE SCHEMA {broken_schema};"))
-        .await
-        .expect("repair");
-    let repaired = crate::helpers::spawn_on(crate::helpers::base_settings(&database_name), Some(admin_key)).await;
+    db.batch_execute(&format!(
+        "DROP SCHEMA {broken_schema} CASCADE; CREATE SCHEMA {broken_schema};"
+    ))
+    .await
+    .expect("repair");
+    let repaired = crate::helpers::spawn_on(
+        crate::helpers::base_settings(&database_name),
+        Some(admin_key),
+    )
+    .await;
     assert!(repaired.tenant_migration_failures.is_empty());
-    repaired.merchants(repaired.caller(&broken_key)).get_me(pb::GetMeRequest {}).await.expect("served after repair");
+    repaired
+        .merchants(repaired.caller(&broken_key))
+        .get_me(pb::GetMeRequest {})
+        .await
+        .expect("served after repair");
     let row = db
-        .query_one("SELECT version, error FROM public.tenant_migrations WHERE schema_name = $1", &[&broken_schema])
+        .query_one(
+            "SELECT version, error FROM public.tenant_migrations WHERE schema_name = $1",
+            &[&broken_schema],
+        )
         .await
         .expect("status");
-    assert_eq!((row.get::<_, i32>(0), row.get::<_, Option<String>>(1)), (latest, None));
+    assert_eq!(
+        (row.get::<_, i32>(0), row.get::<_, Option<String>>(1)),
+        (latest, None)
+    );
 }
 
 #[tokio::test]
@@ -453,15 +774,31 @@ async fn health_answers_serving_and_reflection_lists_the_services() {
     let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
     for service in ["", "points.v1.PointsService", "points.v1.MerchantService"] {
         let response = health
-            .check(tonic_health::pb::HealthCheckRequest { service: service.into() })
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
             .await
             .expect("health")
             .into_inner();
-        assert_eq!(response.status(), tonic_health::pb::health_check_response::ServingStatus::Serving, "{service}");
+        assert_eq!(
+            response.status(),
+            tonic_health::pb::health_check_response::ServingStatus::Serving,
+            "{service}"
+        );
     }
     let services = crate::helpers::list_services_by_reflection(app.channel.clone()).await;
-    for service in ["points.v1.MerchantService", "points.v1.ApiKeyService", "points.v1.PointsService", "points.v1.RuleService", "points.v1.AuditService", "grpc.health.v1.Health"] {
-        assert!(services.iter().any(|s| s == service), "{service} not in {services:?}");
+    for service in [
+        "points.v1.MerchantService",
+        "points.v1.ApiKeyService",
+        "points.v1.PointsService",
+        "points.v1.RuleService",
+        "points.v1.AuditService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            services.iter().any(|s| s == service),
+            "{service} not in {services:?}"
+        );
     }
     app.stop().await.expect("stop");
 }
@@ -471,25 +808,49 @@ async fn a_database_outage_gives_unavailable_quickly_and_the_service_recovers_by
     let app = spawn_app().await;
     let (_, key) = app.register_merchant("outage-shop").await;
     let mut points = app.points(app.caller(&key));
-    points.earn(crate::helpers::earn_request("olga", 5, "before")).await.expect("earn before the outage");
+    points
+        .earn(crate::helpers::earn_request("olga", 5, "before"))
+        .await
+        .expect("earn before the outage");
     // The outage: nobody may connect to the database, and every open connection is cut.
     let admin = crate::helpers::connect_maintenance().await;
     let database = app.database_name.clone();
-    admin.batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS false")).await.expect("block");
+    admin
+        .batch_execute(&format!(
+            "ALTER DATABASE {database} ALLOW_CONNECTIONS false"
+        ))
+        .await
+        .expect("block");
     admin
         .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&database])
         .await
         .expect("terminate");
     let started = Instant::now();
-    let result = points.earn(crate::helpers::earn_request("olga", 5, "during")).await;
+    let result = points
+        .earn(crate::helpers::earn_request("olga", 5, "during"))
+        .await;
     assert_status(result, Code::Unavailable, "UNAVAILABLE");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
-    admin.batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true")).await.expect("unblock");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+    admin
+        .batch_execute(&format!("ALTER DATABASE {database} ALLOW_CONNECTIONS true"))
+        .await
+        .expect("unblock");
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match points.earn(crate::helpers::earn_request("olga", 5, "after")).await {
+        match points
+            .earn(crate::helpers::earn_request("olga", 5, "after"))
+            .await
+        {
             Ok(response) => {
-                assert_eq!(response.into_inner().balance, 10, "the failed call wrote nothing");
+                assert_eq!(
+                    response.into_inner().balance,
+                    10,
+                    "the failed call wrote nothing"
+                );
                 break;
             }
             Err(status) => {
