@@ -6,8 +6,20 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Every integration test creates its own database named points_test_<uuid>; drop those of earlier runs so repeated
+# runs do not pile them up (only databases with that prefix are touched).
+drop_test_databases() {
+    psql -h 127.0.0.1 -U postgres -d postgres -Atq \
+        -c "SELECT datname FROM pg_database WHERE datname LIKE 'points\_test\_%'" |
+        while read -r database; do
+            psql -h 127.0.0.1 -U postgres -d postgres -q -c "DROP DATABASE IF EXISTS \"$database\" WITH (FORCE)"
+        done
+}
+drop_test_databases
+
 echo "== cargo test --workspace"
 cargo test --workspace
+drop_test_databases
 
 if [ -f tests/ci_e2e.sh ]; then
     echo "== end-to-end checks against a release build"
