@@ -1065,3 +1065,94 @@ async fn earning_by_amount_records_the_rule_version_on_the_entry_and_the_expiry_
     );
     assert_ledger_invariants(&app.db().await, &merchant.merchant_id).await;
 }
+
+#[tokio::test]
+async fn two_instances_sweeping_the_same_tenant_write_each_expiry_exactly_once() {
+    let first = spawn_app().await;
+    let second = crate::helpers::spawn_second_instance(&first).await;
+    let (merchant, key) = first.register_merchant("sweep-race").await;
+    let merchant_id: uuid::Uuid = merchant.merchant_id.parse().expect("uuid");
+    let mut points = first.points(first.caller(&key));
+    let soon = Some(points::grpc::timestamp(
+        chrono::Utc::now() + chrono::Duration::hours(1),
+    ));
+    for uid in 0..60 {
+        for lot in 0..2 {
+            points
+                .earn(pb::EarnRequest {
+                    expires_at: soon,
+                    ..earn_request(&format!("racer-{uid}"), 5 + lot, &idem())
+                })
+                .await
+                .expect("earn");
+        }
+    }
+    let db = first.db().await;
+    let schema = schema_of(&merchant.merchant_id);
+    db.execute(
+        &format!("UPDATE {schema}.lots SET expires_at = now() - interval '1 second'"),
+        &[],
+    )
+    .await
+    .expect("expire every lot");
+    // Both instances sweep at once, repeatedly, in small batches, while requests touch some of the same uids.
+    let mut sweeps = Vec::new();
+    for services in [
+        first.services.clone(),
+        second.services.clone(),
+        first.services.clone(),
+        second.services.clone(),
+    ] {
+        sweeps.push(tokio::spawn(async move {
+            let mut written = 0;
+            for _ in 0..20 {
+                written += points::service::ledger::sweep_expired(&services, merchant_id, 7)
+                    .await
+                    .expect("sweep");
+            }
+            written
+        }));
+    }
+    for uid in (0..60).step_by(6) {
+        let account = points
+            .get_account(pb::GetAccountRequest {
+                uid: format!("racer-{uid}"),
+            })
+            .await
+            .expect("account");
+        assert_eq!(account.into_inner().balance, 0);
+        points
+            .earn(earn_request(&format!("racer-{uid}"), 1, &idem()))
+            .await
+            .expect("earn during the sweep");
+    }
+    for sweep in sweeps {
+        sweep.await.expect("join");
+    }
+    // Whatever is left (uids skipped while busy) goes in one last pass.
+    while points::service::ledger::sweep_expired(&first.services, merchant_id, 1000)
+        .await
+        .expect("sweep")
+        > 0
+    {}
+    let per_lot: Vec<(i64, i64)> = db
+        .query(
+            &format!(
+                "SELECT l.lot_id, count(e.entry_id) FROM {schema}.lots l \
+                 LEFT JOIN {schema}.entries e ON e.lot_id = l.lot_id AND e.kind = 'expire' \
+                 WHERE l.expires_at IS NOT NULL GROUP BY l.lot_id"
+            ),
+            &[],
+        )
+        .await
+        .expect("expire entries per lot")
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect();
+    assert_eq!(per_lot.len(), 120);
+    assert!(
+        per_lot.iter().all(|(_, count)| *count == 1),
+        "each expired lot has exactly one expire entry: {per_lot:?}"
+    );
+    assert_ledger_invariants(&db, &merchant.merchant_id).await;
+}
