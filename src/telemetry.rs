@@ -18,6 +18,12 @@ pub fn init_with_default_filter(format: LogFormat, default_filter: &str) {
         LogFormat::Json => registry
             .with(fmt::layer().json().with_current_span(true))
             .try_init(),
-        LogFormat::Pretty => registry.with(fmt::layer().compact()).try_init(),
+        LogFormat::Pretty => {
+            // Colours only on a terminal: redirected logs stay plain text.
+            let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+            registry
+                .with(fmt::layer().compact().with_ansi(ansi))
+                .try_init()
+        }
     };
 }

@@ -24,6 +24,6 @@ drop_test_databases
 if [ -f tests/ci_e2e.sh ]; then
     echo "== end-to-end checks against a release build"
     cargo build --release --bin points
-    bash tests/ci_e2e.sh target/release/points
+    bash tests/ci_e2e.sh "${CARGO_TARGET_DIR:-target}/release/points"
 fi
 echo "== all tests passed"

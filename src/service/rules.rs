@@ -73,9 +73,10 @@ pub async fn convert(
             ServiceError::new(
                 ErrorCode::NoApplicableRule,
                 format!(
-                    "no version of rule {:?} is in effect at {}",
+                    "no version of rule {:?} is in effect at {} (create one with PUT /api/v1/rules/{})",
                     code.as_str(),
-                    at.to_rfc3339_opts(SecondsFormat::AutoSi, true)
+                    at.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                    code.as_str()
                 ),
             )
         })?;
