@@ -160,15 +160,16 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         let inner = error.into_inner();
+        let detail = plain_type_names(&inner.to_string());
         let message = match inner.classify() {
             serde_json::error::Category::Syntax | serde_json::error::Category::Eof => {
                 format!("malformed JSON body: {inner}")
             }
             serde_json::error::Category::Data | serde_json::error::Category::Io if path == "." => {
-                format!("invalid request body: {inner}")
+                format!("invalid request body: {detail}")
             }
             serde_json::error::Category::Data | serde_json::error::Category::Io => {
-                format!("invalid request body: {path}: {inner}")
+                format!("invalid request body: {path}: {detail}")
             }
         };
         ApiError::invalid_argument(message)
@@ -177,6 +178,15 @@ fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         .end()
         .map_err(|error| ApiError::invalid_argument(format!("malformed JSON body: {error}")))?;
     Ok(value)
+}
+
+/// serde names Rust types ("expected i64"); clients know JSON, so say what JSON value is expected.
+fn plain_type_names(message: &str) -> String {
+    ["i64", "i32", "u64", "u32"]
+        .iter()
+        .fold(message.to_owned(), |text, rust_type| {
+            text.replace(&format!("expected {rust_type}"), "expected an integer")
+        })
 }
 
 fn lowercase_first(text: &str) -> String {
@@ -285,6 +295,7 @@ mod tests {
         let cases = [
             (r#"{"uid": "u1", "points": 5"#, "malformed JSON body"),
             (r#"{"uid": "u1", "points": "five"}"#, "points: invalid type"),
+            (r#"{"uid": "u1", "points": "5"}"#, "expected an integer"),
             (
                 r#"{"uid": "u1", "points": 5, "extra": 1}"#,
                 "unknown field `extra`",
