@@ -313,7 +313,12 @@ async fn apply(
 
     // Checked after the account lock, so a duplicate on the same uid sees the first one's committed record.
     let key = mutation.idempotency_key.as_str();
-    if let Some(record) = store::ledger::find_idempotency(transaction, key).await? {
+    // Two independent reads under the lock: issued together, tokio-postgres pipelines them in one round trip.
+    let (record, expired) = tokio::join!(
+        store::ledger::find_idempotency(transaction, key),
+        store::ledger::expired_lots(transaction, &uid, now),
+    );
+    if let Some(record) = record? {
         if record.operation != mutation.kind.operation()
             || record.request_digest != mutation.request_digest
         {
@@ -345,7 +350,7 @@ async fn apply(
         now,
         created: Vec::new(),
     };
-    ledger.expire_due().await?;
+    ledger.write_off(expired?).await?;
     let entry = match &mutation.kind {
         MutationKind::Earn {
             credit,
@@ -492,7 +497,13 @@ impl Ledger<'_, '_> {
 
     /// Writes one `expire` entry per expired lot remainder of this uid.
     async fn expire_due(&mut self) -> Result<(), ApplyError> {
-        for lot in store::ledger::expired_lots(self.transaction, self.uid, self.now).await? {
+        let lots = store::ledger::expired_lots(self.transaction, self.uid, self.now).await?;
+        self.write_off(lots).await
+    }
+
+    /// Writes one `expire` entry per expired lot (already locked by the query that found it) and empties it.
+    async fn write_off(&mut self, lots: Vec<store::ledger::LotRow>) -> Result<(), ApplyError> {
+        for lot in lots {
             let entry = NewEntry {
                 kind: EntryKind::Expire.as_str(),
                 lot_id: Some(lot.lot_id),
