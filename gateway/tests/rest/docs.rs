@@ -229,3 +229,23 @@ async fn docs_redirects_to_swagger_ui_whose_assets_are_all_local() {
         "{initializer}"
     );
 }
+
+/// The admin app is typed from `admin-ui/openapi.json`, a committed copy of `/openapi.json`: when they differ, the
+/// app was generated against another API. `UPDATE_OPENAPI_SNAPSHOT=1 cargo test -p points-gateway openapi_snapshot`
+/// rewrites the copy; the app's types are then regenerated with `npm run generate` in `admin-ui/`.
+#[tokio::test]
+async fn openapi_snapshot_of_the_admin_app_matches_the_served_document() {
+    let served = serde_json::to_string_pretty(&openapi_document().await).expect("serializes") + "\n";
+    let snapshot_path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../admin-ui/openapi.json");
+    if std::env::var_os("UPDATE_OPENAPI_SNAPSHOT").is_some() {
+        std::fs::write(&snapshot_path, &served).expect("writes the snapshot");
+        return;
+    }
+    let snapshot = std::fs::read_to_string(&snapshot_path).unwrap_or_default();
+    assert!(
+        snapshot == served,
+        "admin-ui/openapi.json differs from /openapi.json: run \
+         `UPDATE_OPENAPI_SNAPSHOT=1 cargo test -p points-gateway openapi_snapshot`, then `npm run generate` in admin-ui/"
+    );
+}
