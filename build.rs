@@ -11,6 +11,7 @@ const PROTO_FILES: &[&str] = &[
     "points/v1/points.proto",
     "points/v1/rules.proto",
     "points/v1/audit.proto",
+    "points/v1/reports.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -7,6 +7,7 @@ const PROTO_FILES: &[&str] = &[
     "../proto/points/v1/points.proto",
     "../proto/points/v1/rules.proto",
     "../proto/points/v1/audit.proto",
+    "../proto/points/v1/reports.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

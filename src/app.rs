@@ -36,6 +36,7 @@ const SERVICE_NAMES: &[&str] = &[
     "points.v1.PointsService",
     "points.v1.RuleService",
     "points.v1.AuditService",
+    "points.v1.ReportService",
 ];
 const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -168,6 +169,11 @@ impl Application {
             background.clone(),
         ));
 
+        tasks.spawn(crate::service::reports::run_liability_roller(
+            services.clone(),
+            background.clone(),
+        ));
+
         let (health_reporter, health_service) = tonic_health::server::health_reporter();
         for name in SERVICE_NAMES {
             health_reporter
@@ -224,6 +230,9 @@ impl Application {
                 pb::rule_service_server::RuleServiceServer<Handlers>
             ))
             .add_service(bounded!(
+                pb::report_service_server::ReportServiceServer<Handlers>
+            ))
+            .add_service(bounded!(
                 pb::audit_service_server::AuditServiceServer<Handlers>
             ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(grpc_listener), async move {
@@ -267,6 +276,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
         key_environment: config.key_environment,
         auth_cache: Arc::new(AuthCache::new(config.key_cache_ttl)),
         audit: Arc::new(AuditLog::new(config.audit_buffer_capacity)),
+        rollup_marks: Arc::default(),
     })
 }
 

@@ -39,11 +39,36 @@ pub async fn begin_tenant_transaction<'c>(
     schema: &TenantSchema,
 ) -> ServiceResult<deadpool_postgres::Transaction<'c>> {
     let transaction = client.transaction().await?;
+    confine(&transaction, schema).await?;
+    Ok(transaction)
+}
+
+/// Opens a read-only repeatable-read transaction confined to `schema`: every statement of it sees one snapshot,
+/// for reads whose parts must agree with each other (a report's totals and the balances it reconciles with).
+pub async fn begin_tenant_snapshot<'c>(
+    client: &'c mut deadpool_postgres::Client,
+    schema: &TenantSchema,
+) -> ServiceResult<deadpool_postgres::Transaction<'c>> {
+    let transaction = client
+        .build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    confine(&transaction, schema).await?;
+    Ok(transaction)
+}
+
+/// Sets the transaction's search path to `schema` alone, until the transaction ends.
+async fn confine(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    schema: &TenantSchema,
+) -> ServiceResult<()> {
     let statement = transaction
         .prepare_cached("SELECT set_config('search_path', $1, true)")
         .await?;
     transaction.execute(&statement, &[&schema.quoted()]).await?;
-    Ok(transaction)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -17,7 +17,8 @@ use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 
 use crate::envelope::ErrorEnvelope;
 use crate::error::{ErrorCode, INTERNAL_MESSAGE, TIMEOUT_MESSAGE};
-use crate::routes::points::EntryKind;
+use crate::routes::points::{AccountOrder, EntryKind};
+use crate::routes::reports::Bucket;
 
 /// The name of the security scheme of the `x-api-key` header.
 pub const SECURITY_SCHEME: &str = "api_key";
@@ -51,9 +52,10 @@ A request running past the gateway's timeout is 504 / 50301; a points service th
         (name = "points", description = "The points ledger (scopes `points:read`, `points:write`)."),
         (name = "rules", description = "Conversion rules (scopes `rules:read`, `rules:write`)."),
         (name = "audit", description = "The tamper-evident audit trail (scope `audit:read`)."),
+        (name = "reports", description = "The points liability report (scope `points:read`)."),
         (name = "operations", description = "Health, readiness and metrics; no key."),
     ),
-    components(schemas(ErrorEnvelope, EntryKind))
+    components(schemas(ErrorEnvelope, EntryKind, AccountOrder, Bucket))
 )]
 pub struct ApiDoc;
 

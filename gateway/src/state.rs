@@ -11,6 +11,7 @@ use crate::pb::api_key_service_client::ApiKeyServiceClient;
 use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::merchant_service_client::MerchantServiceClient;
 use crate::pb::points_service_client::PointsServiceClient;
+use crate::pb::report_service_client::ReportServiceClient;
 use crate::pb::rule_service_client::RuleServiceClient;
 
 /// The largest gRPC response the gateway decodes: a page of 500 audit records or a batch of 1,000 results fits many
@@ -33,6 +34,8 @@ pub struct Backend {
     pub rules: RuleServiceClient<Channel>,
     /// `points.v1.AuditService`.
     pub audit: AuditServiceClient<Channel>,
+    /// `points.v1.ReportService`.
+    pub reports: ReportServiceClient<Channel>,
     /// `grpc.health.v1.Health`.
     pub health: HealthClient<Channel>,
 }
@@ -57,6 +60,8 @@ impl Backend {
             rules: RuleServiceClient::new(channel.clone())
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
             audit: AuditServiceClient::new(channel.clone())
+                .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
+            reports: ReportServiceClient::new(channel.clone())
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
             health: HealthClient::new(channel),
         })

@@ -300,33 +300,46 @@ pub async fn seal(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verification {
     pub ok: bool,
-    /// Records checked and found good (before the first bad one, if any).
+    /// Records checked by this pass and found good (before the first bad one, if any).
     pub checked: i64,
     pub first_bad_audit_id: Option<i64>,
     pub reason: Option<String>,
+    /// Sealed records in the chain (the head's seq).
+    pub chain_length: i64,
+    /// True when this pass walked from the first record.
+    pub full: bool,
+    pub verified_at: DateTime<Utc>,
 }
 
-impl Verification {
-    fn bad(checked: i64, audit_id: Option<i64>, reason: impl Into<String>) -> Verification {
-        Verification {
-            ok: false,
-            checked,
-            first_bad_audit_id: audit_id,
-            reason: Some(reason.into()),
-        }
-    }
+/// What to verify.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum VerifyScope {
+    /// From where the last good verification ended to the head (from the first record if none did); the
+    /// default, so that a large chain answers quickly.
+    #[default]
+    SinceLastVerified,
+    /// From the first record to the head.
+    Full,
+    /// Between two records (inclusive, in chain order); `None` bounds mean the first record or the head.
+    Range { from: Option<i64>, to: Option<i64> },
 }
 
-/// Seals what is pending, then checks the chain from `from_audit_id` to `to_audit_id` (inclusive, in chain
-/// order; default the whole chain) and reports the first bad record. Runs in one repeatable-read snapshot, so
-/// sealing by others during the walk does not disturb it.
+/// Seals what is pending, then checks the chain over `scope` and reports the first bad record. Runs in one
+/// repeatable-read snapshot, so sealing by others during the walk does not disturb it.
+///
+/// # Incremental verification
+/// A verification that reaches the head in good order remembers the head's seq and hash; the next one starts
+/// after it, chained from that hash. Its soundness rests on the remembered hash: the record at the remembered
+/// seq must still carry it, else (a change at the junction, or records deleted so the head is now behind) the
+/// pass falls back to a full walk, which names the bad record. A change to an *older* record is found only by a
+/// full pass (`?full=true`), which is why the position is a shortcut for the routine check, not a replacement.
 pub async fn verify(
     pool: &deadpool_postgres::Pool,
     chain: &Chain,
-    from_audit_id: Option<i64>,
-    to_audit_id: Option<i64>,
+    scope: VerifyScope,
 ) -> ServiceResult<Verification> {
     seal(pool, chain, true).await?;
+    let verified_at = Utc::now();
     let mut client = pool.get().await?;
     let transaction = client
         .build_transaction()
@@ -335,34 +348,56 @@ pub async fn verify(
         .start()
         .await?;
     let Some(head) = store::audit::read_head(&*transaction, chain).await? else {
-        return Ok(Verification::bad(0, None, "the chain head is missing"));
+        return Ok(Verification::bad(0, None, "the chain head is missing").at(
+            verified_at,
+            0,
+            true,
+        ));
     };
-    let start_seq = match from_audit_id {
-        Some(audit_id) => sealed_seq(&transaction, chain, audit_id).await?,
-        None => 1,
+    let (from_audit_id, to_audit_id) = match scope {
+        VerifyScope::Range { from, to } => (from, to),
+        _ => (None, None),
+    };
+    // Where the walk starts: (seq before the first record to check, that record's hash).
+    let mut start: Option<(i64, Vec<u8>)> = None;
+    if scope == VerifyScope::SinceLastVerified
+        && let Some(position) = store::audit::verified_position(&*transaction, chain).await?
+        && position.seq <= head.last_seq
+        && position.seq > 0
+        && store::audit::hash_at(&*transaction, chain, position.seq).await?
+            == Some(Some(position.hash.clone()))
+    {
+        start = Some((position.seq, position.hash));
+    }
+    let full = start.is_none() && from_audit_id.is_none();
+    let start_seq = match (&start, from_audit_id) {
+        (Some((seq, _)), _) => seq + 1,
+        (None, Some(audit_id)) => sealed_seq(&transaction, chain, audit_id).await?,
+        (None, None) => 1,
     };
     let end_seq = match to_audit_id {
         Some(audit_id) => sealed_seq(&transaction, chain, audit_id).await?,
         None => head.last_seq,
     };
+    let finish = |verification: Verification| verification.at(verified_at, head.last_seq, full);
     if end_seq < start_seq && to_audit_id.is_some() {
         return Err(ServiceError::invalid(
             "to_audit_id comes before from_audit_id in the chain",
         ));
     }
-    let mut previous_hash = if start_seq == 1 {
-        GENESIS_HASH.to_vec()
-    } else {
-        match store::audit::hash_at(&*transaction, chain, start_seq - 1).await? {
+    let mut previous_hash = match start {
+        Some((_, hash)) => hash,
+        None if start_seq == 1 => GENESIS_HASH.to_vec(),
+        None => match store::audit::hash_at(&*transaction, chain, start_seq - 1).await? {
             Some(Some(hash)) => hash,
             _ => {
-                return Ok(Verification::bad(
+                return Ok(finish(Verification::bad(
                     0,
                     from_audit_id,
                     "the record before it is missing or unsealed",
-                ));
+                )));
             }
-        }
+        },
     };
     let mut previous_seq = start_seq - 1;
     let mut checked = 0;
@@ -381,7 +416,11 @@ pub async fn verify(
         let entries = listed_entries(&transaction, chain, &page).await?;
         for record in &page {
             if let Some(problem) = check_record(record, previous_seq, &previous_hash, &entries) {
-                return Ok(Verification::bad(checked, Some(record.audit_id), problem));
+                return Ok(finish(Verification::bad(
+                    checked,
+                    Some(record.audit_id),
+                    problem,
+                )));
             }
             checked += 1;
             previous_seq = record.seq.unwrap_or(previous_seq + 1);
@@ -393,36 +432,71 @@ pub async fn verify(
         // records sealed beyond it were not written by a sealer.
         if previous_seq < head.last_seq {
             let missing = head.last_seq - previous_seq;
-            return Ok(Verification::bad(
+            return Ok(finish(Verification::bad(
                 checked,
                 head.last_audit_id,
                 format!("{missing} record(s) at the end of the chain are missing (deleted?)"),
-            ));
+            )));
         }
         if previous_seq > 0 && previous_hash != head.last_hash {
-            return Ok(Verification::bad(
+            return Ok(finish(Verification::bad(
                 checked,
                 head.last_audit_id,
                 "the chain head does not match the last record",
-            ));
+            )));
         }
         if let Some(audit_id) =
             store::audit::first_sealed_after(&*transaction, chain, head.last_seq).await?
         {
-            return Ok(Verification::bad(
+            return Ok(finish(Verification::bad(
                 checked,
                 Some(audit_id),
                 "record sealed beyond the chain head (inserted?)",
-            ));
+            )));
         }
     }
     transaction.commit().await?;
-    Ok(Verification {
+    // Only a pass that covered everything from the first record (directly, or through a trusted position) to
+    // the head may move the position.
+    if from_audit_id.is_none() && to_audit_id.is_none() && previous_seq > 0 {
+        let position = store::audit::VerifiedPosition {
+            seq: previous_seq,
+            hash: previous_hash,
+        };
+        store::audit::remember_verified_position(&**client, chain, &position).await?;
+    }
+    Ok(finish(Verification {
         ok: true,
         checked,
         first_bad_audit_id: None,
         reason: None,
-    })
+        chain_length: 0,
+        full: false,
+        verified_at,
+    }))
+}
+
+impl Verification {
+    fn bad(checked: i64, audit_id: Option<i64>, reason: impl Into<String>) -> Verification {
+        Verification {
+            ok: false,
+            checked,
+            first_bad_audit_id: audit_id,
+            reason: Some(reason.into()),
+            chain_length: 0,
+            full: false,
+            verified_at: DateTime::<Utc>::UNIX_EPOCH,
+        }
+    }
+
+    fn at(self, verified_at: DateTime<Utc>, chain_length: i64, full: bool) -> Verification {
+        Verification {
+            verified_at,
+            chain_length,
+            full,
+            ..self
+        }
+    }
 }
 
 /// The seq of a record named as a verification bound: NOT_FOUND when absent, UNAVAILABLE while still unsealed.

@@ -95,6 +95,14 @@ pub const METHOD_ACCESS: &[(&str, Requirement)] = &[
         Merchant(Scope::RulesWrite),
     ),
     (
+        "/points.v1.PointsService/ListAccounts",
+        Merchant(Scope::PointsRead),
+    ),
+    (
+        "/points.v1.ReportService/GetLiabilityReport",
+        MerchantOrPlatform(Scope::PointsRead),
+    ),
+    (
         "/points.v1.AuditService/ListAuditLogs",
         MerchantOrPlatform(Scope::AuditRead),
     ),

@@ -82,6 +82,7 @@ impl AuditService for Handlers {
                 &call,
                 message.from_audit_id.as_deref(),
                 message.to_audit_id.as_deref(),
+                message.full,
             )
             .await?;
             Ok(pb::VerifyAuditLogResponse {
@@ -89,6 +90,9 @@ impl AuditService for Handlers {
                 checked: verification.checked,
                 first_bad_audit_id: verification.first_bad_audit_id.map(|id| id.to_string()),
                 reason: verification.reason,
+                chain_length: verification.chain_length,
+                full: verification.full,
+                verified_at: Some(timestamp(verification.verified_at)),
             })
         })
         .await

@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod merchants;
 pub mod points;
+pub mod reports;
 pub mod rules;
 
 use std::{future::Future, sync::Arc};

@@ -219,6 +219,8 @@ impl PointsService for Handlers {
             Ok(pb::Account {
                 uid: account.uid,
                 balance: account.balance,
+                held: account.held,
+                available: account.available,
                 expiring: account
                     .expiring
                     .into_iter()
@@ -249,6 +251,36 @@ impl PointsService for Handlers {
                 ledger::list_entries(&self.services, &call, filter).await?;
             Ok(pb::ListEntriesResponse {
                 items: rows.into_iter().map(entry_message).collect(),
+                next_page_token,
+            })
+        })
+        .await
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<pb::ListAccountsRequest>,
+    ) -> Result<Response<pb::ListAccountsResponse>, Status> {
+        handle(request, |call, message| async move {
+            let list = ledger::ListAccounts {
+                uid_prefix: message.uid_prefix.as_deref(),
+                order: &message.order,
+                page_size: message.page_size,
+                page_token: &message.page_token,
+            };
+            let (accounts, next_page_token) =
+                ledger::list_accounts(&self.services, &call, list).await?;
+            Ok(pb::ListAccountsResponse {
+                items: accounts
+                    .into_iter()
+                    .map(|account| pb::AccountSummary {
+                        uid: account.uid,
+                        balance: account.balance,
+                        held: account.held,
+                        available: account.available,
+                        updated_at: Some(timestamp(account.updated_at)),
+                    })
+                    .collect(),
                 next_page_token,
             })
         })

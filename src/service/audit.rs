@@ -9,7 +9,7 @@ use super::{CallContext, Services};
 use crate::{
     audit::{
         Chain,
-        chain::{self, Verification},
+        chain::{self, Verification, VerifyScope},
     },
     domain::parse_uuid,
     error::{ServiceError, ServiceResult},
@@ -119,12 +119,14 @@ pub async fn get(
     record.ok_or_else(|| ServiceError::not_found("audit record not found"))
 }
 
-/// Seals what is pending and verifies the caller's chain between the given records (inclusive; default all).
+/// Seals what is pending and verifies the caller's chain: between the given records (inclusive) when bounds are
+/// given, else from the first record (`full`) or from where the last good verification ended.
 pub async fn verify(
     services: &Services,
     call: &CallContext,
     from_audit_id: Option<&str>,
     to_audit_id: Option<&str>,
+    full: bool,
 ) -> ServiceResult<Verification> {
     let from = from_audit_id
         .map(|id| parse_audit_id("from_audit_id", id))
@@ -132,8 +134,13 @@ pub async fn verify(
     let to = to_audit_id
         .map(|id| parse_audit_id("to_audit_id", id))
         .transpose()?;
+    let scope = match (from, to, full) {
+        (None, None, false) => VerifyScope::SinceLastVerified,
+        (None, None, true) => VerifyScope::Full,
+        (from, to, _) => VerifyScope::Range { from, to },
+    };
     let chain = Chain::of_auth(&call.auth);
-    let verification = chain::verify(&services.pool, &chain, from, to).await?;
+    let verification = chain::verify(&services.pool, &chain, scope).await?;
     if !verification.ok {
         tracing::warn!(
             chain = chain.name(),

@@ -22,7 +22,7 @@ use crate::{
     pagination::{PageRequest, finish_page},
     store::{
         self,
-        ledger::{EntryFilter, EntryRow, NewEntry},
+        ledger::{AccountCursor, EntryFilter, EntryRow, NewEntry},
     },
     tenancy::{TenantSchema, begin_tenant_transaction},
 };
@@ -171,6 +171,9 @@ pub async fn mutate(
                 if result.outcome == Outcome::Applied {
                     crate::audit::record_in_transaction(&transaction, call).await?;
                     transaction.commit().await?;
+                    services
+                        .rollup_marks
+                        .mark(call.auth.merchant()?.merchant_id);
                 }
                 return Ok(result);
             }
@@ -282,6 +285,9 @@ pub async fn batch(
         if wrote_anything {
             crate::audit::record_in_transaction(&transaction, call).await?;
             transaction.commit().await?;
+            services
+                .rollup_marks
+                .mark(call.auth.merchant()?.merchant_id);
         }
         return Ok(results);
     }
@@ -678,6 +684,10 @@ pub async fn get_entry(
 pub struct Account {
     pub uid: String,
     pub balance: i64,
+    /// Points reserved by active holds: none until holds exist (SPEC §12).
+    pub held: i64,
+    /// `balance - held`.
+    pub available: i64,
     pub expiring: Vec<(i64, DateTime<Utc>)>,
 }
 
@@ -697,8 +707,127 @@ pub async fn get_account(
     Ok(Account {
         uid: uid.as_str().to_owned(),
         balance,
+        held: 0,
+        available: balance,
         expiring,
     })
+}
+
+/// The order of the account list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccountOrder {
+    /// By uid, in byte order.
+    Uid,
+    /// Largest stored balance first, ties by uid.
+    BalanceDesc,
+}
+
+impl AccountOrder {
+    /// Parses `uid` or `balance_desc`; empty means `uid`.
+    pub fn parse(value: &str) -> ServiceResult<AccountOrder> {
+        match value {
+            "" | "uid" => Ok(AccountOrder::Uid),
+            "balance_desc" => Ok(AccountOrder::BalanceDesc),
+            _ => Err(ServiceError::invalid(
+                "order must be \"uid\" or \"balance_desc\"",
+            )),
+        }
+    }
+
+    /// The page-token list name: a token of one order is refused by the other.
+    fn list(self) -> &'static str {
+        match self {
+            AccountOrder::Uid => "accounts-by-uid",
+            AccountOrder::BalanceDesc => "accounts-by-balance",
+        }
+    }
+}
+
+/// The account list request, as received.
+pub struct ListAccounts<'a> {
+    pub uid_prefix: Option<&'a str>,
+    pub order: &'a str,
+    pub page_size: i32,
+    pub page_token: &'a str,
+}
+
+/// An account of the list, with what holds reserve (nothing until holds exist: SPEC §12).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummary {
+    pub uid: String,
+    pub balance: i64,
+    pub held: i64,
+    pub available: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The smallest string above every string that starts with `prefix`, in code point (= UTF-8 byte) order; None
+/// when there is none (a prefix of only `char::MAX`).
+fn prefix_successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
+/// One page of the merchant's accounts.
+pub async fn list_accounts(
+    services: &Services,
+    call: &CallContext,
+    request: ListAccounts<'_>,
+) -> ServiceResult<(Vec<AccountSummary>, String)> {
+    let order = AccountOrder::parse(request.order)?;
+    let prefix = request
+        .uid_prefix
+        .filter(|prefix| !prefix.is_empty())
+        .map(Uid::parse)
+        .transpose()
+        .map_err(|_| ServiceError::invalid("uid_prefix must be 1 to 128 printable characters"))?;
+    let page = PageRequest::parse(order.list(), request.page_size, request.page_token)?;
+    let invalid_token = || ServiceError::invalid("invalid page_token");
+    let cursor = match (&page.cursor, order) {
+        (None, _) => None,
+        (Some(uid), AccountOrder::Uid) => Some(AccountCursor::Uid(uid.clone())),
+        (Some(cursor), AccountOrder::BalanceDesc) => {
+            let (balance, uid) = cursor.split_once('/').ok_or_else(invalid_token)?;
+            let balance = balance.parse::<i64>().map_err(|_| invalid_token())?;
+            Some(AccountCursor::Balance(balance, uid.to_owned()))
+        }
+    };
+    let low = prefix.as_ref().map(Uid::as_str);
+    let high = low.and_then(prefix_successor);
+    let mut client = services.pool.get().await?;
+    let transaction = begin_tenant_transaction(&mut client, &call.auth.merchant()?.schema).await?;
+    let rows = store::ledger::list_accounts(
+        &transaction,
+        low,
+        high.as_deref(),
+        order == AccountOrder::BalanceDesc,
+        cursor.as_ref(),
+        page.fetch_limit(),
+    )
+    .await?;
+    transaction.commit().await?;
+    let (rows, token) = finish_page(order.list(), rows, &page, |(row, stored)| match order {
+        AccountOrder::Uid => row.uid.clone(),
+        AccountOrder::BalanceDesc => format!("{stored}/{}", row.uid),
+    });
+    let accounts = rows
+        .into_iter()
+        .map(|(row, _)| AccountSummary {
+            uid: row.uid,
+            balance: row.balance,
+            held: 0,
+            available: row.balance,
+            updated_at: row.updated_at,
+        })
+        .collect();
+    Ok((accounts, token))
 }
 
 /// Filters of [`list_entries`], as received.
@@ -822,6 +951,7 @@ pub async fn sweep_expired(
     };
     store::audit::insert_one(&*transaction, &record).await?;
     transaction.commit().await?;
+    services.rollup_marks.mark(merchant_id);
     Ok(created.len())
 }
 

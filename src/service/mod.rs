@@ -6,6 +6,7 @@ pub mod audit;
 pub mod bootstrap;
 pub mod ledger;
 pub mod merchants;
+pub mod reports;
 pub mod rules;
 
 use std::{
@@ -85,4 +86,6 @@ pub struct Services {
     pub auth_cache: Arc<AuthCache>,
     /// The buffer of audit records written off the request path, and the chains waiting to be sealed.
     pub audit: Arc<AuditLog>,
+    /// The tenants with entries the liability roller has not seen yet.
+    pub rollup_marks: Arc<reports::RollupMarks>,
 }

@@ -21,6 +21,8 @@ use crate::{
 pub struct Tables {
     pub records: String,
     pub head: String,
+    /// Where the last good verification ended.
+    pub verification: String,
 }
 
 impl Tables {
@@ -29,10 +31,12 @@ impl Tables {
             Chain::Platform => Tables {
                 records: "public.platform_audit_records".to_owned(),
                 head: "public.platform_audit_chain_head".to_owned(),
+                verification: "public.platform_audit_verification".to_owned(),
             },
             Chain::Merchant(schema) => Tables {
                 records: format!("{}.audit_records", schema.quoted()),
                 head: format!("{}.audit_chain_head", schema.quoted()),
+                verification: format!("{}.audit_verification", schema.quoted()),
             },
         }
     }
@@ -350,6 +354,55 @@ pub async fn advance_head(
             &sql,
             &[&head.last_seq, &head.last_audit_id, &head.last_hash],
         )
+        .await?;
+    Ok(())
+}
+
+/// Where the last good verification of a chain ended: the last record it checked (its seq and stored hash).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPosition {
+    pub seq: i64,
+    pub hash: Vec<u8>,
+}
+
+/// The remembered verified position of a chain, if a verification ever completed.
+pub async fn verified_position(
+    client: &impl GenericClient,
+    chain: &Chain,
+) -> Result<Option<VerifiedPosition>, tokio_postgres::Error> {
+    let sql = format!(
+        "SELECT verified_seq, verified_hash FROM {}",
+        Tables::of(chain).verification
+    );
+    Ok(client
+        .query_opt(&sql, &[])
+        .await?
+        .map(|row| VerifiedPosition {
+            seq: row.get(0),
+            hash: row.get(1),
+        }))
+}
+
+/// Remembers that the chain is good up to `position`. Never moves the position backwards: two verifications
+/// finishing in the wrong order keep the further one.
+pub async fn remember_verified_position(
+    client: &impl GenericClient,
+    chain: &Chain,
+    position: &VerifiedPosition,
+) -> Result<(), tokio_postgres::Error> {
+    let table = Tables::of(chain).verification;
+    let chain_name = match chain {
+        Chain::Platform => "platform",
+        Chain::Merchant(_) => "merchant",
+    };
+    let sql = format!(
+        "INSERT INTO {table} AS verification (chain, verified_seq, verified_hash, verified_at) \
+         VALUES ($1, $2, $3, now()) ON CONFLICT (chain) DO UPDATE \
+         SET verified_seq = excluded.verified_seq, verified_hash = excluded.verified_hash, verified_at = now() \
+         WHERE verification.verified_seq <= excluded.verified_seq"
+    );
+    client
+        .execute(&sql, &[&chain_name, &position.seq, &position.hash])
         .await?;
     Ok(())
 }

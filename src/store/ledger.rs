@@ -462,3 +462,82 @@ pub async fn uids_with_expired_lots(
         .await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
+
+/// One account in the account list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccountSummaryRow {
+    pub uid: String,
+    /// The balance a reader sees (expired but not yet swept points excluded).
+    pub balance: i64,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Where the previous page of the account list stopped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccountCursor {
+    /// `order=uid`: the last uid.
+    Uid(String),
+    /// `order=balance_desc`: the last (stored balance, uid).
+    Balance(i64, String),
+}
+
+/// One page of accounts whose uid lies in `[low, high)` in byte order (a uid prefix as a range; None = open),
+/// by uid or by stored balance (largest first, ties by uid), after `cursor`. Each row comes with its stored
+/// balance, the cursor of the balance order.
+pub async fn list_accounts(
+    client: &Transaction<'_>,
+    low: Option<&str>,
+    high: Option<&str>,
+    by_balance: bool,
+    cursor: Option<&AccountCursor>,
+    limit: i64,
+) -> Result<Vec<(AccountSummaryRow, i64)>, tokio_postgres::Error> {
+    let (after_uid, after_balance) = match cursor {
+        None => (None, None),
+        Some(AccountCursor::Uid(uid)) => (Some(uid.as_str()), None),
+        Some(AccountCursor::Balance(balance, uid)) => (Some(uid.as_str()), Some(*balance)),
+    };
+    // Both orders compare uids with COLLATE "C" (byte order), matching the index and the prefix range.
+    let (page_condition, order) = if by_balance {
+        (
+            "($4::bigint IS NULL OR a.balance < $4 \
+             OR (a.balance = $4 AND a.uid COLLATE \"C\" > $3::text COLLATE \"C\"))",
+            "a.balance DESC, a.uid COLLATE \"C\"",
+        )
+    } else {
+        (
+            // $4 is always NULL in this order; naming it gives it a type.
+            "$4::bigint IS NULL AND ($3::text IS NULL OR a.uid COLLATE \"C\" > $3::text COLLATE \"C\")",
+            "a.uid COLLATE \"C\"",
+        )
+    };
+    let sql = format!(
+        "SELECT a.uid, a.balance - coalesce((SELECT sum(l.remaining) FROM lots l WHERE l.uid = a.uid \
+             AND l.remaining > 0 AND l.expires_at <= now()), 0)::bigint AS balance, a.updated_at, a.balance AS stored \
+         FROM accounts a \
+         WHERE ($1::text IS NULL OR a.uid COLLATE \"C\" >= $1::text COLLATE \"C\") \
+           AND ($2::text IS NULL OR a.uid COLLATE \"C\" < $2::text COLLATE \"C\") \
+           AND {page_condition} \
+         ORDER BY {order} LIMIT $5"
+    );
+    let statement = client.prepare_cached(&sql).await?;
+    let rows = client
+        .query(
+            &statement,
+            &[&low, &high, &after_uid, &after_balance, &limit],
+        )
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|row| {
+            (
+                AccountSummaryRow {
+                    uid: row.get(0),
+                    balance: row.get(1),
+                    updated_at: row.get(2),
+                },
+                row.get(3),
+            )
+        })
+        .collect())
+}

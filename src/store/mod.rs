@@ -10,6 +10,7 @@ pub mod audit;
 pub mod ledger;
 pub mod merchants;
 pub mod migrations;
+pub mod reports;
 pub mod rules;
 
 use std::str::FromStr;

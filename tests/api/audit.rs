@@ -157,6 +157,8 @@ async fn wait_until_settled(db: &tokio_postgres::Client, table: &str, expected: 
     }
 }
 
+/// A full verification (from the first record): tampering anywhere in the chain is found. The incremental
+/// default has tests of its own.
 async fn verify(
     app: &TestApp,
     caller: Caller,
@@ -167,6 +169,7 @@ async fn verify(
         .verify_audit_log(pb::VerifyAuditLogRequest {
             from_audit_id: from.map(|id| id.to_string()),
             to_audit_id: to.map(|id| id.to_string()),
+            full: true,
         })
         .await
         .expect("verify")
@@ -1532,6 +1535,7 @@ async fn a_range_of_the_chain_can_be_verified_on_its_own() {
         .verify_audit_log(pb::VerifyAuditLogRequest {
             from_audit_id: Some(to.audit_id.to_string()),
             to_audit_id: Some(from.audit_id.to_string()),
+            full: false,
         })
         .await;
     assert_status(backwards, Code::InvalidArgument, "INVALID_ARGUMENT");
@@ -1539,6 +1543,7 @@ async fn a_range_of_the_chain_can_be_verified_on_its_own() {
         .verify_audit_log(pb::VerifyAuditLogRequest {
             from_audit_id: Some("999999".into()),
             to_audit_id: None,
+            full: false,
         })
         .await;
     assert_status(unknown, Code::NotFound, "NOT_FOUND");
@@ -1546,6 +1551,7 @@ async fn a_range_of_the_chain_can_be_verified_on_its_own() {
         .verify_audit_log(pb::VerifyAuditLogRequest {
             from_audit_id: Some("x".into()),
             to_audit_id: None,
+            full: false,
         })
         .await;
     assert_status(malformed, Code::InvalidArgument, "INVALID_ARGUMENT");

@@ -135,6 +135,9 @@ pub struct VerifyQuery {
     pub from_audit_id: Option<String>,
     /// Last record to check (inclusive); default the last.
     pub to_audit_id: Option<String>,
+    /// Without bounds, a verification continues from where the last good one of this chain ended; `true`
+    /// re-checks the whole chain from its first record.
+    pub full: Option<bool>,
 }
 
 /// The outcome of a chain verification.
@@ -150,6 +153,15 @@ pub struct Verification {
     pub first_bad_audit_id: Option<String>,
     /// Why that record failed, e.g. "record hash mismatch".
     pub reason: Option<String>,
+    /// Sealed records in the chain.
+    #[schema(example = 1204)]
+    pub chain_length: i64,
+    /// True when this pass walked from the first record (asked for with `full=true`, or because the remembered
+    /// position could not be trusted).
+    #[schema(example = false)]
+    pub full: bool,
+    /// When this verification ran.
+    pub verified_at: Option<DateTime<Utc>>,
 }
 
 /// Query the audit log, newest first. Scope `audit:read`.
@@ -189,7 +201,8 @@ async fn list_audit_logs(
     )))
 }
 
-/// Recompute the blake3 chain over a range and report the first record that does not match. Scope `audit:read`.
+/// Recompute the blake3 chain and report the first record that does not match. Without bounds it continues from
+/// where the last good verification of the chain ended (`full=true`: from the first record). Scope `audit:read`.
 #[utoipa::path(
     get,
     path = "/api/v1/audit-logs/verify",
@@ -206,6 +219,7 @@ async fn verify_audit_log(
     let request = pb::VerifyAuditLogRequest {
         from_audit_id: query.from_audit_id,
         to_audit_id: query.to_audit_id,
+        full: query.full.unwrap_or(false),
     };
     let response = state
         .backend
@@ -219,6 +233,9 @@ async fn verify_audit_log(
         checked: response.checked,
         first_bad_audit_id: response.first_bad_audit_id,
         reason: response.reason,
+        chain_length: response.chain_length,
+        full: response.full,
+        verified_at: from_timestamp(response.verified_at),
     }))
 }
 

@@ -8,6 +8,7 @@ pub mod audit;
 pub mod merchants;
 pub mod ops;
 pub mod points;
+pub mod reports;
 pub mod rules;
 
 use serde::{Deserialize, Serialize};
@@ -27,6 +28,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(api_keys::router())
         .merge(points::router())
         .merge(rules::router())
+        .merge(reports::router())
         .merge(audit::router())
 }
 

@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(reverse))
         .routes(routes!(get_entry))
         .routes(routes!(get_account))
+        .routes(routes!(list_accounts))
         .routes(routes!(list_entries))
         .routes(routes!(batch))
         .routes(routes!(calculate))
@@ -315,6 +316,12 @@ pub struct Account {
     /// Current balance (never counts expired points); 0 for an unknown uid.
     #[schema(example = 560)]
     pub balance: i64,
+    /// Points reserved by active holds.
+    #[schema(example = 0)]
+    pub held: i64,
+    /// `balance - held`: what a spend or a new hold may use.
+    #[schema(example = 560)]
+    pub available: i64,
     /// Points expiring in the next 30 days, soonest first.
     pub expiring: Vec<ExpiringPoints>,
 }
@@ -334,6 +341,8 @@ impl From<pb::Account> for Account {
         Account {
             uid: account.uid,
             balance: account.balance,
+            held: account.held,
+            available: account.available,
             expiring: account
                 .expiring
                 .into_iter()
@@ -344,6 +353,68 @@ impl From<pb::Account> for Account {
                 .collect(),
         }
     }
+}
+
+/// One account of the account list.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountSummary {
+    /// The merchant's end-user id.
+    #[schema(example = "user-42")]
+    pub uid: String,
+    /// Current balance (never counts expired points).
+    #[schema(example = 560)]
+    pub balance: i64,
+    /// Points reserved by active holds.
+    #[schema(example = 0)]
+    pub held: i64,
+    /// `balance - held`.
+    #[schema(example = 560)]
+    pub available: i64,
+    /// When the balance last changed.
+    pub updated_at: Option<DateTime<Utc>>,
+}
+
+impl From<pb::AccountSummary> for AccountSummary {
+    fn from(account: pb::AccountSummary) -> AccountSummary {
+        AccountSummary {
+            uid: account.uid,
+            balance: account.balance,
+            held: account.held,
+            available: account.available,
+            updated_at: from_timestamp(account.updated_at),
+        }
+    }
+}
+
+/// The order of the account list.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AccountOrder {
+    /// By uid (byte order).
+    Uid,
+    /// Largest balance first, ties by uid.
+    BalanceDesc,
+}
+
+/// Filters, order and paging of the account list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct AccountsQuery {
+    /// Only uids that start with this (case-sensitive, 1–128 printable characters).
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
+    pub uid_prefix: Option<String>,
+    /// `uid` (default) or `balance_desc` (top holders first).
+    pub order: Option<AccountOrder>,
+    /// Items per page, 1–500 (default 50).
+    #[param(minimum = 1, maximum = 500)]
+    pub page_size: Option<u32>,
+    /// The `next_page_token` of the previous page (of the same order).
+    pub page_token: Option<String>,
 }
 
 /// An entry kind, to filter a uid's entries.
@@ -744,6 +815,43 @@ async fn get_account(
         .await?
         .into_inner();
     Ok(Success::ok(account.into()))
+}
+
+/// All of the merchant's accounts, by uid or top holders first, with an optional uid prefix. Scope `points:read`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/points/accounts",
+    tag = "points",
+    operation_id = "list_accounts",
+    params(AccountsQuery),
+    responses((status = 200, description = "One page of accounts.", body = Envelope<Page<AccountSummary>>))
+)]
+async fn list_accounts(
+    State(state): State<AppState>,
+    context: CallContext,
+    ApiQuery(query): ApiQuery<AccountsQuery>,
+) -> ApiResult<Page<AccountSummary>> {
+    let order = match query.order {
+        None | Some(AccountOrder::Uid) => "uid",
+        Some(AccountOrder::BalanceDesc) => "balance_desc",
+    };
+    let request = pb::ListAccountsRequest {
+        uid_prefix: query.uid_prefix,
+        order: order.to_owned(),
+        page_size: page_size(query.page_size)?,
+        page_token: query.page_token.unwrap_or_default(),
+    };
+    let response = state
+        .backend
+        .points
+        .clone()
+        .list_accounts(context.request(request))
+        .await?
+        .into_inner();
+    Ok(Success::ok(Page::from_proto(
+        response.items,
+        response.next_page_token,
+    )))
 }
 
 /// A uid's entries, newest first. Scope `points:read`.

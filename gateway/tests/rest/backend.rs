@@ -208,7 +208,7 @@ async fn accounts_convert_expiring_points() {
         .assert_success(200);
     assert_eq!(
         data,
-        json!({"uid": "u1", "balance": 100, "expiring": [{"points": 40, "expires_at": "2023-11-15T22:13:20Z"}]})
+        json!({"uid": "u1", "balance": 100, "held": 0, "available": 100, "expiring": [{"points": 40, "expires_at": "2023-11-15T22:13:20Z"}]})
     );
 }
 

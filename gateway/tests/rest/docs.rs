@@ -25,6 +25,8 @@ const SPEC_ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/points/entries/{entry_id}"),
     ("get", "/api/v1/points/accounts/{uid}"),
     ("get", "/api/v1/points/accounts/{uid}/entries"),
+    ("get", "/api/v1/points/accounts"),
+    ("get", "/api/v1/reports/liability"),
     ("post", "/api/v1/points/batch"),
     ("post", "/api/v1/points/calculate"),
     ("get", "/api/v1/rules"),
@@ -235,7 +237,8 @@ async fn docs_redirects_to_swagger_ui_whose_assets_are_all_local() {
 /// rewrites the copy; the app's types are then regenerated with `npm run generate` in `admin-ui/`.
 #[tokio::test]
 async fn openapi_snapshot_of_the_admin_app_matches_the_served_document() {
-    let served = serde_json::to_string_pretty(&openapi_document().await).expect("serializes") + "\n";
+    let served =
+        serde_json::to_string_pretty(&openapi_document().await).expect("serializes") + "\n";
     let snapshot_path =
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../admin-ui/openapi.json");
     if std::env::var_os("UPDATE_OPENAPI_SNAPSHOT").is_some() {

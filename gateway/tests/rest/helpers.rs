@@ -291,7 +291,17 @@ impl PointsService for FakePoints {
             uid,
             balance: 100,
             expiring,
+            held: 0,
+            available: 100,
         }))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: tonic::Request<pb::ListAccountsRequest>,
+    ) -> Result<tonic::Response<pb::ListAccountsResponse>, Status> {
+        self.record("ListAccounts", &request);
+        Err(Status::unimplemented("not faked"))
     }
 
     async fn list_entries(
