@@ -246,7 +246,7 @@ impl Application {
             });
         tracing::info!(grpc = %grpc_addr, "serving gRPC");
 
-        let gateway = crate::app::gateway_task(http_listener, grpc_addr, &config, shutdown.clone());
+        let gateway = crate::app::gateway_task(http_listener, grpc_addr, shutdown.clone());
         let served = tokio::select! {
             result = async { tokio::try_join!(async { grpc.await.map_err(anyhow::Error::from) }, gateway) } => result.map(|_| ()),
             () = async {
@@ -285,7 +285,6 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
 async fn gateway_task(
     listener: Option<TcpListener>,
     grpc_addr: SocketAddr,
-    config: &Config,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(listener) = listener else {
@@ -298,7 +297,6 @@ async fn gateway_task(
     };
     let mut gateway_config = points_gateway::GatewayConfig::from_env()?;
     gateway_config.grpc_url = format!("http://{loopback}");
-    gateway_config.admin_ui_dir = Some(config.admin_ui_dir.clone());
     tracing::info!(http = %listener.local_addr()?, "serving REST gateway, /docs and /admin");
     points_gateway::serve(listener, gateway_config, async move {
         shutdown.cancelled().await

@@ -52,7 +52,6 @@ pub struct Config {
     pub expiry_sweep_batch_size: i64,
     pub audit_flush_interval: Duration,
     pub audit_buffer_capacity: usize,
-    pub admin_ui_dir: std::path::PathBuf,
 }
 
 /// A setting that could not be used; the message names the variable and what it accepts.
@@ -173,9 +172,6 @@ impl Config {
                 1,
                 1_000_000,
             )?,
-            admin_ui_dir: get("POINTS_ADMIN_UI_DIR")
-                .unwrap_or_else(|| "admin-ui".to_owned())
-                .into(),
         })
     }
 

@@ -7,13 +7,16 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::admin::AdminUi;
+
 /// The env var naming the gRPC server, e.g. `http://127.0.0.1:50051`.
 pub const ENV_GRPC_URL: &str = "POINTS_GATEWAY_GRPC_URL";
 /// The env var of the request body limit in bytes.
 pub const ENV_BODY_LIMIT_BYTES: &str = "POINTS_HTTP_BODY_LIMIT_BYTES";
 /// The env var of the whole-request timeout in milliseconds.
 pub const ENV_REQUEST_TIMEOUT_MS: &str = "POINTS_HTTP_REQUEST_TIMEOUT_MS";
-/// The env var of the admin SPA folder; empty disables `/admin`.
+/// The env var of the admin SPA: unset serves the build embedded in the binary, a folder serves that folder (e.g.
+/// `admin-ui/dist` while working on the app), empty or `off` disables `/admin`.
 pub const ENV_ADMIN_UI_DIR: &str = "POINTS_ADMIN_UI_DIR";
 
 /// Default gRPC address: the server's default port on this machine.
@@ -22,8 +25,6 @@ pub const DEFAULT_GRPC_URL: &str = "http://127.0.0.1:50051";
 pub const DEFAULT_BODY_LIMIT_BYTES: usize = 1024 * 1024;
 /// Default request timeout: 10 s.
 pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default admin SPA folder, relative to the working directory.
-pub const DEFAULT_ADMIN_UI_DIR: &str = "admin-ui";
 
 /// Smallest accepted body limit: below this not even a small earn request fits.
 pub const BODY_LIMIT_BYTES_MIN: usize = 1024;
@@ -43,8 +44,8 @@ pub struct GatewayConfig {
     pub body_limit_bytes: usize,
     /// The longest a request may take end to end (also sent as the gRPC deadline); past it, 504 / 50301.
     pub request_timeout: std::time::Duration,
-    /// The folder `/admin` serves; `None` disables `/admin`.
-    pub admin_ui_dir: Option<std::path::PathBuf>,
+    /// What `/admin` serves.
+    pub admin_ui: crate::admin::AdminUi,
 }
 
 /// A setting that cannot be used.
@@ -82,7 +83,7 @@ impl Default for GatewayConfig {
             grpc_url: DEFAULT_GRPC_URL.to_owned(),
             body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
-            admin_ui_dir: Some(PathBuf::from(DEFAULT_ADMIN_UI_DIR)),
+            admin_ui: AdminUi::Embedded,
         }
     }
 }
@@ -125,16 +126,16 @@ impl GatewayConfig {
             )?),
             None => defaults.request_timeout,
         };
-        let admin_ui_dir = match lookup(ENV_ADMIN_UI_DIR) {
-            Some(value) if value.trim().is_empty() => None,
-            Some(value) => Some(PathBuf::from(value)),
-            None => defaults.admin_ui_dir,
+        let admin_ui = match lookup(ENV_ADMIN_UI_DIR) {
+            Some(value) if value.trim().is_empty() || value.trim() == "off" => AdminUi::Disabled,
+            Some(value) => AdminUi::Directory(PathBuf::from(value)),
+            None => defaults.admin_ui,
         };
         let config = GatewayConfig {
             grpc_url,
             body_limit_bytes,
             request_timeout,
-            admin_ui_dir,
+            admin_ui,
         };
         config.validate_named(ENV_GRPC_URL, ENV_BODY_LIMIT_BYTES, ENV_REQUEST_TIMEOUT_MS)?;
         Ok(config)
@@ -243,7 +244,7 @@ mod tests {
         assert_eq!(config, GatewayConfig::default());
         assert_eq!(config.grpc_url, "http://127.0.0.1:50051");
         assert_eq!(config.body_limit_bytes, 1024 * 1024);
-        assert_eq!(config.admin_ui_dir, Some(PathBuf::from("admin-ui")));
+        assert_eq!(config.admin_ui, AdminUi::Embedded);
     }
 
     #[test]
@@ -258,13 +259,18 @@ mod tests {
         assert_eq!(config.grpc_url, "http://points:50051");
         assert_eq!(config.body_limit_bytes, 2048);
         assert_eq!(config.request_timeout, Duration::from_millis(1500));
-        assert_eq!(config.admin_ui_dir, Some(PathBuf::from("/srv/admin")));
+        assert_eq!(
+            config.admin_ui,
+            AdminUi::Directory(PathBuf::from("/srv/admin"))
+        );
     }
 
     #[test]
     fn an_empty_admin_dir_disables_admin() {
-        let config = config_from(&[(ENV_ADMIN_UI_DIR, "")]).expect("valid");
-        assert_eq!(config.admin_ui_dir, None);
+        for value in ["", "off"] {
+            let config = config_from(&[(ENV_ADMIN_UI_DIR, value)]).expect("valid");
+            assert_eq!(config.admin_ui, AdminUi::Disabled);
+        }
     }
 
     #[test]

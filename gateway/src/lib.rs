@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod config;
 mod convert;
 pub mod envelope;
@@ -28,15 +29,13 @@ pub mod pb {
 }
 
 use std::future::Future;
-use std::path::Path;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::Method;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::services::{ServeDir, ServeFile};
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 use utoipa::OpenApi;
@@ -54,8 +53,7 @@ use crate::state::{AppState, Backend};
 pub const OPENAPI_PATH: &str = "/openapi.json";
 /// Where Swagger UI is served.
 pub const DOCS_PATH: &str = "/docs";
-/// Where the admin SPA is served.
-pub const ADMIN_PATH: &str = "/admin";
+pub use crate::admin::{ADMIN_PATH, AdminUi};
 
 /// The OpenAPI document of every route the gateway serves (what `/openapi.json` returns).
 pub fn openapi() -> utoipa::openapi::OpenApi {
@@ -93,9 +91,7 @@ pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
                 .display_request_duration(true),
         );
     let mut app: Router<AppState> = api.merge(Router::from(swagger)).fallback(unknown_route);
-    if let Some(admin_ui_dir) = &config.admin_ui_dir {
-        app = app.merge(admin_router(admin_ui_dir));
-    }
+    app = app.merge(admin::router(&config.admin_ui));
     let app = app
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
         .layer(CatchPanicLayer::new())
@@ -149,19 +145,4 @@ fn make_span(request: &Request) -> tracing::Span {
 /// 404 envelope for every path no route serves (`/api/v1/...` included; `/admin/...` has its own SPA fallback).
 async fn unknown_route(method: Method, uri: axum::http::Uri) -> Response {
     ApiError::not_found(format!("no route for {method} {}", uri.path())).into_response()
-}
-
-/// `/admin`: the SPA's static files, with `index.html` for unknown paths so deep links work. `/admin` itself
-/// redirects to `/admin/` so the SPA's relative asset URLs resolve under `/admin/`.
-fn admin_router(admin_ui_dir: &Path) -> Router<AppState> {
-    let index = admin_ui_dir.join("index.html");
-    let files = ServeDir::new(admin_ui_dir)
-        .append_index_html_on_directories(true)
-        .fallback(ServeFile::new(index));
-    Router::new()
-        .route(
-            ADMIN_PATH,
-            axum::routing::any(|| async { Redirect::permanent("/admin/") }),
-        )
-        .nest_service("/admin/", files)
 }

@@ -1882,3 +1882,104 @@ async fn conversions_reads_and_ledger_refusals_record_their_facts() {
     assert!(verify(&app, app.caller(&key), None, None).await.ok);
     app.stop().await.expect("stop");
 }
+
+/// The default (incremental) verification of the merchant's chain.
+async fn verify_since_last(app: &TestApp, key: &str) -> pb::VerifyAuditLogResponse {
+    app.audit(app.caller(key))
+        .verify_audit_log(pb::VerifyAuditLogRequest::default())
+        .await
+        .expect("verify")
+        .into_inner()
+}
+
+#[tokio::test]
+async fn verification_continues_from_where_the_last_good_one_ended() {
+    let app = spawn_app().await;
+    let (merchant, key) = app.register_merchant("incremental-shop").await;
+    let table = tenant_table(&merchant.merchant_id);
+    // settled_chain verifies the whole chain (full) once; its position is remembered.
+    let records = settled_chain(&app, &key, &table, 5).await;
+    let db = app.db().await;
+    let length = records.len() as i64;
+    let more = 7;
+    for _ in 0..more {
+        app.merchants(app.caller(&key))
+            .get_me(pb::GetMeRequest {})
+            .await
+            .expect("me");
+    }
+    wait_until_settled_count(&db, &table, length + more).await;
+    let verification = verify_since_last(&app, &key).await;
+    assert!(verification.ok, "{verification:?}");
+    assert!(!verification.full);
+    // Only what was sealed since: the 7 calls (and nothing before them).
+    assert!(
+        (more..=more + 1).contains(&verification.checked),
+        "{verification:?}"
+    );
+    assert!(verification.chain_length >= length + more);
+    assert!(verification.verified_at.is_some());
+
+    // A change to an older record is out of the incremental pass's reach, by design; a full pass finds it.
+    tamper(
+        &app,
+        &format!(
+            "UPDATE {table} SET latency_us = latency_us + 1 WHERE audit_id = {}",
+            records[1].audit_id
+        ),
+    )
+    .await;
+    assert!(verify_since_last(&app, &key).await.ok);
+    let full = app
+        .audit(app.caller(&key))
+        .verify_audit_log(pb::VerifyAuditLogRequest {
+            full: true,
+            ..Default::default()
+        })
+        .await
+        .expect("verify")
+        .into_inner();
+    assert!(!full.ok);
+    assert!(full.full);
+    assert_eq!(
+        full.first_bad_audit_id,
+        Some(records[1].audit_id.to_string())
+    );
+    app.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn a_change_at_the_remembered_position_sends_verification_back_to_the_start() {
+    let app = spawn_app().await;
+    let (merchant, key) = app.register_merchant("junction-shop").await;
+    let table = tenant_table(&merchant.merchant_id);
+    settled_chain(&app, &key, &table, 4).await;
+    let db = app.db().await;
+    let remembered: i64 = db
+        .query_one(
+            &format!(
+                "SELECT verified_seq FROM {}.audit_verification",
+                schema_of(&merchant.merchant_id)
+            ),
+            &[],
+        )
+        .await
+        .expect("position")
+        .get(0);
+    let junction = records_in(&db, &table, &format!("seq = {remembered}")).await;
+    tamper(
+        &app,
+        &format!(
+            "UPDATE {table} SET record_hash = decode(repeat('ab', 32), 'hex') WHERE seq = {remembered}"
+        ),
+    )
+    .await;
+    let verification = verify_since_last(&app, &key).await;
+    assert!(!verification.ok, "{verification:?}");
+    assert!(verification.full, "the position could not be trusted");
+    assert_eq!(
+        verification.first_bad_audit_id,
+        Some(junction[0].audit_id.to_string())
+    );
+    app.stop().await.expect("stop");
+}

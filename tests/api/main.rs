@@ -5,6 +5,7 @@ mod binary;
 mod helpers;
 mod ledger;
 mod ledger_model;
+mod reports;
 mod rest;
 mod rest_audit;
 mod rules;

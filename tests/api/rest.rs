@@ -2186,7 +2186,7 @@ async fn readyz_is_503_once_the_grpc_backend_has_stopped() {
     app.stop().await.expect("graceful stop");
     let mut config = points_gateway::GatewayConfig::from_env().expect("gateway config");
     config.grpc_url = grpc_url;
-    config.admin_ui_dir = None;
+    config.admin_ui = points_gateway::AdminUi::Disabled;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");

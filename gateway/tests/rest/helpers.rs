@@ -23,7 +23,7 @@ pub const CLOSED_GRPC_URL: &str = "http://127.0.0.1:1";
 pub fn config(grpc_url: &str) -> GatewayConfig {
     GatewayConfig {
         grpc_url: grpc_url.to_owned(),
-        admin_ui_dir: None,
+        admin_ui: points_gateway::AdminUi::Disabled,
         ..GatewayConfig::default()
     }
 }
