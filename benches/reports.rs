@@ -144,7 +144,7 @@ async fn main() -> anyhow::Result<()> {
                     CASE g % 10 WHEN 5 THEN -(g % 7 + 1) WHEN 6 THEN -(g % 5 + 1) \
                          WHEN 7 THEN g % 9 + 1 WHEN 8 THEN -(g % 6 + 1) WHEN 9 THEN -(g % 3 + 1) \
                          ELSE g % 50 + 10 END, \
-                    0, 'seed-' || g, now() - ((g * 7919) % ({days} * 86400)) * interval '1 second' \
+                    0, 'seed-' || g, now() - ((g::bigint * 7919) % ({days} * 86400)) * interval '1 second' \
              FROM generate_series({first}, {last}) AS g"
         )
     };

@@ -527,7 +527,7 @@ export interface components {
              * Format: date-time
              * @description When the balance last changed.
              */
-            updated_at?: string | null;
+            updated_at: string;
         };
         /** @description A signed manual correction; a negative delta cannot take the balance below zero. */
         AdjustBody: {
@@ -1525,7 +1525,7 @@ export interface components {
                  * Format: date-time
                  * @description Start of the first bucket.
                  */
-                from?: string | null;
+                from: string;
                 /**
                  * @description The platform report only (an admin key without `x-merchant-id`): each merchant's closing figure; empty
                  *     otherwise.
@@ -1543,7 +1543,7 @@ export interface components {
                  * Format: date-time
                  * @description End of the last bucket (exclusive).
                  */
-                to?: string | null;
+                to: string;
                 /**
                  * @description The time zone of the bucket boundaries.
                  * @example UTC
@@ -1687,7 +1687,7 @@ export interface components {
                      * Format: date-time
                      * @description When the balance last changed.
                      */
-                    updated_at?: string | null;
+                    updated_at: string;
                 }[];
                 /**
                  * @description Pass as `page_token` to get the next page; null when this is the last page.
@@ -2307,7 +2307,7 @@ export interface components {
                  * Format: date-time
                  * @description When this verification ran.
                  */
-                verified_at?: string | null;
+                verified_at: string;
             };
             /**
              * @description Always "OK" on success.
@@ -2406,7 +2406,7 @@ export interface components {
              * Format: date-time
              * @description The bucket's start.
              */
-            start?: string | null;
+            start: string;
         };
         /** @description The points liability over a range: opening + Σ movements = closing. */
         LiabilityReport: {
@@ -2424,7 +2424,7 @@ export interface components {
              * Format: date-time
              * @description Start of the first bucket.
              */
-            from?: string | null;
+            from: string;
             /**
              * @description The platform report only (an admin key without `x-merchant-id`): each merchant's closing figure; empty
              *     otherwise.
@@ -2442,7 +2442,7 @@ export interface components {
              * Format: date-time
              * @description End of the last bucket (exclusive).
              */
-            to?: string | null;
+            to: string;
             /**
              * @description The time zone of the bucket boundaries.
              * @example UTC
@@ -2574,7 +2574,7 @@ export interface components {
              * Format: date-time
              * @description When both were read.
              */
-            as_of?: string | null;
+            as_of: string;
             /**
              * Format: int64
              * @description Outstanding points by the ledger, as of `as_of`.
@@ -2858,7 +2858,7 @@ export interface components {
              * Format: date-time
              * @description When this verification ran.
              */
-            verified_at?: string | null;
+            verified_at: string;
         };
     };
     responses: {

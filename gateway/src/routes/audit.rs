@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{NoQuery, Page, page_size};
+use super::{NoQuery, Page, page_size, required};
 use crate::convert::{deserialize_query_time, from_timestamp, to_timestamp_opt};
 use crate::envelope::{ApiResult, Envelope, Success};
 use crate::extract::{ApiPath, ApiQuery, CallContext};
@@ -161,7 +161,7 @@ pub struct Verification {
     #[schema(example = false)]
     pub full: bool,
     /// When this verification ran.
-    pub verified_at: Option<DateTime<Utc>>,
+    pub verified_at: DateTime<Utc>,
 }
 
 /// Query the audit log, newest first. Scope `audit:read`.
@@ -235,7 +235,7 @@ async fn verify_audit_log(
         reason: response.reason,
         chain_length: response.chain_length,
         full: response.full,
-        verified_at: from_timestamp(response.verified_at),
+        verified_at: required(from_timestamp(response.verified_at), "verified_at")?,
     }))
 }
 

@@ -371,18 +371,20 @@ pub struct AccountSummary {
     #[schema(example = 560)]
     pub available: i64,
     /// When the balance last changed.
-    pub updated_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
 }
 
-impl From<pb::AccountSummary> for AccountSummary {
-    fn from(account: pb::AccountSummary) -> AccountSummary {
-        AccountSummary {
+impl TryFrom<pb::AccountSummary> for AccountSummary {
+    type Error = ApiError;
+
+    fn try_from(account: pb::AccountSummary) -> Result<AccountSummary, ApiError> {
+        Ok(AccountSummary {
+            updated_at: required(from_timestamp(account.updated_at), "updated_at")?,
             uid: account.uid,
             balance: account.balance,
             held: account.held,
             available: account.available,
-            updated_at: from_timestamp(account.updated_at),
-        }
+        })
     }
 }
 
@@ -848,10 +850,14 @@ async fn list_accounts(
         .list_accounts(context.request(request))
         .await?
         .into_inner();
-    Ok(Success::ok(Page::from_proto(
-        response.items,
-        response.next_page_token,
-    )))
+    Ok(Success::ok(Page {
+        items: response
+            .items
+            .into_iter()
+            .map(AccountSummary::try_from)
+            .collect::<Result<_, _>>()?,
+        next_page_token: crate::convert::next_page_token(response.next_page_token),
+    }))
 }
 
 /// A uid's entries, newest first. Scope `points:read`.

@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use super::required;
 use crate::convert::{deserialize_query_time, from_timestamp, to_timestamp_opt};
 use crate::envelope::{ApiResult, Envelope, Success};
+use crate::error::ApiError;
 use crate::extract::{ApiQuery, CallContext};
 use crate::pb;
 use crate::state::AppState;
@@ -71,7 +72,7 @@ pub struct LiabilityQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LiabilityBucket {
     /// The bucket's start.
-    pub start: Option<DateTime<Utc>>,
+    pub start: DateTime<Utc>,
     /// Points credited by earns.
     #[schema(example = 1200)]
     pub issued: i64,
@@ -98,10 +99,12 @@ pub struct LiabilityBucket {
     pub outstanding: i64,
 }
 
-impl From<pb::LiabilityBucket> for LiabilityBucket {
-    fn from(bucket: pb::LiabilityBucket) -> LiabilityBucket {
-        LiabilityBucket {
-            start: from_timestamp(bucket.start),
+impl TryFrom<pb::LiabilityBucket> for LiabilityBucket {
+    type Error = ApiError;
+
+    fn try_from(bucket: pb::LiabilityBucket) -> Result<LiabilityBucket, ApiError> {
+        Ok(LiabilityBucket {
+            start: required(from_timestamp(bucket.start), "bucket start")?,
             issued: bucket.issued,
             redeemed: bucket.redeemed,
             expired: bucket.expired,
@@ -110,7 +113,7 @@ impl From<pb::LiabilityBucket> for LiabilityBucket {
             reversed_in: bucket.reversed_in,
             reversed_out: bucket.reversed_out,
             outstanding: bucket.outstanding,
-        }
+        })
     }
 }
 
@@ -127,7 +130,7 @@ pub struct Reconciliation {
     #[schema(example = true)]
     pub ok: bool,
     /// When both were read.
-    pub as_of: Option<DateTime<Utc>>,
+    pub as_of: DateTime<Utc>,
 }
 
 /// One merchant's closing figure in the platform report.
@@ -147,9 +150,9 @@ pub struct MerchantLiability {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct LiabilityReport {
     /// Start of the first bucket.
-    pub from: Option<DateTime<Utc>>,
+    pub from: DateTime<Utc>,
     /// End of the last bucket (exclusive).
-    pub to: Option<DateTime<Utc>>,
+    pub to: DateTime<Utc>,
     /// The bucket length.
     pub bucket: Bucket,
     /// The time zone of the bucket boundaries.
@@ -210,18 +213,22 @@ async fn liability_report(
     };
     let reconciliation = required(report.reconciliation, "reconciliation")?;
     Ok(Success::ok(LiabilityReport {
-        from: from_timestamp(report.from),
-        to: from_timestamp(report.to),
+        from: required(from_timestamp(report.from), "from")?,
+        to: required(from_timestamp(report.to), "to")?,
         bucket,
         tz: report.tz,
         opening_outstanding: report.opening_outstanding,
         closing_outstanding: report.closing_outstanding,
-        buckets: report.buckets.into_iter().map(Into::into).collect(),
+        buckets: report
+            .buckets
+            .into_iter()
+            .map(LiabilityBucket::try_from)
+            .collect::<Result<_, _>>()?,
         reconciliation: Reconciliation {
             closing_outstanding: reconciliation.closing_outstanding,
             sum_of_balances: reconciliation.sum_of_balances,
             ok: reconciliation.ok,
-            as_of: from_timestamp(reconciliation.as_of),
+            as_of: required(from_timestamp(reconciliation.as_of), "as_of")?,
         },
         merchants: report
             .merchants
