@@ -139,7 +139,7 @@ async fn main() -> anyhow::Result<()> {
     let insert_entries = |first: i64, last: i64, days: i64| {
         format!(
             "INSERT INTO {schema}.entries (uid, kind, delta, balance_after, idempotency_key, created_at) \
-             SELECT 'u-' || (g % 10000), \
+             SELECT 'u-' || (g % 9973), \
                     (ARRAY['earn','earn','earn','earn','earn','spend','spend','adjust','reverse','expire'])[g % 10 + 1], \
                     CASE g % 10 WHEN 5 THEN -(g % 7 + 1) WHEN 6 THEN -(g % 5 + 1) \
                          WHEN 7 THEN g % 9 + 1 WHEN 8 THEN -(g % 6 + 1) WHEN 9 THEN -(g % 3 + 1) \

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs every test of the project: the Rust unit and integration tests of the workspace (against the local
-# PostgreSQL; each test creates its own database), then the end-to-end checks of a running release server
-# (schemathesis against /openapi.json, Swagger UI offline in headless Chromium, graceful SIGTERM).
-# Needs PostgreSQL on 127.0.0.1:5432 (trust auth for user postgres), Python 3 with pip, and Chromium.
+# PostgreSQL; each test creates its own database), the admin app's type check and unit tests (Vitest), then the
+# end-to-end checks of a running release server (schemathesis against /openapi.json, Swagger UI offline in headless
+# Chromium, graceful SIGTERM) and the admin app's end-to-end tests (Playwright driving Debian's Chromium against the
+# release binary, which embeds admin-ui/dist).
+# Needs PostgreSQL on 127.0.0.1:5432 (trust auth for user postgres), Python 3 with pip, Node 20 with npm, and
+# Chromium at /usr/bin/chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,9 +24,19 @@ echo "== cargo test --workspace"
 cargo test --workspace
 drop_test_databases
 
+echo "== admin app: type check and unit tests"
+if [ ! -d admin-ui/node_modules ]; then
+    (cd admin-ui && npm ci --no-audit --no-fund)
+fi
+(cd admin-ui && npm run typecheck && npm test)
+
 if [ -f tests/ci_e2e.sh ]; then
     echo "== end-to-end checks against a release build"
     cargo build --release --bin points
     bash tests/ci_e2e.sh "${CARGO_TARGET_DIR:-target}/release/points"
 fi
+
+echo "== admin app: end-to-end tests (Playwright, Chromium) against the release binary"
+POINTS_BIN="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/points"
+(cd admin-ui && POINTS_BIN="$POINTS_BIN" npm run e2e)
 echo "== all tests passed"

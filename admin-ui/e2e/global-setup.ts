@@ -43,12 +43,15 @@ export default async function globalSetup(): Promise<void> {
   const databaseName = `points_e2e_${randomBytes(6).toString('hex')}`;
   const databaseUrl = `${pgBase}/${databaseName}`;
   const [grpcPort, httpPort] = [await freePort(), await freePort()];
+  // By default the server serves the build embedded in the binary — what ships. E2E_FROM_DIST=1 serves
+  // admin-ui/dist from disk instead, to iterate on the app without rebuilding the Rust binary.
+  const { POINTS_ADMIN_UI_DIR: _ignored, ...inherited } = process.env;
   const env = {
-    ...process.env,
+    ...inherited,
     DATABASE_URL: databaseUrl,
     POINTS_GRPC_ADDR: `127.0.0.1:${grpcPort}`,
     POINTS_HTTP_ADDR: `127.0.0.1:${httpPort}`,
-    POINTS_ADMIN_UI_DIR: join(ADMIN_UI_DIR, 'dist'),
+    ...(process.env.E2E_FROM_DIST === '1' ? { POINTS_ADMIN_UI_DIR: join(ADMIN_UI_DIR, 'dist') } : {}),
     POINTS_LOG_FORMAT: 'json',
   };
   execFileSync(bin, ['migrate'], { env, stdio: 'pipe', timeout: 60_000 });
