@@ -31,6 +31,9 @@ struct Args {
     /// Timed requests per measurement.
     #[arg(long, default_value_t = 200)]
     requests: u64,
+    /// Keep the database afterwards (its name is printed), to look at query plans.
+    #[arg(long)]
+    keep_database: bool,
     /// `cargo bench` passes `--bench`; accepted and ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -262,6 +265,10 @@ async fn main() -> anyhow::Result<()> {
     shutdown.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(30), server).await;
     drop(db);
+    if args.keep_database {
+        println!("kept database {database} (merchant schema {schema})");
+        return Ok(());
+    }
     let maintenance = connect(MAINTENANCE_URL).await;
     maintenance
         .batch_execute(&format!(

@@ -122,6 +122,13 @@ pub async fn serve(
     let app = router(&config).await?;
     let address = listener.local_addr()?;
     tracing::info!(%address, grpc_url = %config.grpc_url, "rest gateway listening");
+    // TCP_NODELAY: a response written in pieces must not wait for the client's delayed ACK (40 ms on Linux).
+    let listener =
+        axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
+            if let Err(error) = stream.set_nodelay(true) {
+                tracing::debug!(%error, "could not set TCP_NODELAY");
+            }
+        });
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await?;

@@ -312,9 +312,11 @@ async fn tenant_figures(
     let to = boundaries[boundaries.len() - 1];
     let mut client = services.pool.get().await?;
     let transaction = begin_tenant_snapshot(&mut client, &schema).await?;
-    let totals = store::reports::totals(&transaction, from).await?;
+    let horizon = store::reports::horizon(&transaction).await?;
+    let totals = store::reports::totals(&transaction, horizon, from).await?;
     let by_bucket =
-        store::reports::movements_by_bucket(&transaction, from, to, bucket.as_str(), tz).await?;
+        store::reports::movements_by_bucket(&transaction, horizon, from, to, bucket.as_str(), tz)
+            .await?;
     transaction.commit().await?;
     let mut movements = vec![Movements::default(); boundaries.len() - 1];
     for (start, figures) in by_bucket {
