@@ -28,8 +28,10 @@ use crate::{
     store,
 };
 
-/// The gRPC services whose health follows the database.
+/// The gRPC services whose health follows the database; "" is the server as a whole, what a plain
+/// `grpc.health.v1.Health/Check` and Kubernetes' gRPC probes ask about.
 const SERVICE_NAMES: &[&str] = &[
+    "",
     "points.v1.MerchantService",
     "points.v1.ApiKeyService",
     "points.v1.PointsService",
@@ -37,7 +39,10 @@ const SERVICE_NAMES: &[&str] = &[
     "points.v1.AuditService",
     "points.v1.ReportService",
 ];
-const HEALTH_PROBE_INTERVAL: Duration = Duration::from_secs(2);
+/// How often the database is probed, and how long one probe may take: a loss shows in health (and in the
+/// gateway's `/readyz`) within about their sum.
+const HEALTH_PROBE_INTERVAL: Duration = Duration::from_millis(200);
+const HEALTH_PROBE_TIMEOUT: Duration = Duration::from_millis(250);
 
 /// A built server, listening but not yet serving.
 pub struct Application {
@@ -137,7 +142,7 @@ impl Application {
         let mut tasks = tokio::task::JoinSet::new();
         tasks.spawn(run_listener(
             services.auth_cache.clone(),
-            pg_config,
+            pg_config.clone(),
             background.clone(),
         ));
         tasks.spawn(run_last_used_flusher(
@@ -180,7 +185,7 @@ impl Application {
                 .await;
         }
         tasks.spawn(probe_database(
-            services.pool.clone(),
+            pg_config,
             health_reporter.clone(),
             background.clone(),
         ));
@@ -274,6 +279,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
         let mut client = pool.get().await?;
         store::migrations::migrate_public(&mut client).await?;
     }
+    crate::pagination::set_token_secret(&config.key_hash_secret);
     Ok(Services {
         pool,
         hasher: KeyHasher::new(&config.key_hash_secret),
@@ -309,21 +315,40 @@ async fn gateway_task(
 }
 
 /// Marks the services NOT_SERVING while the database does not answer, SERVING when it does again.
+///
+/// The probe has a connection of its own rather than one from the pool: under load the pool may be busy, and a
+/// probe waiting for a connection would report a healthy database as lost; and a stopped database breaks this
+/// connection at once, so the loss is seen at the next probe, not after a pool timeout.
 async fn probe_database(
-    pool: deadpool_postgres::Pool,
+    pg_config: tokio_postgres::Config,
     reporter: tonic_health::server::HealthReporter,
     shutdown: CancellationToken,
 ) {
     let mut last_ok = true;
+    let mut probe: Option<tokio_postgres::Client> = None;
     loop {
         tokio::select! {
             () = tokio::time::sleep(HEALTH_PROBE_INTERVAL) => {}
             () = shutdown.cancelled() => return,
         }
-        let ok = match pool.get().await {
-            Ok(client) => client.simple_query("SELECT 1").await.is_ok(),
-            Err(_) => false,
+        let check = async {
+            if probe.as_ref().is_none_or(tokio_postgres::Client::is_closed) {
+                let (client, connection) = pg_config.connect(tokio_postgres::NoTls).await.ok()?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                probe = Some(client);
+            }
+            probe.as_ref()?.simple_query("SELECT 1").await.ok()
         };
+        let ok = matches!(
+            tokio::time::timeout(HEALTH_PROBE_TIMEOUT, check).await,
+            Ok(Some(_))
+        );
+        if !ok {
+            // A timed-out or failed connection is not trusted again.
+            probe = None;
+        }
         if ok != last_ok {
             let status = if ok {
                 tonic_health::ServingStatus::Serving

@@ -1,13 +1,49 @@
 //! Page sizes and opaque page tokens (SPEC §8: `page_size` default 50, max 500).
 //!
-//! A token is the hex of `<list name>|<cursor>`: opaque to clients, checked on the way back in so a token from one
-//! list cannot be replayed against another, and a garbled one is a clear INVALID_ARGUMENT.
+//! A token is the hex of `<list name>|<cursor>` followed by the hex of its keyed blake3 MAC (SPEC §14: sealed).
+//! Opaque to clients, and checked on the way back in: a forged, altered or truncated token, or one from another
+//! list, is a clear INVALID_ARGUMENT and never reaches a query — so no crafted cursor (a time before 4713 BC, say)
+//! can turn into a database error. The MAC key is derived from `POINTS_KEY_HASH_SECRET`, so every instance of a
+//! deployment accepts the tokens of the others; without it (unit tests) a random per-process key is used.
+
+use std::sync::OnceLock;
 
 use crate::error::{ServiceError, ServiceResult};
 
 pub const PAGE_SIZE_DEFAULT: i64 = 50;
 pub const PAGE_SIZE_MAX: i64 = 500;
 const PAGE_TOKEN_LENGTH_MAX: usize = 1024;
+/// Hex characters of the MAC at the end of a token.
+const MAC_HEX_LENGTH: usize = 64;
+/// Separates the MAC key from every other key derived from the same secret.
+const TOKEN_KEY_CONTEXT: &str = "points.v1 page token MAC 2026-12";
+
+static TOKEN_KEY: OnceLock<[u8; 32]> = OnceLock::new();
+
+/// Sets the page-token MAC key from the deployment's secret; the first call wins (one key per process).
+pub fn set_token_secret(secret: &str) {
+    let _ = TOKEN_KEY.set(blake3::derive_key(TOKEN_KEY_CONTEXT, secret.as_bytes()));
+}
+
+fn token_key() -> &'static [u8; 32] {
+    TOKEN_KEY.get_or_init(rand::random)
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    // Hex is ASCII; checking that first also keeps the two-byte slices on character boundaries (a multi-byte
+    // character in a client's token would otherwise panic the slicing).
+    if !text.len().is_multiple_of(2) || !text.is_ascii() {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
+        .collect()
+}
 
 /// A parsed page request: how many rows, and where the previous page stopped.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,20 +68,22 @@ impl PageRequest {
             return Ok(PageRequest { size, cursor: None });
         }
         let invalid = || ServiceError::invalid("invalid page_token");
-        // Hex is ASCII; checking that first also keeps the two-byte slices below on character boundaries (a
-        // multi-byte character in a client's token would otherwise panic the slicing).
         if page_token.len() > PAGE_TOKEN_LENGTH_MAX
-            || !page_token.len().is_multiple_of(2)
+            || page_token.len() <= MAC_HEX_LENGTH
             || !page_token.is_ascii()
         {
             return Err(invalid());
         }
-        let bytes = (0..page_token.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&page_token[i..i + 2], 16))
-            .collect::<Result<Vec<u8>, _>>()
-            .map_err(|_| invalid())?;
-        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let (payload_hex, mac_hex) = page_token.split_at(page_token.len() - MAC_HEX_LENGTH);
+        let payload = unhex(payload_hex).ok_or_else(invalid)?;
+        let mac: [u8; 32] = unhex(mac_hex)
+            .and_then(|mac| mac.try_into().ok())
+            .ok_or_else(invalid)?;
+        // blake3::Hash compares in constant time.
+        if blake3::keyed_hash(token_key(), &payload) != blake3::Hash::from_bytes(mac) {
+            return Err(invalid());
+        }
+        let text = String::from_utf8(payload).map_err(|_| invalid())?;
         let cursor = text
             .strip_prefix(list)
             .and_then(|rest| rest.strip_prefix('|'))
@@ -64,10 +102,9 @@ impl PageRequest {
 
 /// Makes the token for the page after `cursor`.
 pub fn encode_token(list: &str, cursor: &str) -> String {
-    format!("{list}|{cursor}")
-        .bytes()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    let payload = format!("{list}|{cursor}");
+    let mac = blake3::keyed_hash(token_key(), payload.as_bytes());
+    hex(payload.as_bytes()) + &hex(mac.as_bytes())
 }
 
 /// Cuts `rows` (fetched with [`PageRequest::fetch_limit`]) to the page and returns the next token, if any.
@@ -98,7 +135,11 @@ pub fn parse_time_id_cursor(
     let invalid = || ServiceError::invalid("invalid page_token");
     let (micros, id) = cursor.split_once('/').ok_or_else(invalid)?;
     let micros: i64 = micros.parse().map_err(|_| invalid())?;
-    let at = chrono::DateTime::from_timestamp_micros(micros).ok_or_else(invalid)?;
+    // Cursors are times the service itself wrote; anything outside years 1..=9999 is not one (and PostgreSQL
+    // could not compare it).
+    let at = chrono::DateTime::from_timestamp_micros(micros)
+        .filter(|at| (1..=9999).contains(&chrono::Datelike::year(at)))
+        .ok_or_else(invalid)?;
     Ok((at, id.to_owned()))
 }
 
@@ -114,6 +155,35 @@ mod tests {
         assert!(PageRequest::parse("keys", 10, &token).is_err());
         assert!(PageRequest::parse("merchants", 10, "zz").is_err());
         assert!(PageRequest::parse("merchants", 10, "abc").is_err());
+    }
+
+    #[test]
+    fn forged_altered_or_truncated_tokens_are_refused() {
+        let token = encode_token("audit-logs", "1700000000000000/5");
+        // An unsealed token of the old form, a forged cursor with a made-up MAC, a flipped bit, a cut MAC.
+        let unsealed: String = "audit-logs|-99999999999999999/1"
+            .bytes()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let forged = format!("{unsealed}{}", "0".repeat(MAC_HEX_LENGTH));
+        let mut flipped = token.clone().into_bytes();
+        flipped[0] = if flipped[0] == b'6' { b'7' } else { b'6' };
+        let flipped = String::from_utf8(flipped).expect("ascii");
+        for bad in [
+            unsealed,
+            forged,
+            flipped,
+            token[..token.len() - 2].to_owned(),
+        ] {
+            assert!(PageRequest::parse("audit-logs", 10, &bad).is_err(), "{bad}");
+        }
+        assert!(PageRequest::parse("audit-logs", 10, &token).is_ok());
+    }
+
+    #[test]
+    fn cursor_times_outside_the_calendar_are_invalid() {
+        assert!(parse_time_id_cursor("-8000000000000000000/1").is_err());
+        assert!(parse_time_id_cursor("1700000000000000/1").is_ok());
     }
 
     #[test]

@@ -13,12 +13,15 @@ use crate::extract::HEADER_REQUEST_ID;
 
 /// Longest accepted client request id; longer ones are replaced by a generated id.
 pub const REQUEST_ID_LENGTH_MAX: usize = 128;
+/// How every API key starts (SPEC §4): a request id containing one is refused, never logged.
+const KEY_MARKERS: [&str; 2] = ["lp_live_", "lp_test_"];
 
 /// The route label of requests that matched no route (keeps the metric's cardinality bounded).
 pub const UNMATCHED_ROUTE: &str = "unmatched";
 
-/// The request id of the current request: the client's `x-request-id` when it is 1–128 visible ASCII characters,
-/// otherwise a generated UUID (v7, so ids sort by time in logs).
+/// The request id of the current request: the client's `x-request-id` when it looks like a request id (1–128
+/// visible ASCII characters, nothing that starts like an API key), otherwise a generated UUID (v7, so ids sort by
+/// time in logs). A key sent as a request id must never reach the logs or the audit.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestId(String);
 
@@ -33,7 +36,12 @@ impl RequestId {
         let bytes = value.as_bytes();
         let acceptable = !bytes.is_empty()
             && bytes.len() <= REQUEST_ID_LENGTH_MAX
-            && bytes.iter().all(|byte| byte.is_ascii_graphic());
+            && bytes.iter().all(|byte| byte.is_ascii_graphic())
+            && !KEY_MARKERS.iter().any(|marker| {
+                bytes
+                    .windows(marker.len())
+                    .any(|window| window == marker.as_bytes())
+            });
         acceptable.then(|| RequestId(String::from_utf8_lossy(bytes).into_owned()))
     }
 
@@ -46,11 +54,19 @@ impl RequestId {
 /// Accepts or generates the request id, stores it as an extension (and in the request header, for the trace span),
 /// and returns it in the response's `x-request-id`.
 pub async fn request_id(mut request: Request, next: Next) -> Response {
-    let request_id = request
-        .headers()
-        .get(HEADER_REQUEST_ID)
-        .and_then(RequestId::from_client)
-        .unwrap_or_else(RequestId::generate);
+    let request_id = match request.headers().get(HEADER_REQUEST_ID) {
+        None => RequestId::generate(),
+        Some(given) => RequestId::from_client(given).unwrap_or_else(|| {
+            let replacement = RequestId::generate();
+            // The refused value is not logged: it may be a key.
+            tracing::info!(
+                request_id = replacement.as_str(),
+                given_length = given.len(),
+                "client x-request-id refused (not 1-128 visible ASCII characters, or key-shaped) and replaced"
+            );
+            replacement
+        }),
+    };
     let header_value = HeaderValue::from_str(request_id.as_str()).ok();
     if let Some(value) = &header_value {
         request
@@ -192,6 +208,8 @@ mod tests {
             HeaderValue::from_static(""),
             HeaderValue::from_static("has space"),
             too_long.parse().expect("ascii"),
+            HeaderValue::from_static("lp_live_AbCdEfGhIjKlMnOpQrStUvWxYz0123456789"),
+            HeaderValue::from_static("trace-lp_test_x"),
         ];
         for value in refused {
             assert_eq!(RequestId::from_client(&value), None, "{value:?}");

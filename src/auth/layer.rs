@@ -110,10 +110,22 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
         let audit = self.audit.clone();
-        let request_id = header(&request, REQUEST_ID_HEADER)
-            .filter(|value| valid_request_id(value))
-            .map(str::to_owned)
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let request_id = match request.headers().get(REQUEST_ID_HEADER) {
+            None => uuid::Uuid::new_v4().to_string(),
+            Some(given) => match given.to_str().ok().filter(|value| valid_request_id(value)) {
+                Some(value) => value.to_owned(),
+                None => {
+                    let replacement = uuid::Uuid::new_v4().to_string();
+                    // The refused value is not logged: it may be a key.
+                    tracing::info!(
+                        request_id = %replacement,
+                        given_length = given.len(),
+                        "client x-request-id refused (not 1-128 visible ASCII characters, or key-shaped) and replaced"
+                    );
+                    replacement
+                }
+            },
+        };
         let transport = match header(&request, TRANSPORT_HEADER) {
             Some("rest") => Transport::Rest,
             _ => Transport::Grpc,

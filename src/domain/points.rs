@@ -142,7 +142,9 @@ impl EntryKind {
     }
 }
 
-fn bounded_printable(field: &str, value: &str, length_max: usize) -> ServiceResult<String> {
+/// `value` when it is 1..=`length_max` characters without control characters (NUL included: PostgreSQL text
+/// cannot hold it).
+pub fn bounded_printable(field: &str, value: &str, length_max: usize) -> ServiceResult<String> {
     let length = value.chars().count();
     if length == 0 || length > length_max {
         return Err(ServiceError::invalid(format!(

@@ -45,12 +45,9 @@ fn parse_bounded(
     value: Option<String>,
     length_max: usize,
 ) -> ServiceResult<Option<String>> {
-    match value {
-        Some(value) if value.is_empty() || value.chars().count() > length_max => Err(
-            ServiceError::invalid(format!("{field} must be 1 to {length_max} characters")),
-        ),
-        other => Ok(other),
-    }
+    value
+        .map(|value| crate::domain::points::bounded_printable(field, &value, length_max))
+        .transpose()
 }
 
 /// A record id as the API shows it (a decimal string).

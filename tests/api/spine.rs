@@ -861,3 +861,72 @@ async fn a_database_outage_gives_unavailable_quickly_and_the_service_recovers_by
         }
     }
 }
+
+/// Health of the server as a whole ("", what plain checks and Kubernetes probes ask) and of each service follows
+/// the database within a second, both ways. The database is made unreachable for this test's server alone: new
+/// connections to its database are refused and the existing ones are terminated.
+#[tokio::test]
+async fn health_of_every_service_follows_the_database_within_a_second() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let app = spawn_app().await;
+    let mut health = tonic_health::pb::health_client::HealthClient::new(app.channel.clone());
+    let maintenance = crate::helpers::connect_maintenance().await;
+    let database = &app.database_name;
+    let wait_for = |wanted: ServingStatus| {
+        let mut health = health.clone();
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let mut all = true;
+                for service in ["", "points.v1.PointsService", "points.v1.ReportService"] {
+                    let status = health
+                        .check(tonic_health::pb::HealthCheckRequest {
+                            service: service.into(),
+                        })
+                        .await
+                        .expect("health")
+                        .into_inner()
+                        .status();
+                    all &= status == wanted;
+                }
+                if all {
+                    return started.elapsed();
+                }
+                assert!(
+                    started.elapsed() < std::time::Duration::from_secs(5),
+                    "health did not become {wanted:?}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+    };
+    wait_for(ServingStatus::Serving).await;
+    maintenance
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS false; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{database}'"
+        ))
+        .await
+        .expect("cut the database off");
+    let lost = wait_for(ServingStatus::NotServing).await;
+    maintenance
+        .batch_execute(&format!(
+            "ALTER DATABASE \"{database}\" ALLOW_CONNECTIONS true"
+        ))
+        .await
+        .expect("let connections in again");
+    let back = wait_for(ServingStatus::Serving).await;
+    assert!(
+        lost < std::time::Duration::from_secs(1),
+        "loss seen after {lost:?}"
+    );
+    assert!(
+        back < std::time::Duration::from_secs(1),
+        "return seen after {back:?}"
+    );
+    // The check answers for the health service itself too.
+    let _ = health
+        .check(tonic_health::pb::HealthCheckRequest::default())
+        .await;
+    app.stop().await.expect("stop");
+}
