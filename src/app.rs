@@ -209,6 +209,11 @@ impl Application {
                     .max_encoding_message_size(size_max)
             };
         }
+        let rate_limits = Arc::new(crate::auth::limits::RateLimits::new(
+            config.rate_limit_key,
+            config.rate_limit_merchant,
+        ));
+        tasks.spawn(shrink_rate_limits(rate_limits.clone(), background.clone()));
         let grpc_addr = grpc_listener.local_addr()?;
         let grpc_shutdown = shutdown.clone();
         let grpc_health = health_reporter.clone();
@@ -217,6 +222,7 @@ impl Application {
             .layer(CallLayer::new(
                 authenticator.clone(),
                 services.audit.clone(),
+                rate_limits.clone(),
             ))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -312,6 +318,20 @@ async fn gateway_task(
         shutdown.cancelled().await
     })
     .await
+}
+
+/// Every minute, forgets the rate-limit buckets that are full again, so memory follows the active callers.
+async fn shrink_rate_limits(
+    limits: Arc<crate::auth::limits::RateLimits>,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => limits.shrink(),
+            () = shutdown.cancelled() => return,
+        }
+    }
 }
 
 /// Marks the services NOT_SERVING while the database does not answer, SERVING when it does again.

@@ -52,6 +52,9 @@ pub struct Config {
     pub expiry_sweep_batch_size: i64,
     pub audit_flush_interval: Duration,
     pub audit_buffer_capacity: usize,
+    /// Token bucket of each API key, and of each merchant (SPEC §14).
+    pub rate_limit_key: crate::auth::limits::Limit,
+    pub rate_limit_merchant: crate::auth::limits::Limit,
 }
 
 /// A setting that could not be used; the message names the variable and what it accepts.
@@ -172,6 +175,8 @@ impl Config {
                 1,
                 1_000_000,
             )?,
+            rate_limit_key: rate_limit(&get, "KEY", 10_000, 20_000)?,
+            rate_limit_merchant: rate_limit(&get, "MERCHANT", 20_000, 40_000)?,
         })
     }
 
@@ -205,6 +210,33 @@ fn parse_or<T: FromStr>(
         Some(value) => parse_value(name, &value, expected),
         None => Ok(default),
     }
+}
+
+/// `POINTS_RATE_LIMIT_<WHAT>_PER_SECOND` and `..._BURST`, each 1..=10,000,000.
+fn rate_limit(
+    get: &impl Fn(&str) -> Option<String>,
+    what: &str,
+    per_second: u32,
+    burst: u32,
+) -> Result<crate::auth::limits::Limit, ConfigError> {
+    let per_second = bounded(
+        get,
+        &format!("POINTS_RATE_LIMIT_{what}_PER_SECOND"),
+        per_second,
+        1,
+        10_000_000,
+    )?;
+    let burst = bounded(
+        get,
+        &format!("POINTS_RATE_LIMIT_{what}_BURST"),
+        burst,
+        1,
+        10_000_000,
+    )?;
+    Ok(crate::auth::limits::Limit {
+        per_second: std::num::NonZeroU32::new(per_second).unwrap_or(std::num::NonZeroU32::MIN),
+        burst: std::num::NonZeroU32::new(burst).unwrap_or(std::num::NonZeroU32::MIN),
+    })
 }
 
 fn bounded<T>(

@@ -153,11 +153,20 @@ impl ServiceError {
 
     /// Converts to a tonic status carrying `google.rpc.ErrorInfo { reason, domain }`.
     pub fn into_status(self) -> tonic::Status {
-        let details = ErrorDetails::with_error_info(
+        self.into_status_with_retry(None)
+    }
+
+    /// Like [`ServiceError::into_status`], with `google.rpc.RetryInfo { retry_delay }` when a retry delay is known
+    /// (rate limits).
+    pub fn into_status_with_retry(self, retry_after: Option<std::time::Duration>) -> tonic::Status {
+        let mut details = ErrorDetails::with_error_info(
             self.code.reason(),
             ERROR_DOMAIN,
             HashMap::<String, String>::new(),
         );
+        if let Some(delay) = retry_after {
+            details.set_retry_info(Some(delay));
+        }
         tonic::Status::with_error_details(self.code.grpc_code(), self.message, details)
     }
 }

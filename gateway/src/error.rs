@@ -183,6 +183,8 @@ pub struct ApiError {
     code: ErrorCode,
     message: String,
     allow: Option<HeaderValue>,
+    /// Seconds to wait before retrying (`Retry-After`), for rate-limited calls.
+    retry_after_seconds: Option<u64>,
 }
 
 impl ApiError {
@@ -193,6 +195,7 @@ impl ApiError {
             code,
             message: message.into(),
             allow: None,
+            retry_after_seconds: None,
         }
     }
 
@@ -272,7 +275,13 @@ impl ApiError {
             _ if status.message().is_empty() => code.reason().to_lowercase().replace('_', " "),
             _ => status.message().to_owned(),
         };
-        ApiError::new(code, message).with_status(http_status)
+        let mut error = ApiError::new(code, message).with_status(http_status);
+        // RATE_LIMITED carries google.rpc.RetryInfo: the wait, rounded up to whole seconds (at least 1).
+        error.retry_after_seconds = status
+            .get_details_retry_info()
+            .and_then(|info| info.retry_delay)
+            .map(|delay| delay.as_millis().div_ceil(1000).max(1) as u64);
+        error
     }
 
     /// The HTTP status of the response.
@@ -317,6 +326,11 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(body)).into_response();
         if let Some(allow) = self.allow {
             response.headers_mut().insert(header::ALLOW, allow);
+        }
+        if let Some(seconds) = self.retry_after_seconds {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -19,6 +19,7 @@ mod extract;
 pub mod metrics;
 mod middleware;
 pub mod openapi;
+mod ratelimit;
 mod routes;
 mod state;
 
@@ -107,6 +108,7 @@ pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
                 // The response line already carries the status; errors worth a warning are logged where they arise.
                 .on_failure(()),
         )
+        .layer(from_fn(crate::ratelimit::pass_rate_limit_headers))
         .layer(from_fn(crate::middleware::record_metrics))
         .layer(from_fn(crate::middleware::request_id))
         .with_state(state);

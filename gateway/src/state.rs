@@ -7,6 +7,10 @@ use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::config::GatewayConfig;
+use crate::ratelimit::CaptureRateLimit;
+
+/// The channel every client uses: the lazily connected gRPC channel, noting each response's rate-limit fields.
+pub type GrpcChannel = CaptureRateLimit<Channel>;
 use crate::pb::api_key_service_client::ApiKeyServiceClient;
 use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::merchant_service_client::MerchantServiceClient;
@@ -25,19 +29,19 @@ const GRPC_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 #[derive(Clone, Debug)]
 pub struct Backend {
     /// `points.v1.MerchantService`.
-    pub merchants: MerchantServiceClient<Channel>,
+    pub merchants: MerchantServiceClient<GrpcChannel>,
     /// `points.v1.ApiKeyService`.
-    pub api_keys: ApiKeyServiceClient<Channel>,
+    pub api_keys: ApiKeyServiceClient<GrpcChannel>,
     /// `points.v1.PointsService`.
-    pub points: PointsServiceClient<Channel>,
+    pub points: PointsServiceClient<GrpcChannel>,
     /// `points.v1.RuleService`.
-    pub rules: RuleServiceClient<Channel>,
+    pub rules: RuleServiceClient<GrpcChannel>,
     /// `points.v1.AuditService`.
-    pub audit: AuditServiceClient<Channel>,
+    pub audit: AuditServiceClient<GrpcChannel>,
     /// `points.v1.ReportService`.
-    pub reports: ReportServiceClient<Channel>,
+    pub reports: ReportServiceClient<GrpcChannel>,
     /// `grpc.health.v1.Health`.
-    pub health: HealthClient<Channel>,
+    pub health: HealthClient<GrpcChannel>,
 }
 
 impl Backend {
@@ -49,7 +53,7 @@ impl Backend {
             .tcp_nodelay(true)
             .http2_keep_alive_interval(Duration::from_secs(30))
             .keep_alive_timeout(Duration::from_secs(10));
-        let channel = endpoint.connect_lazy();
+        let channel = CaptureRateLimit(endpoint.connect_lazy());
         Ok(Backend {
             merchants: MerchantServiceClient::new(channel.clone())
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),

@@ -13,7 +13,11 @@ use http::HeaderValue;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
-use super::{API_KEY_HEADER, Authenticator, MERCHANT_HEADER};
+use super::limits::{
+    RATE_LIMIT_HEADER, RATE_LIMIT_POLICY_HEADER, RETRY_AFTER_HEADER, RateLimits,
+    retry_after_seconds,
+};
+use super::{API_KEY_HEADER, AuthFailure, Authenticator, MERCHANT_HEADER};
 use crate::{
     audit::{
         self,
@@ -33,13 +37,19 @@ const REQUEST_ID_LENGTH_MAX: usize = 128;
 pub struct CallLayer {
     authenticator: Arc<Authenticator>,
     audit: Arc<AuditLog>,
+    limits: Arc<RateLimits>,
 }
 
 impl CallLayer {
-    pub fn new(authenticator: Arc<Authenticator>, audit: Arc<AuditLog>) -> CallLayer {
+    pub fn new(
+        authenticator: Arc<Authenticator>,
+        audit: Arc<AuditLog>,
+        limits: Arc<RateLimits>,
+    ) -> CallLayer {
         CallLayer {
             authenticator,
             audit,
+            limits,
         }
     }
 }
@@ -52,6 +62,7 @@ impl<S> Layer<S> for CallLayer {
             inner,
             authenticator: self.authenticator.clone(),
             audit: self.audit.clone(),
+            limits: self.limits.clone(),
         }
     }
 }
@@ -62,6 +73,7 @@ pub struct CallService<S> {
     inner: S,
     authenticator: Arc<Authenticator>,
     audit: Arc<AuditLog>,
+    limits: Arc<RateLimits>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
@@ -110,6 +122,7 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let authenticator = self.authenticator.clone();
         let audit = self.audit.clone();
+        let limits = self.limits.clone();
         let request_id = match request.headers().get(REQUEST_ID_HEADER) {
             None => uuid::Uuid::new_v4().to_string(),
             Some(given) => match given.to_str().ok().filter(|value| valid_request_id(value)) {
@@ -145,6 +158,14 @@ where
                 // Records the call whatever happens next, even if this future is dropped (see CallRecorder).
                 let mut recorder = CallRecorder::start(audit, &method, &request_id, transport);
                 let auth = authenticator.authenticate(&method, api_key.as_deref(), merchant.as_deref()).await;
+                let mut allowance = None;
+                let auth = auth.and_then(|auth| match limits.check(&auth) {
+                    Ok(granted) => {
+                        allowance = Some(granted);
+                        Ok(auth)
+                    }
+                    Err(limited) => Err(AuthFailure::limited(&auth, limited)),
+                });
                 let (mut response, outcome) = match auth {
                     Err(failure) => {
                         let reason = failure.error.code.reason();
@@ -152,7 +173,14 @@ where
                         let message = if audit::looks_like_api_key(message) { "[redacted]" } else { message };
                         tracing::info!(outcome = reason, message, "call refused");
                         let outcome = recorder.refused(&failure).await;
-                        (failure.error.into_status().into_http(), outcome)
+                        let retry_after = failure.retry_after;
+                        let mut response = failure.error.into_status_with_retry(retry_after).into_http();
+                        if let Some(wait) = retry_after
+                            && let Ok(value) = HeaderValue::from_str(&retry_after_seconds(wait).to_string())
+                        {
+                            response.headers_mut().insert(RETRY_AFTER_HEADER, value);
+                        }
+                        (response, outcome)
                     }
                     Ok(auth) => {
                         let call = Arc::new(CallContext::new(request_id.clone(), method.clone(), transport, auth));
@@ -181,6 +209,13 @@ where
                 metrics::histogram!("grpc_request_duration_seconds", "method" => method_label).record(latency.as_secs_f64());
                 if let Ok(value) = HeaderValue::from_str(&request_id) {
                     response.headers_mut().insert(REQUEST_ID_HEADER, value);
+                }
+                if let Some(allowance) = allowance {
+                    for (name, value) in [(RATE_LIMIT_POLICY_HEADER, allowance.policy), (RATE_LIMIT_HEADER, allowance.state)] {
+                        if let Ok(value) = HeaderValue::from_str(&value) {
+                            response.headers_mut().insert(name, value);
+                        }
+                    }
                 }
                 Ok(response)
             }

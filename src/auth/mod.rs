@@ -8,6 +8,7 @@
 pub mod access;
 pub mod cache;
 pub mod layer;
+pub mod limits;
 
 use std::sync::Arc;
 
@@ -73,6 +74,8 @@ pub struct AuthFailure {
     pub key_id: Option<Uuid>,
     pub key_prefix: Option<String>,
     pub merchant_id: Option<Uuid>,
+    /// For a rate-limited call: how long to wait.
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl AuthFailure {
@@ -82,6 +85,18 @@ impl AuthFailure {
             key_id: None,
             key_prefix: None,
             merchant_id: None,
+            retry_after: None,
+        }
+    }
+
+    /// A known caller refused by its rate limit.
+    pub fn limited(auth: &AuthContext, limited: limits::Limited) -> AuthFailure {
+        AuthFailure {
+            error: limited.error,
+            key_id: Some(auth.key_id),
+            key_prefix: Some(auth.key_prefix.clone()),
+            merchant_id: auth.owner(),
+            retry_after: Some(limited.retry_after),
         }
     }
 }
@@ -142,6 +157,7 @@ impl Authenticator {
             key_id: Some(key.key_id),
             key_prefix: Some(key.prefix.clone()),
             merchant_id,
+            retry_after: None,
         };
         if key.status != "active" {
             return Err(fail(

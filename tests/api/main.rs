@@ -5,6 +5,7 @@ mod binary;
 mod helpers;
 mod ledger;
 mod ledger_model;
+mod limits;
 mod reports;
 mod rest;
 mod rest_audit;
