@@ -214,6 +214,13 @@ impl Application {
             config.rate_limit_merchant,
         ));
         tasks.spawn(shrink_rate_limits(rate_limits.clone(), background.clone()));
+        let sources = Arc::new(crate::auth::sources::Sources::new());
+        tasks.spawn(write_refusal_summaries(
+            sources.clone(),
+            config.refusal_summary_interval,
+            services.audit.clone(),
+            background.clone(),
+        ));
         let grpc_addr = grpc_listener.local_addr()?;
         let grpc_shutdown = shutdown.clone();
         let grpc_health = health_reporter.clone();
@@ -223,6 +230,7 @@ impl Application {
                 authenticator.clone(),
                 services.audit.clone(),
                 rate_limits.clone(),
+                sources.clone(),
             ))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -318,6 +326,59 @@ async fn gateway_task(
         shutdown.cancelled().await
     })
     .await
+}
+
+/// The method name of the platform audit record that summarises an address's refused calls over its budget.
+pub const REFUSAL_SUMMARY_METHOD: &str = "system/RefusedCallsSummary";
+
+/// Every `interval` (a minute by default, and once more at shutdown), writes one platform audit record per client
+/// address whose refused calls went over the recording budget, with their number in `points` and the address in
+/// the request id.
+async fn write_refusal_summaries(
+    sources: Arc<crate::auth::sources::Sources>,
+    interval: Duration,
+    audit: Arc<crate::audit::buffer::AuditLog>,
+    shutdown: CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.tick().await;
+    loop {
+        let stopping = tokio::select! {
+            _ = ticker.tick() => false,
+            () = shutdown.cancelled() => true,
+        };
+        for (address, count) in sources.take_summaries() {
+            tracing::warn!(%address, count, "refused calls over the recording budget, summarised");
+            audit
+                .enqueue(crate::audit::NewRecord {
+                    chain: crate::audit::Chain::Platform,
+                    occurred_at: chrono::Utc::now(),
+                    merchant_id: None,
+                    key_id: None,
+                    key_prefix: None,
+                    transport: "system",
+                    method: REFUSAL_SUMMARY_METHOD.to_owned(),
+                    request_id: format!("refusals-from-{address}"),
+                    request_digest: String::new(),
+                    outcome: crate::audit::Outcome::from_error(
+                        crate::error::ErrorCode::RateLimited,
+                    ),
+                    latency_us: 0,
+                    entry_ids: Vec::new(),
+                    uid: None,
+                    amount: None,
+                    currency: None,
+                    rule_code: None,
+                    rule_version: None,
+                    points: i64::try_from(count).ok(),
+                    unless_committed: None,
+                })
+                .await;
+        }
+        if stopping {
+            return;
+        }
+    }
 }
 
 /// Every minute, forgets the rate-limit buckets that are full again, so memory follows the active callers.

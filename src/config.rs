@@ -55,6 +55,8 @@ pub struct Config {
     /// Token bucket of each API key, and of each merchant (SPEC §14).
     pub rate_limit_key: crate::auth::limits::Limit,
     pub rate_limit_merchant: crate::auth::limits::Limit,
+    /// How often refused calls over an address's recording budget are written as one summary record each.
+    pub refusal_summary_interval: Duration,
 }
 
 /// A setting that could not be used; the message names the variable and what it accepts.
@@ -177,6 +179,13 @@ impl Config {
             )?,
             rate_limit_key: rate_limit(&get, "KEY", 10_000, 20_000)?,
             rate_limit_merchant: rate_limit(&get, "MERCHANT", 20_000, 40_000)?,
+            refusal_summary_interval: millis(
+                &get,
+                "POINTS_REFUSAL_SUMMARY_INTERVAL_MS",
+                60_000,
+                100,
+                3_600_000,
+            )?,
         })
     }
 

@@ -25,6 +25,8 @@ pub const HEADER_MERCHANT_ID: &str = "x-merchant-id";
 pub const HEADER_REQUEST_ID: &str = "x-request-id";
 /// The gRPC metadata telling the server's audit which transport the call came through.
 pub const METADATA_TRANSPORT: &str = "x-points-transport";
+/// The HTTP client's address, forwarded to the points service (which believes it from a loopback peer only).
+const METADATA_CLIENT_ADDR: &str = "x-points-client-addr";
 
 /// How much later than the HTTP request timeout the gRPC deadline falls.
 pub const GRPC_DEADLINE_MARGIN: Duration = Duration::from_millis(250);
@@ -203,6 +205,8 @@ pub struct CallContext {
     api_key: Option<AsciiMetadataValue>,
     merchant_id: Option<AsciiMetadataValue>,
     request_id: AsciiMetadataValue,
+    /// The HTTP client's address, which the points service limits failed authentications by.
+    client_addr: Option<AsciiMetadataValue>,
     timeout: Duration,
 }
 
@@ -220,6 +224,9 @@ impl CallContext {
         }
         metadata.insert(HEADER_REQUEST_ID, self.request_id.clone());
         metadata.insert(METADATA_TRANSPORT, AsciiMetadataValue::from_static("rest"));
+        if let Some(client_addr) = &self.client_addr {
+            metadata.insert(METADATA_CLIENT_ADDR, client_addr.clone());
+        }
         // The deadline is a little later than the gateway's own timeout, so a slow call always ends in the
         // gateway's 504 (not in whatever status the server's deadline handling chooses) while the server still
         // learns when to give up.
@@ -258,10 +265,15 @@ impl FromRequestParts<AppState> for CallContext {
             tracing::error!("request id is not ASCII although the middleware checked it");
             ApiError::internal()
         })?;
+        let client_addr = parts
+            .extensions
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .and_then(|info| AsciiMetadataValue::try_from(info.0.ip().to_string()).ok());
         Ok(CallContext {
             api_key,
             merchant_id,
             request_id,
+            client_addr,
             timeout: state.request_timeout,
         })
     }

@@ -131,9 +131,13 @@ pub async fn serve(
                 tracing::debug!(%error, "could not set TCP_NODELAY");
             }
         });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await?;
+    // With the peer address, which is forwarded to the points service for its per-address limits.
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
     tracing::info!("rest gateway stopped");
     Ok(())
 }

@@ -167,6 +167,13 @@ impl CallRecorder {
         outcome
     }
 
+    /// Finishes a refused call without a record of its own: its source is over its recording budget and the call
+    /// is counted into that source's summary record instead (see `auth::sources`).
+    pub fn summarised(mut self, failure: &AuthFailure) -> Outcome {
+        self.finished = true;
+        Outcome::from_error(failure.error.code)
+    }
+
     /// Records a served call, unless its handler already wrote its record in its transaction and succeeded.
     /// `status` is the gRPC status the response carries in its headers, if any (for calls the handler's notes do
     /// not explain, e.g. a request tonic could not decode).

@@ -17,6 +17,7 @@ use super::limits::{
     RATE_LIMIT_HEADER, RATE_LIMIT_POLICY_HEADER, RETRY_AFTER_HEADER, RateLimits,
     retry_after_seconds,
 };
+use super::sources::{CLIENT_ADDR_HEADER, Recording, Sources};
 use super::{API_KEY_HEADER, AuthFailure, Authenticator, MERCHANT_HEADER};
 use crate::{
     audit::{
@@ -38,6 +39,7 @@ pub struct CallLayer {
     authenticator: Arc<Authenticator>,
     audit: Arc<AuditLog>,
     limits: Arc<RateLimits>,
+    sources: Arc<Sources>,
 }
 
 impl CallLayer {
@@ -45,11 +47,13 @@ impl CallLayer {
         authenticator: Arc<Authenticator>,
         audit: Arc<AuditLog>,
         limits: Arc<RateLimits>,
+        sources: Arc<Sources>,
     ) -> CallLayer {
         CallLayer {
             authenticator,
             audit,
             limits,
+            sources,
         }
     }
 }
@@ -63,6 +67,7 @@ impl<S> Layer<S> for CallLayer {
             authenticator: self.authenticator.clone(),
             audit: self.audit.clone(),
             limits: self.limits.clone(),
+            sources: self.sources.clone(),
         }
     }
 }
@@ -74,6 +79,7 @@ pub struct CallService<S> {
     authenticator: Arc<Authenticator>,
     audit: Arc<AuditLog>,
     limits: Arc<RateLimits>,
+    sources: Arc<Sources>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
@@ -83,6 +89,24 @@ fn header<'a>(request: &'a http::Request<tonic::body::Body>, name: &str) -> Opti
         .headers()
         .get(name)
         .and_then(|value| value.to_str().ok())
+}
+
+/// The client's address: the TCP peer's, or — for a loopback peer, i.e. a gateway beside the server — the one
+/// the gateway forwards in `x-points-client-addr`.
+fn source_address(request: &http::Request<tonic::body::Body>) -> Option<std::net::IpAddr> {
+    let peer = request
+        .extensions()
+        .get::<tonic::transport::server::TcpConnectInfo>()
+        .and_then(tonic::transport::server::TcpConnectInfo::remote_addr)
+        .map(|address| address.ip());
+    match peer {
+        Some(peer) if peer.is_loopback() => Some(
+            header(request, CLIENT_ADDR_HEADER)
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(peer),
+        ),
+        other => other,
+    }
 }
 
 /// A caller's request id is kept when it is short printable ASCII; one that looks like it carries an API key is
@@ -123,6 +147,8 @@ where
         let authenticator = self.authenticator.clone();
         let audit = self.audit.clone();
         let limits = self.limits.clone();
+        let sources = self.sources.clone();
+        let source = source_address(&request);
         let request_id = match request.headers().get(REQUEST_ID_HEADER) {
             None => uuid::Uuid::new_v4().to_string(),
             Some(given) => match given.to_str().ok().filter(|value| valid_request_id(value)) {
@@ -157,7 +183,15 @@ where
                 let started = std::time::Instant::now();
                 // Records the call whatever happens next, even if this future is dropped (see CallRecorder).
                 let mut recorder = CallRecorder::start(audit, &method, &request_id, transport);
-                let auth = authenticator.authenticate(&method, api_key.as_deref(), merchant.as_deref()).await;
+                let lookup_blocked = source.and_then(|address| sources.blocked_for(address));
+                let auth = authenticator
+                    .authenticate(&method, api_key.as_deref(), merchant.as_deref(), lookup_blocked)
+                    .await;
+                if let (Err(failure), Some(address)) = (&auth, source)
+                    && failure.error.code == crate::error::ErrorCode::Unauthenticated
+                {
+                    sources.failed(address);
+                }
                 let mut allowance = None;
                 let auth = auth.and_then(|auth| match limits.check(&auth) {
                     Ok(granted) => {
@@ -172,7 +206,12 @@ where
                         let message = &failure.error.message;
                         let message = if audit::looks_like_api_key(message) { "[redacted]" } else { message };
                         tracing::info!(outcome = reason, message, "call refused");
-                        let outcome = recorder.refused(&failure).await;
+                        // Refusals cost at most a bounded number of audit rows per address and minute; the rest
+                        // are counted into one summary record (see auth::sources).
+                        let outcome = match source.map(|address| sources.refusal(address)) {
+                            Some(Recording::Summarised) => recorder.summarised(&failure),
+                            _ => recorder.refused(&failure).await,
+                        };
                         let retry_after = failure.retry_after;
                         let mut response = failure.error.into_status_with_retry(retry_after).into_http();
                         if let Some(wait) = retry_after

@@ -9,6 +9,7 @@ pub mod access;
 pub mod cache;
 pub mod layer;
 pub mod limits;
+pub mod sources;
 
 use std::sync::Arc;
 
@@ -108,7 +109,15 @@ pub struct Authenticator {
     pub cache: Arc<AuthCache>,
     pub last_used: Arc<LastUsed>,
     tenant_version_latest: i32,
+    /// Hashes of keys the database did not know, and when that was learnt (see [`UNKNOWN_KEY_TTL`]).
+    unknown: std::sync::Mutex<std::collections::HashMap<[u8; 32], std::time::Instant>>,
 }
+
+/// How long an unknown key hash is remembered: a client repeating a bad key costs no query meanwhile. A key is
+/// known to its holder only once it exists, so no real key can be refused by this.
+pub const UNKNOWN_KEY_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// Bound on remembered unknown hashes; at the bound they are forgotten at once.
+const UNKNOWN_KEYS_MAX: usize = 100_000;
 
 impl Authenticator {
     pub fn new(
@@ -124,15 +133,33 @@ impl Authenticator {
             cache,
             last_used,
             tenant_version_latest,
+            unknown: std::sync::Mutex::default(),
         }
     }
 
-    /// Authenticates and authorizes one call of `method`.
+    fn known_unknown(&self, key_hash: &[u8; 32]) -> bool {
+        let unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        unknown
+            .get(key_hash)
+            .is_some_and(|at| at.elapsed() < UNKNOWN_KEY_TTL)
+    }
+
+    fn remember_unknown(&self, key_hash: [u8; 32]) {
+        let mut unknown = self.unknown.lock().unwrap_or_else(|p| p.into_inner());
+        if unknown.len() >= UNKNOWN_KEYS_MAX {
+            unknown.clear();
+        }
+        unknown.insert(key_hash, std::time::Instant::now());
+    }
+
+    /// Authenticates and authorizes one call of `method`. With `lookup_blocked` (the caller's address failed too
+    /// often), a key that is not already cached is refused with `RATE_LIMITED` instead of being looked up.
     pub async fn authenticate(
         &self,
         method: &str,
         api_key: Option<&str>,
         merchant_header: Option<&str>,
+        lookup_blocked: Option<std::time::Duration>,
     ) -> Result<AuthContext, AuthFailure> {
         let requirement = access::requirement(method).ok_or_else(|| {
             AuthFailure::anonymous(ServiceError::permission_denied(format!(
@@ -145,12 +172,30 @@ impl Authenticator {
         // Format and checksum first: a malformed key never costs a database query.
         let plaintext = ApiKeyPlaintext::parse(api_key).map_err(AuthFailure::anonymous)?;
         let key_hash = self.hasher.hash(&plaintext);
-        let key = self
-            .load_key(&key_hash)
-            .await
-            .map_err(AuthFailure::anonymous)?;
+        let unknown = || AuthFailure::anonymous(ServiceError::unauthenticated("unknown API key"));
+        if self.known_unknown(&key_hash) {
+            return Err(unknown());
+        }
+        let cached = self.cache.key(&key_hash);
+        if let (None, Some(wait)) = (&cached, lookup_blocked) {
+            return Err(AuthFailure {
+                retry_after: Some(wait),
+                ..AuthFailure::anonymous(ServiceError::new(
+                    crate::error::ErrorCode::RateLimited,
+                    "too many failed authentications from this address; retry later",
+                ))
+            });
+        }
+        let key = match cached {
+            Some(hit) => Some(hit),
+            None => self
+                .load_key(&key_hash)
+                .await
+                .map_err(AuthFailure::anonymous)?,
+        };
         let key = key.ok_or_else(|| {
-            AuthFailure::anonymous(ServiceError::unauthenticated("unknown API key"))
+            self.remember_unknown(key_hash);
+            unknown()
         })?;
         let fail = |error: ServiceError, merchant_id: Option<Uuid>| AuthFailure {
             error,

@@ -138,3 +138,116 @@ async fn a_merchant_over_its_limit_limits_all_its_keys_but_no_other_merchant() {
         .ok(200);
     app.stop().await.expect("stop");
 }
+
+/// A flood of unauthenticated calls from one address adds a bounded number of platform audit rows — at most
+/// `RECORDED_PER_MINUTE` (10) individual records plus one summary per summary interval — while every refusal is
+/// still accounted for, and an authenticated client keeps being served meanwhile.
+async fn platform_rows(db: &tokio_postgres::Client) -> i64 {
+    db.query_one("SELECT count(*) FROM public.platform_audit_records", &[])
+        .await
+        .expect("count")
+        .get(0)
+}
+
+#[tokio::test]
+async fn an_unauthenticated_flood_adds_a_bounded_number_of_audit_rows_and_others_keep_working() {
+    const FLOOD: usize = 20_000;
+    const WORKERS: usize = 32;
+    let app = spawn_app_with(|settings| {
+        settings.insert("POINTS_REFUSAL_SUMMARY_INTERVAL_MS".into(), "1000".into());
+    })
+    .await;
+    let (_, key) = app.register_merchant("flooded-shop").await;
+    // The legitimate client is known (cached) before the flood starts.
+    app.points(app.caller(&key))
+        .earn(earn_request("steady", 1, &idem()))
+        .await
+        .expect("earn before the flood");
+    let db = app.db().await;
+    // Let the registration's records settle.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = platform_rows(&db).await;
+    let started = std::time::Instant::now();
+
+    let attackers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            let mut client = app.merchants(app.caller(&if worker % 2 == 0 {
+                "not-a-key".to_owned()
+            } else {
+                points::domain::api_key::ApiKeyPlaintext::generate(
+                    points::config::KeyEnvironment::Live,
+                )
+                .expose()
+                .to_owned()
+            }));
+            tokio::spawn(async move {
+                let mut refused = 0;
+                for _ in 0..FLOOD / WORKERS {
+                    let status = client
+                        .get_me(points::pb::GetMeRequest {})
+                        .await
+                        .expect_err("never authenticated");
+                    assert!(
+                        matches!(
+                            status.code(),
+                            Code::Unauthenticated | Code::ResourceExhausted
+                        ),
+                        "{status:?}"
+                    );
+                    refused += 1;
+                }
+                refused
+            })
+        })
+        .collect();
+    let mut served = 0;
+    while attackers.iter().any(|attacker| !attacker.is_finished()) {
+        app.points(app.caller(&key))
+            .earn(earn_request("steady", 1, &idem()))
+            .await
+            .expect("an authenticated client is served during the flood");
+        served += 1;
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let mut refused = 0;
+    for attacker in attackers {
+        refused += attacker.await.expect("attacker");
+    }
+    assert_eq!(refused, FLOOD);
+    assert!(served > 0);
+    let flood_seconds = started.elapsed().as_secs() + 2;
+
+    // Wait for the last summary, then account for every refusal.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let row = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM public.platform_audit_records WHERE method <> $1 AND outcome_code <> 0 \
+                         AND occurred_at >= now() - interval '10 minutes'), \
+                        (SELECT coalesce(sum(points), 0)::bigint FROM public.platform_audit_records WHERE method = $1)",
+                &[&points::app::REFUSAL_SUMMARY_METHOD],
+            )
+            .await
+            .expect("accounting");
+        let (individual, summarised): (i64, i64) = (row.get(0), row.get(1));
+        if individual + summarised == FLOOD as i64 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "refusals unaccounted for: {individual} recorded + {summarised} summarised != {FLOOD}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let added = platform_rows(&db).await - before;
+    // One address: at most 10 records and 1 summary per interval (1 s here, a minute by default).
+    let bound = (flood_seconds as i64 + 3) * 11;
+    assert!(
+        added <= bound,
+        "{FLOOD} refused calls added {added} platform audit rows (bound {bound})"
+    );
+    println!(
+        "flood of {FLOOD} refused calls in {flood_seconds} s added {added} platform audit rows; {served} earns served meanwhile"
+    );
+    app.stop().await.expect("stop");
+}
