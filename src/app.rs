@@ -226,11 +226,15 @@ impl Application {
         let grpc_health = health_reporter.clone();
         let grpc = Server::builder()
             .timeout(config.request_timeout)
+            // Idle channels stay open through pings; a peer that stops answering them is dropped.
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .layer(CallLayer::new(
                 authenticator.clone(),
                 services.audit.clone(),
                 rate_limits.clone(),
                 sources.clone(),
+                Arc::new(tokio::sync::Semaphore::new(config.in_flight_max)),
             ))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -256,7 +260,18 @@ impl Application {
             .serve_with_incoming_shutdown(
                 // Without TCP_NODELAY a response written in several pieces waits for the client's delayed ACK
                 // (40 ms on Linux) before its last piece goes out.
-                tonic::transport::server::TcpIncoming::from(grpc_listener).with_nodelay(Some(true)),
+                // Bounded in number, closed when idle; TCP_NODELAY is set on each.
+                futures::stream::unfold(
+                    points_gateway::connections::GuardedListener::new(
+                        grpc_listener,
+                        config.grpc_connection_limits,
+                        "grpc",
+                    ),
+                    |listener| async move {
+                        let (stream, _) = listener.accept_guarded().await;
+                        Some((Ok::<_, std::io::Error>(stream), listener))
+                    },
+                ),
                 async move {
                     grpc_shutdown.cancelled().await;
                     for name in SERVICE_NAMES {

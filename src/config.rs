@@ -57,6 +57,10 @@ pub struct Config {
     pub rate_limit_merchant: crate::auth::limits::Limit,
     /// How often refused calls over an address's recording budget are written as one summary record each.
     pub refusal_summary_interval: Duration,
+    /// The gRPC listener's bound on open connections and its idle timeout (above the request timeout).
+    pub grpc_connection_limits: points_gateway::connections::ConnectionLimits,
+    /// Calls handled at once; beyond it a call is answered UNAVAILABLE at once (load shedding).
+    pub in_flight_max: usize,
 }
 
 /// A setting that could not be used; the message names the variable and what it accepts.
@@ -97,7 +101,7 @@ impl Config {
                 "DATABASE_URL is not a valid PostgreSQL URL: {error}"
             ))
         })?;
-        Ok(Config {
+        let config = Config {
             database_url,
             grpc_addr: parse_or(
                 &get,
@@ -179,6 +183,17 @@ impl Config {
             )?,
             rate_limit_key: rate_limit(&get, "KEY", 10_000, 20_000)?,
             rate_limit_merchant: rate_limit(&get, "MERCHANT", 20_000, 40_000)?,
+            grpc_connection_limits: points_gateway::connections::ConnectionLimits {
+                connections_max: bounded(
+                    &get,
+                    "POINTS_GRPC_CONNECTIONS_MAX",
+                    10_000,
+                    1,
+                    1_000_000,
+                )?,
+                idle_timeout: millis(&get, "POINTS_GRPC_IDLE_TIMEOUT_MS", 60_000, 100, 3_600_000)?,
+            },
+            in_flight_max: bounded(&get, "POINTS_IN_FLIGHT_MAX", 4_096, 1, 1_000_000)?,
             refusal_summary_interval: millis(
                 &get,
                 "POINTS_REFUSAL_SUMMARY_INTERVAL_MS",
@@ -186,7 +201,16 @@ impl Config {
                 100,
                 3_600_000,
             )?,
-        })
+        };
+        if config.grpc_connection_limits.idle_timeout <= config.request_timeout {
+            return Err(ConfigError(format!(
+                "POINTS_GRPC_IDLE_TIMEOUT_MS ({} ms) must be above POINTS_REQUEST_TIMEOUT_MS ({} ms): an idle \
+                 connection is closed, and a call still being worked on must not be",
+                config.grpc_connection_limits.idle_timeout.as_millis(),
+                config.request_timeout.as_millis()
+            )));
+        }
+        Ok(config)
     }
 
     /// The pool size is also the bound on concurrent database work; keep the connection count honest.

@@ -8,6 +8,8 @@
 # Chromium at /usr/bin/chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The connection tests open a few thousand sockets in one process.
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 # Every integration test creates its own database named points_test_<uuid>; drop those of earlier runs so repeated
 # runs do not pile them up (only databases with that prefix are touched).

@@ -19,6 +19,11 @@ pub const ENV_REQUEST_TIMEOUT_MS: &str = "POINTS_HTTP_REQUEST_TIMEOUT_MS";
 /// `admin-ui/dist` while working on the app), empty or `off` disables `/admin`.
 pub const ENV_ADMIN_UI_DIR: &str = "POINTS_ADMIN_UI_DIR";
 
+/// The env var of the REST listener's bound on open connections (SPEC §14).
+pub const ENV_CONNECTIONS_MAX: &str = "POINTS_HTTP_CONNECTIONS_MAX";
+/// The env var of the REST listener's idle timeout: a connection without traffic this long is closed.
+pub const ENV_IDLE_TIMEOUT_MS: &str = "POINTS_HTTP_IDLE_TIMEOUT_MS";
+
 /// Default gRPC address: the server's default port on this machine.
 pub const DEFAULT_GRPC_URL: &str = "http://127.0.0.1:50051";
 /// Default body limit: 1 MiB.
@@ -46,6 +51,8 @@ pub struct GatewayConfig {
     pub request_timeout: std::time::Duration,
     /// What `/admin` serves.
     pub admin_ui: crate::admin::AdminUi,
+    /// Open connections at most, and the idle timeout (above the request timeout).
+    pub connection_limits: crate::connections::ConnectionLimits,
 }
 
 /// A setting that cannot be used.
@@ -84,6 +91,7 @@ impl Default for GatewayConfig {
             body_limit_bytes: DEFAULT_BODY_LIMIT_BYTES,
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             admin_ui: AdminUi::Embedded,
+            connection_limits: crate::connections::ConnectionLimits::default(),
         }
     }
 }
@@ -131,7 +139,36 @@ impl GatewayConfig {
             Some(value) => AdminUi::Directory(PathBuf::from(value)),
             None => defaults.admin_ui,
         };
+        let connection_limits = crate::connections::ConnectionLimits {
+            connections_max: match lookup(ENV_CONNECTIONS_MAX) {
+                Some(value) => parse_in_range(ENV_CONNECTIONS_MAX, &value, 1, 1_000_000)? as usize,
+                None => defaults.connection_limits.connections_max,
+            },
+            idle_timeout: match lookup(ENV_IDLE_TIMEOUT_MS) {
+                Some(value) => Duration::from_millis(parse_in_range(
+                    ENV_IDLE_TIMEOUT_MS,
+                    &value,
+                    100,
+                    3_600_000,
+                )?),
+                None => defaults.connection_limits.idle_timeout,
+            },
+        };
+        if lookup(ENV_IDLE_TIMEOUT_MS).is_some()
+            && connection_limits.idle_timeout <= request_timeout
+        {
+            return Err(ConfigError::OutOfRange {
+                variable: ENV_IDLE_TIMEOUT_MS,
+                value: format!(
+                    "{}ms (not above the request timeout)",
+                    connection_limits.idle_timeout.as_millis()
+                ),
+                min: request_timeout.as_millis() as u64 + 1,
+                max: 3_600_000,
+            });
+        }
         let config = GatewayConfig {
+            connection_limits,
             grpc_url,
             body_limit_bytes,
             request_timeout,

@@ -267,8 +267,8 @@ impl FromRequestParts<AppState> for CallContext {
         })?;
         let client_addr = parts
             .extensions
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .and_then(|info| AsciiMetadataValue::try_from(info.0.ip().to_string()).ok());
+            .get::<axum::extract::ConnectInfo<crate::connections::ClientAddr>>()
+            .and_then(|info| AsciiMetadataValue::try_from(info.0.0.ip().to_string()).ok());
         Ok(CallContext {
             api_key,
             merchant_id,

@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod connections;
 mod convert;
 pub mod envelope;
 pub mod error;
@@ -122,19 +123,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let app = router(&config).await?;
+    let listener = connections::GuardedListener::new(listener, config.connection_limits, "rest");
     let address = listener.local_addr()?;
     tracing::info!(%address, grpc_url = %config.grpc_url, "rest gateway listening");
-    // TCP_NODELAY: a response written in pieces must not wait for the client's delayed ACK (40 ms on Linux).
-    let listener =
-        axum::serve::ListenerExt::tap_io(listener, |stream: &mut tokio::net::TcpStream| {
-            if let Err(error) = stream.set_nodelay(true) {
-                tracing::debug!(%error, "could not set TCP_NODELAY");
-            }
-        });
     // With the peer address, which is forwarded to the points service for its per-address limits.
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        app.into_make_service_with_connect_info::<connections::ClientAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await?;

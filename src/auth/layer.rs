@@ -40,6 +40,7 @@ pub struct CallLayer {
     audit: Arc<AuditLog>,
     limits: Arc<RateLimits>,
     sources: Arc<Sources>,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl CallLayer {
@@ -48,12 +49,14 @@ impl CallLayer {
         audit: Arc<AuditLog>,
         limits: Arc<RateLimits>,
         sources: Arc<Sources>,
+        in_flight: Arc<tokio::sync::Semaphore>,
     ) -> CallLayer {
         CallLayer {
             authenticator,
             audit,
             limits,
             sources,
+            in_flight,
         }
     }
 }
@@ -68,6 +71,7 @@ impl<S> Layer<S> for CallLayer {
             audit: self.audit.clone(),
             limits: self.limits.clone(),
             sources: self.sources.clone(),
+            in_flight: self.in_flight.clone(),
         }
     }
 }
@@ -80,6 +84,8 @@ pub struct CallService<S> {
     audit: Arc<AuditLog>,
     limits: Arc<RateLimits>,
     sources: Arc<Sources>,
+    /// Calls in progress: a call that finds no permit is shed (UNAVAILABLE at once) instead of queueing.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
@@ -148,6 +154,7 @@ where
         let audit = self.audit.clone();
         let limits = self.limits.clone();
         let sources = self.sources.clone();
+        let permit = self.in_flight.clone().try_acquire_owned().ok();
         let source = source_address(&request);
         let request_id = match request.headers().get(REQUEST_ID_HEADER) {
             None => uuid::Uuid::new_v4().to_string(),
@@ -184,9 +191,22 @@ where
                 // Records the call whatever happens next, even if this future is dropped (see CallRecorder).
                 let mut recorder = CallRecorder::start(audit, &method, &request_id, transport);
                 let lookup_blocked = source.and_then(|address| sources.blocked_for(address));
-                let auth = authenticator
-                    .authenticate(&method, api_key.as_deref(), merchant.as_deref(), lookup_blocked)
-                    .await;
+                let auth = match &permit {
+                    Some(_) => {
+                        authenticator
+                            .authenticate(&method, api_key.as_deref(), merchant.as_deref(), lookup_blocked)
+                            .await
+                    }
+                    None => {
+                        metrics::counter!("calls_shed_total").increment(1);
+                        Err(AuthFailure {
+                            retry_after: Some(std::time::Duration::from_secs(1)),
+                            ..AuthFailure::anonymous(crate::error::ServiceError::unavailable(
+                                "the server is at its limit of calls in progress; retry shortly",
+                            ))
+                        })
+                    }
+                };
                 if let (Err(failure), Some(address)) = (&auth, source)
                     && failure.error.code == crate::error::ErrorCode::Unauthenticated
                 {

@@ -80,7 +80,7 @@ pub struct AuthFailure {
 }
 
 impl AuthFailure {
-    fn anonymous(error: ServiceError) -> AuthFailure {
+    pub fn anonymous(error: ServiceError) -> AuthFailure {
         AuthFailure {
             error,
             key_id: None,

@@ -1067,6 +1067,7 @@ async fn changing_a_ledger_entry_is_detected_at_the_record_that_lists_it() {
 
 #[tokio::test]
 async fn ten_thousand_concurrent_calls_leave_a_complete_chain_that_verifies_clean() {
+    let _heavy = crate::helpers::heavy_test().await;
     const CALLS: usize = 10_000;
     const IN_FLIGHT: usize = 64;
     let app = spawn_app().await;

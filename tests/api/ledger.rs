@@ -501,6 +501,7 @@ async fn run_mixed_load(
 
 #[tokio::test]
 async fn concurrent_mixed_calls_on_one_uid_and_on_many_uids_keep_exact_balances() {
+    let _heavy = crate::helpers::heavy_test().await;
     let app = spawn_app_with(|settings| {
         settings.insert("POINTS_DB_POOL_SIZE".into(), "32".into());
     })

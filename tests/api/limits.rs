@@ -151,6 +151,7 @@ async fn platform_rows(db: &tokio_postgres::Client) -> i64 {
 
 #[tokio::test]
 async fn an_unauthenticated_flood_adds_a_bounded_number_of_audit_rows_and_others_keep_working() {
+    let _heavy = crate::helpers::heavy_test().await;
     const FLOOD: usize = 20_000;
     const WORKERS: usize = 32;
     let app = spawn_app_with(|settings| {
@@ -249,5 +250,59 @@ async fn an_unauthenticated_flood_adds_a_bounded_number_of_audit_rows_and_others
     println!(
         "flood of {FLOOD} refused calls in {flood_seconds} s added {added} platform audit rows; {served} earns served meanwhile"
     );
+    app.stop().await.expect("stop");
+}
+
+/// 2,000 connections that never speak are closed by the gRPC listener within its idle timeout, while a real client
+/// is served meanwhile.
+#[tokio::test]
+async fn two_thousand_idle_grpc_connections_are_closed_and_clients_are_served_meanwhile() {
+    use tokio::io::AsyncReadExt;
+    let app = spawn_app_with(|settings| {
+        settings.insert("POINTS_REQUEST_TIMEOUT_MS".into(), "1000".into());
+        settings.insert("POINTS_GRPC_IDLE_TIMEOUT_MS".into(), "2000".into());
+    })
+    .await;
+    let (_, key) = app.register_merchant("idle-shop").await;
+    let started = std::time::Instant::now();
+    let mut idle = Vec::with_capacity(2_000);
+    for _ in 0..2_000 {
+        idle.push(
+            tokio::net::TcpStream::connect(app.grpc_addr)
+                .await
+                .expect("connect"),
+        );
+    }
+    app.points(app.caller(&key))
+        .earn(earn_request("served", 1, &idem()))
+        .await
+        .expect("a client is served while 2,000 connections idle");
+    let mut closed = 0;
+    for stream in &mut idle {
+        // The server's HTTP/2 preface may arrive first; then the close.
+        let mut buffer = [0u8; 256];
+        loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), stream.read(&mut buffer))
+                .await
+            {
+                Ok(Ok(0)) | Ok(Err(_)) => {
+                    closed += 1;
+                    break;
+                }
+                Ok(Ok(_)) => continue,
+                Err(_) => break,
+            }
+        }
+    }
+    assert_eq!(closed, 2_000, "idle connections left open");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(10),
+        "closing took {:?}",
+        started.elapsed()
+    );
+    app.points(app.caller(&key))
+        .earn(earn_request("served", 1, &idem()))
+        .await
+        .expect("served after the idle connections are gone");
     app.stop().await.expect("stop");
 }

@@ -165,6 +165,7 @@ fn merchant_uuid(fixture: &RestFixture) -> Uuid {
 
 #[tokio::test]
 async fn the_liability_report_over_ten_thousand_entries_agrees_exactly_with_the_entries() {
+    let _heavy = crate::helpers::heavy_test().await;
     let fixture = rest_fixture("liability-shop").await;
     let db = fixture.app.db().await;
     backdated_entries(&db, &fixture.merchant_id, 10_000).await;

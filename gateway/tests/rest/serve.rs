@@ -40,3 +40,126 @@ async fn serve_answers_over_tcp_and_stops_on_shutdown() {
         .expect("joins");
     assert!(result.is_ok(), "{result:?}");
 }
+
+/// Opens `count` connections that never send a byte.
+async fn idle_connections(
+    address: std::net::SocketAddr,
+    count: usize,
+) -> Vec<tokio::net::TcpStream> {
+    let mut streams = Vec::with_capacity(count);
+    for _ in 0..count {
+        streams.push(
+            tokio::net::TcpStream::connect(address)
+                .await
+                .expect("connect"),
+        );
+    }
+    streams
+}
+
+/// True once the server has closed `stream` (end of file or a reset), waiting at most `within`.
+async fn closed_by_server(stream: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut byte = [0u8; 1];
+    matches!(
+        tokio::time::timeout(within, stream.read(&mut byte)).await,
+        Ok(Ok(0)) | Ok(Err(_))
+    )
+}
+
+async fn healthz(address: std::net::SocketAddr) -> String {
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connect");
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response
+}
+
+#[tokio::test]
+async fn idle_connections_are_closed_and_others_are_served_meanwhile() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("local address");
+    let mut gateway_config = config(CLOSED_GRPC_URL);
+    gateway_config.request_timeout = Duration::from_millis(200);
+    gateway_config.connection_limits = points_gateway::connections::ConnectionLimits {
+        connections_max: 10_000,
+        idle_timeout: Duration::from_millis(800),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, gateway_config, async {
+        let _ = stopped.await;
+    }));
+    let started = std::time::Instant::now();
+    let mut idle = idle_connections(address, 1_000).await;
+    // Served meanwhile.
+    assert!(healthz(address).await.starts_with("HTTP/1.1 200 OK"));
+    // Every idle connection is closed by the server within the idle timeout (plus scheduling slack).
+    for stream in &mut idle {
+        assert!(
+            closed_by_server(stream, Duration::from_secs(5)).await,
+            "an idle connection stayed open"
+        );
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(healthz(address).await.starts_with("HTTP/1.1 200 OK"));
+    stop.send(()).expect("server still running");
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+}
+
+#[tokio::test]
+async fn connections_beyond_the_bound_are_closed_at_once_and_those_within_it_are_served() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("local address");
+    let mut gateway_config = config(CLOSED_GRPC_URL);
+    gateway_config.connection_limits = points_gateway::connections::ConnectionLimits {
+        connections_max: 50,
+        idle_timeout: Duration::from_secs(60),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(serve(listener, gateway_config, async {
+        let _ = stopped.await;
+    }));
+    let _held = idle_connections(address, 50).await;
+    let mut extra = idle_connections(address, 5).await;
+    for stream in &mut extra {
+        assert!(
+            closed_by_server(stream, Duration::from_secs(2)).await,
+            "a connection beyond the bound stayed open"
+        );
+    }
+    drop(_held);
+    // Freed places are taken again.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut stream = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let _ = stream
+            .write_all(b"GET /healthz HTTP/1.1\r\nHost: gateway\r\nConnection: close\r\n\r\n")
+            .await;
+        let mut response = String::new();
+        let _ = stream.read_to_string(&mut response).await;
+        if response.starts_with("HTTP/1.1 200 OK") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "places were not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).expect("server still running");
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+}
