@@ -41,6 +41,9 @@ struct Lot {
     /// Position among dated lots (they get increasing expiries), None for never-expiring.
     dated: Option<usize>,
     expired: bool,
+    /// When it was made to expire (the step's order): the server writes expired lots off by expiry time, so a lot
+    /// created later but expired earlier goes first.
+    expired_at_step: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +63,8 @@ struct Model {
     lots: Vec<Lot>,
     entries: Vec<ModelEntry>,
     dated_count: usize,
+    /// Expire steps taken so far.
+    expired_steps: usize,
 }
 
 impl Model {
@@ -89,7 +94,11 @@ impl Model {
 
     fn write_off_expired(&mut self) -> Vec<i64> {
         let mut deltas = Vec::new();
-        for lot in &mut self.lots {
+        // The server's order: expiry time, then lot id (creation order).
+        let mut order: Vec<usize> = (0..self.lots.len()).collect();
+        order.sort_by_key(|&index| (self.lots[index].expired_at_step, index));
+        for index in order {
+            let lot = &mut self.lots[index];
             if lot.expired && lot.remaining > 0 {
                 deltas.push(-lot.remaining);
                 self.balance -= lot.remaining;
@@ -141,6 +150,7 @@ async fn run(
                     remaining: amount,
                     dated,
                     expired: false,
+                    expired_at_step: 0,
                 });
                 model.balance += amount;
                 let id = response.entry.expect("entry").entry_id;
@@ -206,6 +216,7 @@ async fn run(
                     remaining: amount,
                     dated: None,
                     expired: false,
+                    expired_at_step: 0,
                 });
                 model.balance += amount;
                 let id = response.entry.expect("entry").entry_id;
@@ -309,6 +320,8 @@ async fn run(
                     .await
                     .expect("expire lot");
                 model.lots[lot].expired = true;
+                model.expired_steps += 1;
+                model.lots[lot].expired_at_step = model.expired_steps;
                 points::service::ledger::sweep_expired(
                     &app.services,
                     merchant_id.parse().expect("uuid"),
