@@ -142,6 +142,24 @@ impl GuardedStream {
         self.deadline.as_mut().reset(next);
     }
 
+    /// A write's result: bytes written count as traffic; a pending write checks the idle deadline.
+    fn after_write(
+        &mut self,
+        context: &mut Context<'_>,
+        result: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match result {
+            Poll::Ready(Ok(written)) => {
+                if written > 0 {
+                    self.active();
+                }
+                Poll::Ready(Ok(written))
+            }
+            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
+            Poll::Pending => self.poll_idle(context).map(Err),
+        }
+    }
+
     /// While the I/O is pending: an error once the deadline has passed (the waker is registered either way).
     fn poll_idle(&mut self, context: &mut Context<'_>) -> Poll<io::Error> {
         ready!(self.deadline.as_mut().poll(context));
@@ -179,16 +197,8 @@ impl AsyncWrite for GuardedStream {
         context: &mut Context<'_>,
         buffer: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write(context, buffer) {
-            Poll::Ready(Ok(written)) => {
-                if written > 0 {
-                    self.active();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => self.poll_idle(context).map(Err),
-        }
+        let result = Pin::new(&mut self.stream).poll_write(context, buffer);
+        self.after_write(context, result)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, context: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -204,16 +214,8 @@ impl AsyncWrite for GuardedStream {
         context: &mut Context<'_>,
         buffers: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.stream).poll_write_vectored(context, buffers) {
-            Poll::Ready(Ok(written)) => {
-                if written > 0 {
-                    self.active();
-                }
-                Poll::Ready(Ok(written))
-            }
-            Poll::Ready(Err(error)) => Poll::Ready(Err(error)),
-            Poll::Pending => self.poll_idle(context).map(Err),
-        }
+        let result = Pin::new(&mut self.stream).poll_write_vectored(context, buffers);
+        self.after_write(context, result)
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -3,6 +3,7 @@
 mod audit;
 mod binary;
 mod helpers;
+mod hostile;
 mod ledger;
 mod ledger_model;
 mod limits;
