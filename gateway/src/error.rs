@@ -185,6 +185,9 @@ pub struct ApiError {
     allow: Option<HeaderValue>,
     /// Seconds to wait before retrying (`Retry-After`), for rate-limited calls.
     retry_after_seconds: Option<u64>,
+    /// True when the points service answered this error; false when the gateway refused the request itself
+    /// (malformed JSON, unknown route or field, body too large, ...), which `gateway_refusals_total` counts.
+    from_backend: bool,
 }
 
 impl ApiError {
@@ -196,6 +199,7 @@ impl ApiError {
             message: message.into(),
             allow: None,
             retry_after_seconds: None,
+            from_backend: false,
         }
     }
 
@@ -250,8 +254,10 @@ impl ApiError {
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            return ApiError::new(ErrorCode::Unavailable, BACKEND_UNAVAILABLE_MESSAGE)
+            let mut error = ApiError::new(ErrorCode::Unavailable, BACKEND_UNAVAILABLE_MESSAGE)
                 .with_status(http_status);
+            error.from_backend = true;
+            return error;
         }
         let known_reason = status
             .get_details_error_info()
@@ -276,6 +282,7 @@ impl ApiError {
             _ => status.message().to_owned(),
         };
         let mut error = ApiError::new(code, message).with_status(http_status);
+        error.from_backend = true;
         // RATE_LIMITED carries google.rpc.RetryInfo: the wait, rounded up to whole seconds (at least 1).
         error.retry_after_seconds = status
             .get_details_retry_info()
@@ -322,6 +329,14 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if !self.from_backend {
+            metrics::counter!(
+                "gateway_refusals_total",
+                "status" => self.status.as_u16().to_string(),
+                "code" => self.code.code().to_string()
+            )
+            .increment(1);
+        }
         let body = ErrorEnvelope::new(self.code.code(), self.message);
         let mut response = (self.status, Json(body)).into_response();
         if let Some(allow) = self.allow {

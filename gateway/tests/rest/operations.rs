@@ -69,6 +69,14 @@ async fn metrics_count_requests_by_route_template_method_and_status() {
     });
     assert!(counted, "{text}");
     assert!(text.contains(r#"route="unmatched""#), "{text}");
+    // The unknown route is the gateway's own refusal, counted as such (SPEC §14).
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("gateway_refusals_total{")
+                && line.contains(r#"status="404""#)
+                && line.contains(r#"code="40401""#)),
+        "{text}"
+    );
     assert!(
         !text.contains("e_secret_id"),
         "raw paths must not become labels"
