@@ -190,7 +190,7 @@ where
                 let started = std::time::Instant::now();
                 // Records the call whatever happens next, even if this future is dropped (see CallRecorder).
                 let mut recorder = CallRecorder::start(audit, &method, &request_id, transport);
-                let lookup_blocked = source.and_then(|address| sources.blocked_for(address));
+                let lookup_blocked = || source.and_then(|address| sources.blocked_for(address));
                 let auth = match &permit {
                     Some(_) => {
                         authenticator

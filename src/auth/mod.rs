@@ -152,14 +152,15 @@ impl Authenticator {
         unknown.insert(key_hash, std::time::Instant::now());
     }
 
-    /// Authenticates and authorizes one call of `method`. With `lookup_blocked` (the caller's address failed too
-    /// often), a key that is not already cached is refused with `RATE_LIMITED` instead of being looked up.
+    /// Authenticates and authorizes one call of `method`. When `lookup_blocked` says so (the caller's address failed
+    /// too often), a key that is not already cached is refused with `RATE_LIMITED` instead of being looked up. It
+    /// and the unknown-key memory are consulted only on a cache miss, so a cached key costs neither.
     pub async fn authenticate(
         &self,
         method: &str,
         api_key: Option<&str>,
         merchant_header: Option<&str>,
-        lookup_blocked: Option<std::time::Duration>,
+        lookup_blocked: impl FnOnce() -> Option<std::time::Duration>,
     ) -> Result<AuthContext, AuthFailure> {
         let requirement = access::requirement(method).ok_or_else(|| {
             AuthFailure::anonymous(ServiceError::permission_denied(format!(
@@ -173,25 +174,25 @@ impl Authenticator {
         let plaintext = ApiKeyPlaintext::parse(api_key).map_err(AuthFailure::anonymous)?;
         let key_hash = self.hasher.hash(&plaintext);
         let unknown = || AuthFailure::anonymous(ServiceError::unauthenticated("unknown API key"));
-        if self.known_unknown(&key_hash) {
-            return Err(unknown());
-        }
-        let cached = self.cache.key(&key_hash);
-        if let (None, Some(wait)) = (&cached, lookup_blocked) {
-            return Err(AuthFailure {
-                retry_after: Some(wait),
-                ..AuthFailure::anonymous(ServiceError::new(
-                    crate::error::ErrorCode::RateLimited,
-                    "too many failed authentications from this address; retry later",
-                ))
-            });
-        }
-        let key = match cached {
+        let key = match self.cache.key(&key_hash) {
             Some(hit) => Some(hit),
-            None => self
-                .load_key(&key_hash)
-                .await
-                .map_err(AuthFailure::anonymous)?,
+            None => {
+                if self.known_unknown(&key_hash) {
+                    return Err(unknown());
+                }
+                if let Some(wait) = lookup_blocked() {
+                    return Err(AuthFailure {
+                        retry_after: Some(wait),
+                        ..AuthFailure::anonymous(ServiceError::new(
+                            crate::error::ErrorCode::RateLimited,
+                            "too many failed authentications from this address; retry later",
+                        ))
+                    });
+                }
+                self.load_key(&key_hash)
+                    .await
+                    .map_err(AuthFailure::anonymous)?
+            }
         };
         let key = key.ok_or_else(|| {
             self.remember_unknown(key_hash);
@@ -297,9 +298,7 @@ impl Authenticator {
         &self,
         key_hash: &[u8; 32],
     ) -> ServiceResult<Option<Arc<store::api_keys::KeyAccessRow>>> {
-        if let Some(hit) = self.cache.key(key_hash) {
-            return Ok(Some(hit));
-        }
+        // The caller has looked in the cache already.
         let generation = self.cache.generation();
         let client = self.pool.get().await?;
         let row = store::api_keys::access_by_hash(&**client, key_hash).await?;
