@@ -12,6 +12,7 @@ const PROTO_FILES: &[&str] = &[
     "points/v1/rules.proto",
     "points/v1/audit.proto",
     "points/v1/reports.proto",
+    "points/gateway/v1/gateway.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -8,6 +8,7 @@ const PROTO_FILES: &[&str] = &[
     "../proto/points/v1/rules.proto",
     "../proto/points/v1/audit.proto",
     "../proto/points/v1/reports.proto",
+    "../proto/points/gateway/v1/gateway.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

@@ -214,7 +214,7 @@ impl Application {
             config.rate_limit_merchant,
         ));
         tasks.spawn(shrink_rate_limits(rate_limits.clone(), background.clone()));
-        let sources = Arc::new(crate::auth::sources::Sources::new());
+        let sources = services.sources.clone();
         tasks.spawn(write_refusal_summaries(
             sources.clone(),
             config.refusal_summary_interval,
@@ -256,6 +256,9 @@ impl Application {
             ))
             .add_service(bounded!(
                 pb::audit_service_server::AuditServiceServer<Handlers>
+            ))
+            .add_service(bounded!(
+                pb::gateway::gateway_service_server::GatewayServiceServer<Handlers>
             ))
             .serve_with_incoming_shutdown(
                 // Without TCP_NODELAY a response written in several pieces waits for the client's delayed ACK
@@ -316,6 +319,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
         auth_cache: Arc::new(AuthCache::new(config.key_cache_ttl)),
         audit: Arc::new(AuditLog::new(config.audit_buffer_capacity)),
         rollup_marks: Arc::default(),
+        sources: Arc::new(crate::auth::sources::Sources::new()),
     })
 }
 

@@ -28,4 +28,10 @@ pub mod pb {
     /// The encoded file descriptor set of the `points.v1` protos, served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         include_bytes!(concat!(env!("OUT_DIR"), "/points_descriptor.bin"));
+
+    /// `points.gateway.v1`: what the REST gateway reports to the service (its own refusals).
+    pub mod gateway {
+        #![allow(clippy::all, clippy::pedantic, missing_docs)]
+        tonic::include_proto!("points.gateway.v1");
+    }
 }

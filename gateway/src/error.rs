@@ -339,6 +339,11 @@ impl IntoResponse for ApiError {
         }
         let body = ErrorEnvelope::new(self.code.code(), self.message);
         let mut response = (self.status, Json(body)).into_response();
+        if !self.from_backend {
+            response.extensions_mut().insert(crate::refusals::Refused {
+                reason: self.code.reason(),
+            });
+        }
         if let Some(allow) = self.allow {
             response.headers_mut().insert(header::ALLOW, allow);
         }

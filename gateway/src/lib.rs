@@ -21,6 +21,7 @@ pub mod metrics;
 mod middleware;
 pub mod openapi;
 mod ratelimit;
+pub mod refusals;
 mod routes;
 mod state;
 
@@ -28,6 +29,12 @@ mod state;
 #[allow(missing_docs, clippy::all, clippy::pedantic)]
 pub mod pb {
     tonic::include_proto!("points.v1");
+
+    /// `points.gateway.v1`: the gateway's reports to the service (its own refusals).
+    #[allow(missing_docs, clippy::all, clippy::pedantic)]
+    pub mod gateway {
+        tonic::include_proto!("points.gateway.v1");
+    }
 }
 
 use std::future::Future;
@@ -77,8 +84,10 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// Installs the global metrics recorder if nobody did yet (see [`install_metrics_recorder`]).
 pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
     config.validate()?;
+    let backend = Backend::connect_lazy(config)?;
+    let refusals = refusals::RefusalReporter::start(backend.channel.clone());
     let state = AppState {
-        backend: Backend::connect_lazy(config)?,
+        backend,
         request_timeout: config.request_timeout,
         metrics: install_metrics_recorder(),
     };
@@ -102,6 +111,7 @@ pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
             crate::middleware::timeout,
         ))
         .layer(from_fn(crate::middleware::envelope_bare_errors))
+        .layer(from_fn_with_state(refusals, crate::refusals::record))
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(make_span)

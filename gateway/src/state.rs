@@ -42,6 +42,8 @@ pub struct Backend {
     pub reports: ReportServiceClient<GrpcChannel>,
     /// `grpc.health.v1.Health`.
     pub health: HealthClient<GrpcChannel>,
+    /// The channel itself, for the gateway's own reports (`points.gateway.v1`).
+    pub channel: GrpcChannel,
 }
 
 impl Backend {
@@ -67,7 +69,8 @@ impl Backend {
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
             reports: ReportServiceClient::new(channel.clone())
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),
-            health: HealthClient::new(channel),
+            health: HealthClient::new(channel.clone()),
+            channel,
         })
     }
 }

@@ -126,6 +126,22 @@ impl Sources {
         }
     }
 
+    /// Counts `count` refused calls of `address` straight into its summary (refusals a gateway could only count).
+    pub fn add_summarised(&self, address: IpAddr, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let now = Instant::now();
+        let mut budgets = self.budgets.lock().unwrap_or_else(|p| p.into_inner());
+        let budget = budgets.entry(address).or_insert(Budget {
+            minute_started: now,
+            recorded: RECORDED_PER_MINUTE,
+            summarised: 0,
+        });
+        budget.summarised = budget.summarised.saturating_add(count);
+        metrics::counter!("refused_calls_summarised_total").increment(count);
+    }
+
     /// The summaries due: every address with refusals counted over its budget, with the count; their minute starts
     /// anew. Called every minute by the summary writer.
     pub fn take_summaries(&self) -> Vec<(IpAddr, u64)> {

@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod gateway;
 pub mod merchants;
 pub mod points;
 pub mod reports;

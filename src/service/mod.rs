@@ -88,4 +88,6 @@ pub struct Services {
     pub audit: Arc<AuditLog>,
     /// The tenants with entries the liability roller has not seen yet.
     pub rollup_marks: Arc<reports::RollupMarks>,
+    /// Per-client-address limits and refusal budgets (SPEC §14), shared by the auth layer and the gateway's reports.
+    pub sources: Arc<crate::auth::sources::Sources>,
 }

@@ -306,3 +306,124 @@ async fn two_thousand_idle_grpc_connections_are_closed_and_clients_are_served_me
         .expect("served after the idle connections are gone");
     app.stop().await.expect("stop");
 }
+
+/// The REST gateway's own refusals (malformed JSON, unknown routes, 405) are audited through the same budget: the
+/// first of an address's refusals get records of their own (`REST <method> <route template>`, the envelope's
+/// reason), the rest are counted into its summary, and every one is accounted for.
+#[tokio::test]
+async fn the_gateways_own_refusals_are_audited_within_the_address_budget() {
+    let _heavy = crate::helpers::heavy_test().await;
+    const FLOOD: usize = 3_200;
+    const WORKERS: usize = 16;
+    let app = spawn_app_with(|settings| {
+        settings.insert("POINTS_REFUSAL_SUMMARY_INTERVAL_MS".into(), "1000".into());
+    })
+    .await;
+    let base = format!("http://{}", app.http_addr.expect("REST gateway"));
+    let db = app.db().await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = platform_rows(&db).await;
+    let started = std::time::Instant::now();
+    let http = reqwest::Client::new();
+    let workers: Vec<_> = (0..WORKERS)
+        .map(|worker| {
+            let (http, base) = (http.clone(), base.clone());
+            tokio::spawn(async move {
+                for call in 0..FLOOD / WORKERS {
+                    let response = match (worker + call) % 3 {
+                        0 => {
+                            http.post(format!("{base}/api/v1/points/earn"))
+                                .header("content-type", "application/json")
+                                .header("x-api-key", "not-a-key")
+                                .body("{\"uid\": ")
+                                .send()
+                                .await
+                        }
+                        1 => {
+                            http.get(format!("{base}/api/v1/no-such-route/{call}"))
+                                .send()
+                                .await
+                        }
+                        _ => {
+                            http.delete(format!("{base}/api/v1/points/earn"))
+                                .send()
+                                .await
+                        }
+                    }
+                    .expect("response");
+                    assert!(
+                        matches!(response.status().as_u16(), 400 | 404 | 405),
+                        "{}",
+                        response.status()
+                    );
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.await.expect("worker");
+    }
+    let flood_seconds = started.elapsed().as_secs() + 2;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let row = db
+            .query_one(
+                "SELECT (SELECT count(*) FROM public.platform_audit_records WHERE method LIKE 'REST %'), \
+                        (SELECT coalesce(sum(points), 0)::bigint FROM public.platform_audit_records WHERE method = $1)",
+                &[&points::app::REFUSAL_SUMMARY_METHOD],
+            )
+            .await
+            .expect("accounting");
+        let (individual, summarised): (i64, i64) = (row.get(0), row.get(1));
+        if individual + summarised == FLOOD as i64 {
+            assert!(
+                individual >= 10,
+                "the first refusals have records of their own"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gateway refusals unaccounted for: {individual} recorded + {summarised} summarised != {FLOOD}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let recorded = db
+        .query(
+            "SELECT DISTINCT method, outcome, transport FROM public.platform_audit_records WHERE method LIKE 'REST %' \
+             ORDER BY 1",
+            &[],
+        )
+        .await
+        .expect("records");
+    let recorded: Vec<(String, String, String)> = recorded
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2)))
+        .collect();
+    for (method, outcome, transport) in &recorded {
+        assert_eq!(transport, "rest");
+        assert!(
+            [
+                "REST POST /api/v1/points/earn",
+                "REST GET unmatched",
+                "REST DELETE /api/v1/points/earn",
+            ]
+            .contains(&method.as_str()),
+            "{method}"
+        );
+        let expected = if method == "REST GET unmatched" {
+            "NOT_FOUND"
+        } else {
+            "INVALID_ARGUMENT"
+        };
+        assert_eq!(outcome, expected, "{method}");
+    }
+    let added = platform_rows(&db).await - before;
+    let bound = (flood_seconds as i64 + 3) * 11;
+    assert!(
+        added <= bound,
+        "{FLOOD} gateway refusals added {added} platform audit rows (bound {bound})"
+    );
+    println!("{FLOOD} gateway refusals in {flood_seconds} s added {added} platform audit rows");
+    app.stop().await.expect("stop");
+}
