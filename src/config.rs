@@ -192,6 +192,13 @@ impl Config {
                     1_000_000,
                 )?,
                 idle_timeout: millis(&get, "POINTS_GRPC_IDLE_TIMEOUT_MS", 60_000, 100, 3_600_000)?,
+                header_read_timeout: millis(
+                    &get,
+                    "POINTS_GRPC_HEADER_READ_TIMEOUT_MS",
+                    10_000,
+                    100,
+                    600_000,
+                )?,
             },
             in_flight_max: bounded(&get, "POINTS_IN_FLIGHT_MAX", 4_096, 1, 1_000_000)?,
             refusal_summary_interval: millis(

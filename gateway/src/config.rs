@@ -23,6 +23,8 @@ pub const ENV_ADMIN_UI_DIR: &str = "POINTS_ADMIN_UI_DIR";
 pub const ENV_CONNECTIONS_MAX: &str = "POINTS_HTTP_CONNECTIONS_MAX";
 /// The env var of the REST listener's idle timeout: a connection without traffic this long is closed.
 pub const ENV_IDLE_TIMEOUT_MS: &str = "POINTS_HTTP_IDLE_TIMEOUT_MS";
+/// How long a new connection may take to send its first request's headers (slowloris), in milliseconds.
+pub const ENV_HEADER_READ_TIMEOUT_MS: &str = "POINTS_HTTP_HEADER_READ_TIMEOUT_MS";
 
 /// Default gRPC address: the server's default port on this machine.
 pub const DEFAULT_GRPC_URL: &str = "http://127.0.0.1:50051";
@@ -152,6 +154,15 @@ impl GatewayConfig {
                     3_600_000,
                 )?),
                 None => defaults.connection_limits.idle_timeout,
+            },
+            header_read_timeout: match lookup(ENV_HEADER_READ_TIMEOUT_MS) {
+                Some(value) => Duration::from_millis(parse_in_range(
+                    ENV_HEADER_READ_TIMEOUT_MS,
+                    &value,
+                    100,
+                    600_000,
+                )?),
+                None => defaults.connection_limits.header_read_timeout,
             },
         };
         if lookup(ENV_IDLE_TIMEOUT_MS).is_some()

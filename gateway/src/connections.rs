@@ -8,6 +8,12 @@
 //!   connections, slow or stalled clients, and half-open connections go away on their own. Legitimate idle gRPC
 //!   channels stay open through HTTP/2 keep-alive pings, which are traffic. A request that takes longer than the
 //!   idle timeout to answer would be cut, so the timeout must stay above the request timeout (the config checks it).
+//! * **Header-read timeout** (slowloris): a client that trickles bytes keeps a connection out of the idle timeout,
+//!   so a new connection must also deliver its first [`HANDSHAKE_BYTES`] bytes (the HTTP/2 preface, or the start of
+//!   an HTTP/1 request) within `header_read_timeout` of being accepted. On the REST listener, hyper additionally
+//!   closes an HTTP/1 connection whose request headers are not complete within that time, request after request
+//!   (see `serve`); on the gRPC listener every call's headers arrive on a connection that has passed the handshake,
+//!   within HTTP/2's bound on concurrent streams.
 
 use std::future::Future;
 use std::io;
@@ -29,13 +35,20 @@ pub struct ConnectionLimits {
     pub connections_max: usize,
     /// Close a connection after this long without traffic.
     pub idle_timeout: Duration,
+    /// Close a connection whose first bytes (and, over HTTP/1, whose request headers) take longer than this.
+    pub header_read_timeout: Duration,
 }
+
+/// The bytes a new connection must send within the header-read timeout: the length of the HTTP/2 client preface,
+/// shorter than any HTTP/1 request line with its `Host` header.
+pub const HANDSHAKE_BYTES: usize = 24;
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
         ConnectionLimits {
             connections_max: 10_000,
             idle_timeout: Duration::from_secs(60),
+            header_read_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -45,6 +58,7 @@ pub struct GuardedListener {
     listener: TcpListener,
     permits: Arc<Semaphore>,
     idle_timeout: Duration,
+    header_read_timeout: Duration,
     /// Which listener, for the metric.
     name: &'static str,
 }
@@ -60,6 +74,7 @@ impl GuardedListener {
             listener,
             permits: Arc::new(Semaphore::new(limits.connections_max)),
             idle_timeout: limits.idle_timeout,
+            header_read_timeout: limits.header_read_timeout,
             name,
         }
     }
@@ -85,7 +100,7 @@ impl GuardedListener {
             // A response written in pieces must not wait for the client's delayed ACK (40 ms on Linux).
             let _ = stream.set_nodelay(true);
             return (
-                GuardedStream::new(stream, permit, self.idle_timeout),
+                GuardedStream::new(stream, permit, self.idle_timeout, self.header_read_timeout),
                 address,
             );
         }
@@ -97,25 +112,14 @@ impl GuardedListener {
     }
 }
 
-impl axum::serve::Listener for GuardedListener {
-    type Io = GuardedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        self.accept_guarded().await
-    }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.listener.local_addr()
-    }
-}
-
 /// A connection that holds its place in the bound and fails its I/O once idle for too long.
 pub struct GuardedStream {
     stream: TcpStream,
     _permit: OwnedSemaphorePermit,
     idle_timeout: Duration,
     deadline: Pin<Box<Sleep>>,
+    /// Until the first [`HANDSHAKE_BYTES`] bytes are read: when they must have been, and how many have been.
+    handshake: Option<(Instant, usize)>,
 }
 
 impl GuardedStream {
@@ -123,12 +127,17 @@ impl GuardedStream {
         stream: TcpStream,
         permit: OwnedSemaphorePermit,
         idle_timeout: Duration,
+        header_read_timeout: Duration,
     ) -> GuardedStream {
+        let handshake_until = Instant::now() + header_read_timeout;
         GuardedStream {
             stream,
             _permit: permit,
             idle_timeout,
-            deadline: Box::pin(tokio::time::sleep(idle_timeout)),
+            deadline: Box::pin(tokio::time::sleep_until(
+                handshake_until.min(Instant::now() + idle_timeout),
+            )),
+            handshake: Some((handshake_until, 0)),
         }
     }
 
@@ -138,8 +147,22 @@ impl GuardedStream {
     }
 
     fn active(&mut self) {
-        let next = Instant::now() + self.idle_timeout;
+        let mut next = Instant::now() + self.idle_timeout;
+        if let Some((handshake_until, _)) = self.handshake {
+            next = next.min(handshake_until);
+        }
         self.deadline.as_mut().reset(next);
+    }
+
+    /// `count` bytes were read: traffic, and perhaps the end of the handshake.
+    fn read(&mut self, count: usize) {
+        if let Some((_, read)) = &mut self.handshake {
+            *read += count;
+            if *read >= HANDSHAKE_BYTES {
+                self.handshake = None;
+            }
+        }
+        self.active();
     }
 
     /// A write's result: bytes written count as traffic; a pending write checks the idle deadline.
@@ -163,6 +186,16 @@ impl GuardedStream {
     /// While the I/O is pending: an error once the deadline has passed (the waker is registered either way).
     fn poll_idle(&mut self, context: &mut Context<'_>) -> Poll<io::Error> {
         ready!(self.deadline.as_mut().poll(context));
+        if self
+            .handshake
+            .is_some_and(|(handshake_until, _)| Instant::now() >= handshake_until)
+        {
+            metrics::counter!("connections_slow_closed_total").increment(1);
+            return Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the connection's first request was not sent within the header-read timeout",
+            ));
+        }
         metrics::counter!("connections_idle_closed_total").increment(1);
         Poll::Ready(io::Error::new(
             io::ErrorKind::TimedOut,
@@ -180,8 +213,9 @@ impl AsyncRead for GuardedStream {
         let before = buffer.filled().len();
         match Pin::new(&mut self.stream).poll_read(context, buffer) {
             Poll::Ready(Ok(())) => {
-                if buffer.filled().len() > before {
-                    self.active();
+                let read = buffer.filled().len() - before;
+                if read > 0 {
+                    self.read(read);
                 }
                 Poll::Ready(Ok(()))
             }
@@ -234,11 +268,3 @@ impl tonic::transport::server::Connected for GuardedStream {
 /// The peer address of a REST connection, for handlers (`ConnectInfo<ClientAddr>`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ClientAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>>
-    for ClientAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener>) -> ClientAddr {
-        ClientAddr(*stream.remote_addr())
-    }
-}

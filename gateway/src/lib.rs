@@ -127,22 +127,59 @@ pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
 }
 
 /// Runs the gateway on `listener` until `shutdown` completes, then stops accepting and finishes in-flight requests.
+///
+/// Each connection is served by hyper (HTTP/1 and HTTP/2) with the header-read timeout of
+/// [`ConnectionLimits`](connections::ConnectionLimits): an HTTP/1 request whose headers are not complete in time
+/// closes its connection (slowloris), on top of the listener's bound, idle timeout and handshake deadline.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
     let app = router(&config).await?;
     let listener = connections::GuardedListener::new(listener, config.connection_limits, "rest");
     let address = listener.local_addr()?;
     tracing::info!(%address, grpc_url = %config.grpc_url, "rest gateway listening");
-    // With the peer address, which is forwarded to the points service for its per-address limits.
-    axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<connections::ClientAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.connection_limits.header_read_timeout);
+    builder.http2().timer(TokioTimer::new());
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept_guarded() => accepted,
+            () = &mut shutdown => break,
+        };
+        // With the peer address, which is forwarded to the points service for its per-address limits.
+        let service =
+            app.clone()
+                .map_request(move |mut request: Request<hyper::body::Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(axum::extract::ConnectInfo(connections::ClientAddr(peer)));
+                    request
+                });
+        let connection = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            )
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "rest connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
     tracing::info!("rest gateway stopped");
     Ok(())
 }

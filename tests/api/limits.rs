@@ -307,6 +307,57 @@ async fn two_thousand_idle_grpc_connections_are_closed_and_clients_are_served_me
     app.stop().await.expect("stop");
 }
 
+/// Connections that trickle the HTTP/2 preface a byte at a time stay out of the idle timeout, so the gRPC listener
+/// closes them at its header-read timeout, while a real client is served meanwhile.
+#[tokio::test]
+async fn grpc_connections_trickling_their_preface_are_closed_within_the_header_read_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let app = spawn_app_with(|settings| {
+        settings.insert("POINTS_GRPC_IDLE_TIMEOUT_MS".into(), "60000".into());
+        settings.insert("POINTS_GRPC_HEADER_READ_TIMEOUT_MS".into(), "1000".into());
+    })
+    .await;
+    let (_, key) = app.register_merchant("slow-shop").await;
+    let started = std::time::Instant::now();
+    let mut slow = Vec::new();
+    for _ in 0..50 {
+        let address = app.grpc_addr;
+        slow.push(tokio::spawn(async move {
+            let mut stream = tokio::net::TcpStream::connect(address)
+                .await
+                .expect("connect");
+            // 24 bytes at 200 ms each would take 4.8 s.
+            for byte in b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" {
+                if stream.write_all(&[*byte]).await.is_err() {
+                    return Some(started.elapsed());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            None
+        }));
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.points(app.caller(&key))
+        .earn(earn_request("served", 1, &idem()))
+        .await
+        .expect("a client is served while others trickle");
+    for client in slow {
+        let closed_after = client
+            .await
+            .expect("client task")
+            .expect("a trickling connection was allowed to finish its preface");
+        assert!(
+            closed_after < std::time::Duration::from_secs(3),
+            "closed only after {closed_after:?}"
+        );
+    }
+    app.points(app.caller(&key))
+        .earn(earn_request("served", 1, &idem()))
+        .await
+        .expect("served afterwards");
+    app.stop().await.expect("stop");
+}
+
 /// The REST gateway's own refusals (malformed JSON, unknown routes, 405) are audited through the same budget: the
 /// first of an address's refusals get records of their own (`REST <method> <route template>`, the envelope's
 /// reason), the rest are counted into its summary, and every one is accounted for.

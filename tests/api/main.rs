@@ -4,6 +4,7 @@ mod audit;
 mod binary;
 mod helpers;
 mod hostile;
+mod hostile_grpc;
 mod ledger;
 mod ledger_model;
 mod limits;
