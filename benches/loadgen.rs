@@ -5,10 +5,12 @@
 //! cargo bench --bench loadgen -- --admin-key lp_live_... --concurrency 16 --duration-secs 10 --uids distinct
 //! cargo bench --bench loadgen -- --api-key lp_live_... --workload mixed --uids hot --transport rest
 //! ```
-//! With `--admin-key` it registers a fresh merchant first and uses that merchant's key.
+//! With `--admin-key` it registers a fresh merchant first (or `--merchants N` of them, the workers spread over them)
+//! and uses that merchant's key. With `--verify`, after the run it reads back every uid it wrote and checks each
+//! balance equals the sum of the points the server said it applied (and exits non-zero if one does not).
 
 use std::{
-    collections::BTreeMap,
+    collections::{BTreeMap, HashMap},
     sync::Arc,
     time::{Duration, Instant},
 };
@@ -71,6 +73,12 @@ struct Args {
     /// Stop after this many calls in total even if the duration has not passed.
     #[arg(long, default_value_t = 1_000_000)]
     calls_max: u64,
+    /// Merchants sharing the load (with --admin-key): worker w writes for merchant w mod N.
+    #[arg(long, default_value_t = 1)]
+    merchants: usize,
+    /// After the run, read back every uid written and check its balance against the points applied.
+    #[arg(long)]
+    verify: bool,
     /// `cargo bench` passes `--bench`; accepted and ignored.
     #[arg(long, hide = true)]
     bench: bool,
@@ -80,6 +88,8 @@ struct Report {
     histogram: Histogram<u64>,
     errors: BTreeMap<String, u64>,
     calls: u64,
+    /// (merchant, uid) -> the points the server said it applied.
+    applied: HashMap<(usize, String), i64>,
 }
 
 #[tokio::main]
@@ -93,10 +103,26 @@ async fn main() -> anyhow::Result<()> {
         (1..=3600).contains(&args.duration_secs),
         "--duration-secs must be 1..=3600"
     );
+    anyhow::ensure!(
+        (1..=10_000).contains(&args.merchants),
+        "--merchants must be 1..=10000"
+    );
     let channel = Channel::from_shared(args.grpc.clone())?.connect().await?;
-    let api_key = match (&args.api_key, &args.admin_key) {
-        (Some(key), _) => key.clone(),
-        (None, Some(admin)) => register_merchant(channel.clone(), admin).await?,
+    let api_keys: Vec<String> = match (&args.api_key, &args.admin_key) {
+        (Some(key), _) => {
+            anyhow::ensure!(
+                args.merchants == 1,
+                "--merchants needs --admin-key (it registers them)"
+            );
+            vec![key.clone()]
+        }
+        (None, Some(admin)) => {
+            let mut keys = Vec::with_capacity(args.merchants);
+            for _ in 0..args.merchants {
+                keys.push(register_merchant(channel.clone(), admin).await?);
+            }
+            keys
+        }
         (None, None) => {
             anyhow::bail!("give --api-key (a merchant key) or --admin-key (to register a merchant)")
         }
@@ -112,7 +138,8 @@ async fn main() -> anyhow::Result<()> {
     let mut workers = Vec::new();
     for worker in 0..args.concurrency {
         let channel = channel.clone();
-        let api_key = api_key.clone();
+        let merchant = worker % api_keys.len();
+        let api_key = api_keys[merchant].clone();
         let http = http.clone();
         let args = args.clone();
         let run_id = run_id.clone();
@@ -121,6 +148,7 @@ async fn main() -> anyhow::Result<()> {
                 histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
                 errors: BTreeMap::new(),
                 calls: 0,
+                applied: HashMap::new(),
             };
             let mut client = PointsServiceClient::new(channel);
             let key_value: MetadataValue<_> = api_key.parse().expect("ascii key");
@@ -144,8 +172,13 @@ async fn main() -> anyhow::Result<()> {
                 let micros = began.elapsed().as_micros() as u64;
                 report.histogram.record(micros.max(1)).ok();
                 report.calls += 1;
-                if let Err(error) = outcome {
-                    *report.errors.entry(error).or_default() += 1;
+                match outcome {
+                    Ok(delta) => {
+                        if args.verify {
+                            *report.applied.entry((merchant, uid)).or_default() += delta;
+                        }
+                    }
+                    Err(error) => *report.errors.entry(error).or_default() += 1,
                 }
                 call += 1;
             }
@@ -156,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
         histogram: Histogram::new_with_bounds(1, 60_000_000, 3)?,
         errors: BTreeMap::new(),
         calls: 0,
+        applied: HashMap::new(),
     };
     for worker in workers {
         let report = worker.await?;
@@ -164,12 +198,15 @@ async fn main() -> anyhow::Result<()> {
         for (error, count) in report.errors {
             *total.errors.entry(error).or_default() += count;
         }
+        for (uid, delta) in report.applied {
+            *total.applied.entry(uid).or_default() += delta;
+        }
     }
     let elapsed = started.elapsed().as_secs_f64();
     let errors: u64 = total.errors.values().sum();
     println!(
-        "transport={:?} workload={:?} uids={:?} concurrency={} duration_s={:.1}",
-        args.transport, args.workload, args.uids, args.concurrency, elapsed
+        "transport={:?} workload={:?} uids={:?} concurrency={} merchants={} duration_s={:.1}",
+        args.transport, args.workload, args.uids, args.concurrency, args.merchants, elapsed
     );
     println!(
         "calls={} throughput_per_s={:.0} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} errors={}",
@@ -184,7 +221,65 @@ async fn main() -> anyhow::Result<()> {
     for (error, count) in &total.errors {
         println!("  error {error}: {count}");
     }
+    if args.verify {
+        let mismatches = verify(&channel, &api_keys, &total.applied).await?;
+        println!(
+            "verify: uids={} points_applied={} mismatches={}",
+            total.applied.len(),
+            total.applied.values().sum::<i64>(),
+            mismatches.len()
+        );
+        for ((merchant, uid), (expected, actual)) in mismatches.iter().take(10) {
+            println!(
+                "  mismatch merchant#{merchant} uid={uid}: applied {expected}, balance {actual}"
+            );
+        }
+        anyhow::ensure!(
+            mismatches.is_empty(),
+            "balances do not match what was applied"
+        );
+    }
     Ok(())
+}
+
+type Mismatches = Vec<((usize, String), (i64, i64))>;
+
+/// Reads every written uid's balance back (16 at a time) and lists those that differ from what was applied.
+async fn verify(
+    channel: &Channel,
+    api_keys: &[String],
+    applied: &HashMap<(usize, String), i64>,
+) -> anyhow::Result<Mismatches> {
+    let uids: Vec<_> = applied
+        .iter()
+        .map(|(at, delta)| (at.clone(), *delta))
+        .collect();
+    let mut mismatches = Vec::new();
+    for chunk in uids.chunks(16) {
+        let mut reads = Vec::new();
+        for ((merchant, uid), expected) in chunk.iter().cloned() {
+            let mut client = PointsServiceClient::new(channel.clone());
+            let key: MetadataValue<_> = api_keys[merchant].parse()?;
+            reads.push(tokio::spawn(async move {
+                let mut request = tonic::Request::new(pb::GetAccountRequest { uid: uid.clone() });
+                request.metadata_mut().insert("x-api-key", key);
+                let balance = client
+                    .get_account(request)
+                    .await
+                    .map(|r| r.into_inner().balance);
+                ((merchant, uid), expected, balance)
+            }));
+        }
+        for read in reads {
+            let (at, expected, balance) = read.await?;
+            let balance =
+                balance.map_err(|status| anyhow::anyhow!("reading {at:?} back: {status:?}"))?;
+            if balance != expected {
+                mismatches.push((at, (expected, balance)));
+            }
+        }
+    }
+    Ok(mismatches)
 }
 
 async fn register_merchant(channel: Channel, admin_key: &str) -> anyhow::Result<String> {
@@ -209,7 +304,7 @@ async fn grpc_call(
     uid: &str,
     idempotency_key: &str,
     spend: bool,
-) -> Result<(), String> {
+) -> Result<i64, String> {
     let result = if spend {
         let mut request = tonic::Request::new(pb::SpendRequest {
             uid: uid.into(),
@@ -218,7 +313,7 @@ async fn grpc_call(
             ..Default::default()
         });
         request.metadata_mut().insert("x-api-key", key.clone());
-        client.spend(request).await.map(drop)
+        client.spend(request).await.map(|_| -1)
     } else {
         let mut request = tonic::Request::new(pb::EarnRequest {
             uid: uid.into(),
@@ -227,7 +322,7 @@ async fn grpc_call(
             ..Default::default()
         });
         request.metadata_mut().insert("x-api-key", key.clone());
-        client.earn(request).await.map(drop)
+        client.earn(request).await.map(|_| 2)
     };
     result.map_err(|status| format!("{:?}", status.code()))
 }
@@ -239,7 +334,7 @@ async fn rest_call(
     uid: &str,
     idempotency_key: &str,
     spend: bool,
-) -> Result<(), String> {
+) -> Result<i64, String> {
     let (path, body) = if spend {
         (
             "spend",
@@ -259,7 +354,7 @@ async fn rest_call(
         .await
         .map_err(|error| format!("transport: {error}"))?;
     if response.status().is_success() {
-        Ok(())
+        Ok(if spend { -1 } else { 2 })
     } else {
         Err(format!("http {}", response.status().as_u16()))
     }

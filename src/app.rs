@@ -312,7 +312,10 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
         store::migrations::migrate_public(&mut client).await?;
     }
     crate::pagination::set_token_secret(&config.key_hash_secret);
+    let lanes = (config.ledger_lanes > 0)
+        .then(|| crate::service::ledger::lanes::Lanes::new(pool.clone(), config.ledger_lanes));
     Ok(Services {
+        lanes,
         pool,
         hasher: KeyHasher::new(&config.key_hash_secret),
         key_environment: config.key_environment,

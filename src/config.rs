@@ -61,6 +61,8 @@ pub struct Config {
     pub grpc_connection_limits: points_gateway::connections::ConnectionLimits,
     /// Calls handled at once; beyond it a call is answered UNAVAILABLE at once (load shedding).
     pub in_flight_max: usize,
+    /// Lanes of the ledger's fast path per tenant (0: every mutation in a transaction of its own).
+    pub ledger_lanes: usize,
 }
 
 /// A setting that could not be used; the message names the variable and what it accepts.
@@ -201,6 +203,7 @@ impl Config {
                 )?,
             },
             in_flight_max: bounded(&get, "POINTS_IN_FLIGHT_MAX", 4_096, 1, 1_000_000)?,
+            ledger_lanes: bounded(&get, "POINTS_LEDGER_LANES", 2, 0, 64)?,
             refusal_summary_interval: millis(
                 &get,
                 "POINTS_REFUSAL_SUMMARY_INTERVAL_MS",

@@ -90,4 +90,6 @@ pub struct Services {
     pub rollup_marks: Arc<reports::RollupMarks>,
     /// Per-client-address limits and refusal budgets (SPEC §14), shared by the auth layer and the gateway's reports.
     pub sources: Arc<crate::auth::sources::Sources>,
+    /// The ledger's fast path (None when `POINTS_LEDGER_LANES` is 0).
+    pub lanes: Option<Arc<ledger::lanes::Lanes>>,
 }

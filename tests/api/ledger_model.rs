@@ -21,6 +21,10 @@ enum Step {
     Reverse(usize),
     /// Expire the n-th lot with an expiry (modulo their count) and sweep.
     Expire(usize),
+    /// Earns (points, expiring) and spends sent at once, so they meet in the ledger's batches in any order. Spends
+    /// beyond the balance before the step are left out, so every one succeeds whatever the order; the model then
+    /// applies them in the order the server did (their entry ids).
+    Together(Vec<(bool, i64, bool)>),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -30,6 +34,7 @@ fn step() -> impl Strategy<Value = Step> {
         1 => prop_oneof![(-40i64..-1), (1i64..40)].prop_map(Step::Adjust),
         2 => any::<usize>().prop_map(Step::Reverse),
         1 => any::<usize>().prop_map(Step::Expire),
+        2 => proptest::collection::vec((any::<bool>(), 1i64..40, any::<bool>()), 2..10).prop_map(Step::Together),
     ]
 }
 
@@ -338,6 +343,84 @@ async fn run(
                         taken: vec![],
                         reversed: false,
                     });
+                }
+            }
+            Step::Together(operations) => {
+                let mut budget = model.balance;
+                let mut calls = Vec::new();
+                for (spend, amount, expiring) in operations {
+                    if spend {
+                        if amount > budget {
+                            continue;
+                        }
+                        budget -= amount;
+                        let mut client = points.clone();
+                        let request = spend_request(uid, amount, &idem());
+                        calls.push(tokio::spawn(async move {
+                            (true, amount, None, client.spend(request).await)
+                        }));
+                    } else {
+                        let dated = expiring.then(|| {
+                            model.dated_count += 1;
+                            model.dated_count
+                        });
+                        let expires_at = dated.map(|position| {
+                            points::grpc::timestamp(
+                                chrono::Utc::now()
+                                    + chrono::Duration::days(1)
+                                    + chrono::Duration::seconds(position as i64),
+                            )
+                        });
+                        let mut client = points.clone();
+                        let request = pb::EarnRequest {
+                            expires_at,
+                            ..earn_request(uid, amount, &idem())
+                        };
+                        calls.push(tokio::spawn(async move {
+                            (false, amount, dated, client.earn(request).await)
+                        }));
+                    }
+                }
+                let mut applied = Vec::new();
+                for call in calls {
+                    let (spend, amount, dated, result) = call.await.expect("call task");
+                    let response = result
+                        .map_err(|s| TestCaseError::fail(format!("together: {s:?}")))?
+                        .into_inner();
+                    let id = response.entry.expect("entry").entry_id;
+                    applied.push((id.parse::<i64>().expect("id"), id, spend, amount, dated));
+                }
+                applied.sort_by_key(|(order, ..)| *order);
+                for (_, id, spend, amount, dated) in applied {
+                    if spend {
+                        let taken = model.debit(amount);
+                        model.entries.push(ModelEntry {
+                            id,
+                            kind: "spend",
+                            delta: -amount,
+                            lot: None,
+                            taken,
+                            reversed: false,
+                        });
+                    } else {
+                        model.lots.push(Lot {
+                            credit_entry: model.entries.len(),
+                            points: amount,
+                            remaining: amount,
+                            dated,
+                            expired: false,
+                            expired_at_step: 0,
+                        });
+                        model.balance += amount;
+                        model.entries.push(ModelEntry {
+                            id,
+                            kind: "earn",
+                            delta: amount,
+                            lot: Some(model.lots.len() - 1),
+                            taken: vec![],
+                            reversed: false,
+                        });
+                    }
                 }
             }
             Step::Spend(_) => unreachable!("handled above"),

@@ -5,6 +5,7 @@ mod binary;
 mod helpers;
 mod hostile;
 mod hostile_grpc;
+mod lanes;
 mod ledger;
 mod ledger_model;
 mod limits;

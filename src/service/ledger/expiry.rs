@@ -1,0 +1,121 @@
+//! The expiry sweep: writes off expired lots of uids no request touches.
+
+use chrono::Utc;
+
+use super::{ApplyError, apply::Ledger};
+use crate::{
+    error::{ServiceError, ServiceResult},
+    service::Services,
+    store,
+    tenancy::{TenantSchema, begin_tenant_transaction},
+};
+
+/// The method name of the sweeper's own audit records (it is not an RPC; its transport is `system`).
+pub const SWEEP_AUDIT_METHOD: &str = "system/ExpirySweep";
+
+/// Writes off expired lots of one tenant: at most `batch_size` lots' uids per call, skipping uids a request
+/// holds (that request expires them itself). Safe with several instances sweeping at once. The entries it writes
+/// are listed by one audit record of the sweep, committed with them, so they are covered by the audit chain like
+/// every other entry. Returns the number of expire entries written.
+pub async fn sweep_expired(
+    services: &Services,
+    merchant_id: uuid::Uuid,
+    batch_size: i64,
+) -> ServiceResult<usize> {
+    let schema = TenantSchema::for_merchant(merchant_id);
+    let started = std::time::Instant::now();
+    let occurred_at = Utc::now();
+    let mut client = services.pool.get().await?;
+    let transaction = begin_tenant_transaction(&mut client, &schema).await?;
+    let now = Utc::now();
+    let mut created = Vec::new();
+    for uid in store::ledger::uids_with_expired_lots(&transaction, batch_size).await? {
+        let Some(balance) = store::ledger::try_lock_account(&transaction, &uid).await? else {
+            continue;
+        };
+        let mut ledger = Ledger {
+            transaction: &transaction,
+            uid: &uid,
+            balance,
+            now,
+            created: Vec::new(),
+        };
+        match ledger.expire_due().await {
+            Ok(()) => {}
+            // A conflict with a request: that request writes these lots off itself; nothing here is committed.
+            Err(ApplyError::Retry) => return Ok(0),
+            Err(ApplyError::Service(error)) => return Err(error),
+        }
+        created.extend(ledger.created);
+        store::ledger::set_balance(&transaction, &uid, ledger.balance).await?;
+    }
+    if created.is_empty() {
+        return Ok(0);
+    }
+    let record = crate::audit::NewRecord {
+        chain: crate::audit::Chain::Merchant(schema.clone()),
+        occurred_at,
+        merchant_id: Some(merchant_id),
+        key_id: None,
+        key_prefix: None,
+        transport: "system",
+        method: SWEEP_AUDIT_METHOD.to_owned(),
+        request_id: uuid::Uuid::new_v4().to_string(),
+        request_digest: String::new(),
+        outcome: crate::audit::Outcome::OK,
+        latency_us: crate::audit::elapsed_us(started),
+        entry_ids: created.clone(),
+        uid: None,
+        amount: None,
+        currency: None,
+        rule_code: None,
+        rule_version: None,
+        points: Some(created.len() as i64),
+        unless_committed: None,
+    };
+    store::audit::insert_one(&*transaction, &record).await?;
+    transaction.commit().await?;
+    services.rollup_marks.mark(merchant_id);
+    Ok(created.len())
+}
+
+/// Sweeps every healthy tenant every `interval` until `shutdown`.
+pub async fn run_expiry_sweeper(
+    services: std::sync::Arc<Services>,
+    interval: std::time::Duration,
+    batch_size: i64,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut ticker = tokio::time::interval(interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let merchants = async {
+            let client = services.pool.get().await?;
+            let version_latest = store::migrations::tenant_version_latest();
+            Ok::<_, ServiceError>(store::audit::healthy_merchants(&**client, version_latest).await?)
+        };
+        let merchants = match merchants.await {
+            Ok(merchants) => merchants,
+            Err(error) => {
+                tracing::warn!(%error, "expiry sweep skipped");
+                continue;
+            }
+        };
+        for merchant_id in merchants {
+            if shutdown.is_cancelled() {
+                return;
+            }
+            match sweep_expired(&services, merchant_id, batch_size).await {
+                Ok(0) => {}
+                Ok(written) => tracing::info!(%merchant_id, written, "expired lots written off"),
+                Err(error) => {
+                    tracing::warn!(%merchant_id, %error, "expiry sweep failed for tenant")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The ledger's fast path (SPEC §5 semantics, unchanged): earns of points, spends and adjusts that arrive while
+//! a batch of the same tenant is in flight are coalesced into the next batch, applied by one call of the tenant's
+//! `ledger_apply_batch` function (migration V5): one statement, one round trip and one commit for the batch.
+//!
+//! * **Lanes.** Each tenant has `lanes` lanes; a uid always goes to the same one (by a hash of it), so operations
+//!   on one uid keep their arrival order, and the lanes of a tenant never wait on each other's account locks.
+//!   Each lane has one batch in flight at most; lanes of different tenants, and of one tenant, run in parallel.
+//! * **No timer.** A lane's worker takes the first operation it is given, then whatever queued meanwhile, up to
+//!   [`BATCH_MAX`]. An operation arriving at an idle lane is applied at once, alone.
+//! * **Own results.** The function returns each operation's result; a refused one (insufficient points, a
+//!   conflicting key) changes nothing and fails no other. Each applied one's audit record commits with it.
+//! * **Fallback.** If the batch fails as a whole (a concurrent duplicate key in another transaction, a deadlock,
+//!   a lost connection), nothing of it committed, and each operation is applied one at a time by the ordinary path,
+//!   which retries and reports errors per operation. A success is only ever reported for what committed.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use tokio::sync::{mpsc, oneshot};
+use tokio_postgres::types::Type;
+use uuid::Uuid;
+
+use super::{Credit, Mutation, MutationKind, MutationResult, Outcome, apply::insufficient};
+use crate::{
+    error::{ErrorCode, ServiceError, ServiceResult},
+    service::CallContext,
+    store::ledger::EntryRow,
+    tenancy::TenantSchema,
+};
+
+/// The most operations one batch applies.
+pub const BATCH_MAX: usize = 512;
+
+/// One operation of the fast path, with what its audit record needs.
+struct Pending {
+    mutation: Mutation,
+    audit: crate::audit::NewRecord,
+    reply: oneshot::Sender<ServiceResult<Applied>>,
+}
+
+/// What the fast path gives back for one operation.
+pub struct Applied {
+    pub result: MutationResult,
+    /// The operation's audit record, committed with it (None for a replay, which wrote nothing).
+    pub audit_id: Option<i64>,
+}
+
+/// The operation of a mutation as the batch function takes it, if the fast path applies it.
+fn fast_operation(kind: &MutationKind) -> Option<(&'static str, &str, i64)> {
+    match kind {
+        MutationKind::Earn {
+            uid,
+            credit: Credit::Points(points),
+            ..
+        } => Some(("earn", uid.as_str(), points.get())),
+        MutationKind::Spend { uid, points, .. } => Some(("spend", uid.as_str(), points.get())),
+        MutationKind::Adjust { uid, delta, .. } => Some(("adjust", uid.as_str(), *delta)),
+        _ => None,
+    }
+}
+
+/// Whether `mutation` goes through the lanes.
+pub fn takes(mutation: &Mutation) -> bool {
+    fast_operation(&mutation.kind).is_some()
+}
+
+/// Every tenant's lanes, created on first use.
+pub struct Lanes {
+    pool: deadpool_postgres::Pool,
+    lanes_per_tenant: usize,
+    senders: Mutex<HashMap<(Uuid, usize), mpsc::UnboundedSender<Pending>>>,
+}
+
+impl Lanes {
+    pub fn new(pool: deadpool_postgres::Pool, lanes_per_tenant: usize) -> Arc<Lanes> {
+        Arc::new(Lanes {
+            pool,
+            lanes_per_tenant: lanes_per_tenant.max(1),
+            senders: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Applies `mutation` (one that [`takes`] accepts) in the next batch of its tenant's lane. `None` means the
+    /// lane is gone (the service is stopping) or the batch failed as a whole: apply it the ordinary way.
+    pub async fn submit(
+        self: &Arc<Self>,
+        call: &CallContext,
+        merchant_id: Uuid,
+        mutation: &Mutation,
+    ) -> Option<ServiceResult<Applied>> {
+        let (_, uid, _) = fast_operation(&mutation.kind)?;
+        let lane = {
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            uid.hash(&mut hasher);
+            (hasher.finish() % self.lanes_per_tenant as u64) as usize
+        };
+        let (reply, answer) = oneshot::channel();
+        let pending = Pending {
+            mutation: mutation.clone(),
+            audit: crate::audit::NewRecord::for_call(call, crate::audit::Outcome::OK),
+            reply,
+        };
+        let sender = {
+            let mut senders = self
+                .senders
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            senders
+                .entry((merchant_id, lane))
+                .or_insert_with(|| {
+                    let (sender, receiver) = mpsc::unbounded_channel();
+                    tokio::spawn(run_lane(self.pool.clone(), merchant_id, receiver));
+                    sender
+                })
+                .clone()
+        };
+        sender.send(pending).ok()?;
+        // A dropped reply means the batch failed as a whole and nothing of this operation committed.
+        answer.await.ok()
+    }
+}
+
+/// A lane's worker: one batch in flight, the next made of what queued meanwhile.
+async fn run_lane(
+    pool: deadpool_postgres::Pool,
+    merchant_id: Uuid,
+    mut receiver: mpsc::UnboundedReceiver<Pending>,
+) {
+    let schema = TenantSchema::for_merchant(merchant_id);
+    let mut batch = Vec::with_capacity(BATCH_MAX);
+    while let Some(first) = receiver.recv().await {
+        batch.push(first);
+        while batch.len() < BATCH_MAX {
+            match receiver.try_recv() {
+                Ok(pending) => batch.push(pending),
+                Err(_) => break,
+            }
+        }
+        metrics::histogram!("ledger_batch_operations").record(batch.len() as f64);
+        match apply_batch(&pool, &schema, merchant_id, &batch).await {
+            Ok(results) => {
+                for (pending, result) in batch.drain(..).zip(results) {
+                    let _ = pending.reply.send(result);
+                }
+            }
+            Err(error) => {
+                // Nothing committed: dropping the replies sends each caller to the ordinary path.
+                metrics::counter!("ledger_batch_fallbacks_total").increment(1);
+                tracing::debug!(%merchant_id, %error, operations = batch.len(), "batch fell back to single operations");
+                batch.clear();
+            }
+        }
+    }
+}
+
+/// Applies `batch` in one statement (its own transaction); each operation's result in order.
+async fn apply_batch(
+    pool: &deadpool_postgres::Pool,
+    schema: &TenantSchema,
+    merchant_id: Uuid,
+    batch: &[Pending],
+) -> Result<Vec<ServiceResult<Applied>>, ServiceError> {
+    let count = batch.len();
+    let mut kinds = Vec::with_capacity(count);
+    let mut uids = Vec::with_capacity(count);
+    let mut points = Vec::with_capacity(count);
+    let mut keys = Vec::with_capacity(count);
+    let mut digests = Vec::with_capacity(count);
+    let mut references: Vec<Option<&str>> = Vec::with_capacity(count);
+    let mut descriptions: Vec<Option<&str>> = Vec::with_capacity(count);
+    let mut metadata: Vec<Option<&serde_json::Value>> = Vec::with_capacity(count);
+    let mut expires: Vec<Option<DateTime<Utc>>> = Vec::with_capacity(count);
+    let mut occurred = Vec::with_capacity(count);
+    let mut key_ids = Vec::with_capacity(count);
+    let mut key_prefixes = Vec::with_capacity(count);
+    let mut transports = Vec::with_capacity(count);
+    let mut methods = Vec::with_capacity(count);
+    let mut request_ids = Vec::with_capacity(count);
+    let mut latencies = Vec::with_capacity(count);
+    for pending in batch {
+        let (kind, uid, amount) = fast_operation(&pending.mutation.kind)
+            .ok_or_else(|| ServiceError::invalid("not a fast-path operation"))?;
+        kinds.push(kind);
+        uids.push(uid);
+        points.push(amount);
+        keys.push(pending.mutation.idempotency_key.as_str());
+        digests.push(pending.mutation.request_digest.as_str());
+        let (reference, description, meta, expires_at) = match &pending.mutation.kind {
+            MutationKind::Earn {
+                reference,
+                description,
+                metadata,
+                expires_at,
+                ..
+            } => (
+                reference.as_deref(),
+                description.as_deref(),
+                Some(metadata),
+                *expires_at,
+            ),
+            MutationKind::Spend {
+                reference,
+                description,
+                metadata,
+                ..
+            } => (
+                reference.as_deref(),
+                description.as_deref(),
+                Some(metadata),
+                None,
+            ),
+            MutationKind::Adjust { reason, .. } => (None, Some(reason.as_str()), None, None),
+            MutationKind::Reverse { .. } => (None, None, None, None),
+        };
+        references.push(reference);
+        descriptions.push(description);
+        metadata.push(meta);
+        expires.push(expires_at);
+        occurred.push(pending.audit.occurred_at);
+        key_ids.push(pending.audit.key_id);
+        key_prefixes.push(pending.audit.key_prefix.as_deref());
+        transports.push(pending.audit.transport);
+        methods.push(pending.audit.method.as_str());
+        request_ids.push(pending.audit.request_id.as_str());
+        latencies.push(pending.audit.latency_us);
+    }
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_typed_cached(
+            &format!(
+                "SELECT * FROM {}.ledger_apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 $14, $15, $16, $17, $18)",
+                schema.quoted()
+            ),
+            &[
+                Type::TIMESTAMPTZ,
+                Type::UUID,
+                Type::TEXT_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::INT8_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::JSONB_ARRAY,
+                Type::TIMESTAMPTZ_ARRAY,
+                Type::TIMESTAMPTZ_ARRAY,
+                Type::UUID_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::TEXT_ARRAY,
+                Type::INT8_ARRAY,
+            ],
+        )
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &Utc::now(),
+                &merchant_id,
+                &kinds,
+                &uids,
+                &points,
+                &keys,
+                &digests,
+                &references,
+                &descriptions,
+                &metadata,
+                &expires,
+                &occurred,
+                &key_ids,
+                &key_prefixes,
+                &transports,
+                &methods,
+                &request_ids,
+                &latencies,
+            ],
+        )
+        .await?;
+    if rows.len() != count {
+        return Err(ServiceError::internal(&std::io::Error::other(format!(
+            "the batch function answered {} results for {count} operations",
+            rows.len()
+        ))));
+    }
+    Ok(rows
+        .iter()
+        .zip(batch)
+        .map(|(row, pending)| result_of(row, &pending.mutation))
+        .collect())
+}
+
+/// One row of the batch function as the operation's result.
+fn result_of(row: &tokio_postgres::Row, mutation: &Mutation) -> ServiceResult<Applied> {
+    let result: &str = row.get("result");
+    let entry = || EntryRow {
+        entry_id: row.get("entry_id"),
+        uid: row.get("uid"),
+        kind: row.get("kind"),
+        delta: row.get("delta"),
+        balance_after: row.get("balance_after"),
+        idempotency_key: row.get("idempotency_key"),
+        reference: row.get("reference"),
+        description: row.get("description"),
+        metadata: row.get("metadata"),
+        rule_code: row.get("rule_code"),
+        rule_version: row.get("rule_version"),
+        amount: row.get("amount"),
+        currency: row.get("currency"),
+        reverses_entry_id: row.get("reverses_entry_id"),
+        lot_id: row.get("lot_id"),
+        expires_at: row.get("expires_at"),
+        created_at: row.get("created_at"),
+    };
+    let outcome = match result {
+        "applied" => Outcome::Applied,
+        "replayed" => Outcome::Replayed,
+        "conflict" => {
+            return Err(ServiceError::new(
+                ErrorCode::IdempotencyConflict,
+                "idempotency_key was already used for a different request",
+            ));
+        }
+        "insufficient" => {
+            let wanted = fast_operation(&mutation.kind).map_or(0, |(_, _, points)| points.abs());
+            return Err(insufficient(row.get("balance_after"), wanted));
+        }
+        "overflow" => {
+            return Err(ServiceError::invalid(
+                "the balance would exceed the largest supported value",
+            ));
+        }
+        "expired" => return Err(ServiceError::invalid("expires_at must be in the future")),
+        other => {
+            return Err(ServiceError::internal(&std::io::Error::other(format!(
+                "the batch function answered an unknown result {other:?}"
+            ))));
+        }
+    };
+    let entry = entry();
+    Ok(Applied {
+        result: MutationResult {
+            balance: entry.balance_after,
+            created_entry_ids: if outcome == Outcome::Applied {
+                row.get("created_entry_ids")
+            } else {
+                Vec::new()
+            },
+            entry,
+            outcome,
+        },
+        audit_id: row.get("audit_id"),
+    })
+}

@@ -1,0 +1,347 @@
+//! The ledger's fast path (src/service/ledger/lanes.rs): operations that queue while a batch of their tenant is in
+//! flight are applied together in the next one, each with its own result.
+//!
+//! To make a batch of known content, a test holds the lock of one account from its own connection: the batch with
+//! that account's operation waits in PostgreSQL, the operations sent meanwhile queue behind it in order, and the
+//! lock's release lets them run as the next batch. (One lane per tenant in these tests, so they all share it.)
+
+use std::time::Duration;
+
+use points::pb;
+use tonic::Code;
+
+use crate::helpers::{
+    PointsClient, TestApp, assert_ledger_invariants, assert_status, earn_request, idem, schema_of,
+    spawn_app_with, spend_request,
+};
+
+async fn one_lane_app() -> TestApp {
+    spawn_app_with(|settings| {
+        settings.insert("POINTS_LEDGER_LANES".into(), "1".into());
+    })
+    .await
+}
+
+/// Holds the account lock of `uid` from a connection of its own, with an operation on `uid` waiting for it in the
+/// lane, so whatever is sent until [`Blocker::release`] queues into the next batch.
+struct Blocker {
+    db: tokio_postgres::Client,
+    waiting: tokio::task::JoinHandle<Result<tonic::Response<pb::MutationResponse>, tonic::Status>>,
+}
+
+/// The backend of the batch waiting on an account lock, once there is one.
+async fn waiting_batch(app: &TestApp) -> i32 {
+    let observer = app.db().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let row = observer
+            .query_opt(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
+                 AND wait_event_type = 'Lock' AND query LIKE '%ledger_apply_batch%'",
+                &[],
+            )
+            .await
+            .expect("pg_stat_activity");
+        if let Some(row) = row {
+            return row.get(0);
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no batch waited on the lock"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Blocker {
+    async fn hold(app: &TestApp, points: &PointsClient, schema: &str, uid: &str) -> Blocker {
+        points
+            .clone()
+            .earn(earn_request(uid, 1, &idem()))
+            .await
+            .expect("create the account");
+        let db = app.db().await;
+        db.batch_execute(&format!(
+            "BEGIN; SELECT 1 FROM {schema}.accounts WHERE uid = '{uid}' FOR UPDATE"
+        ))
+        .await
+        .expect("lock the account");
+        let mut client = points.clone();
+        let request = earn_request(uid, 1, &idem());
+        let waiting = tokio::spawn(async move { client.earn(request).await });
+        waiting_batch(app).await;
+        Blocker { db, waiting }
+    }
+
+    async fn release(self) -> Result<tonic::Response<pb::MutationResponse>, tonic::Status> {
+        self.db.batch_execute("COMMIT").await.expect("release");
+        self.waiting.await.expect("blocked call")
+    }
+}
+
+/// Sends `request` on its own task after the previous ones (so they reach the lane in this order).
+async fn send<F, T>(calls: &mut Vec<tokio::task::JoinHandle<T>>, call: F)
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    calls.push(tokio::spawn(call));
+    tokio::time::sleep(Duration::from_millis(30)).await;
+}
+
+/// The transaction that wrote the entry (entries record it), to tell which operations shared a batch.
+async fn transaction_of(db: &tokio_postgres::Client, schema: &str, entry_id: &str) -> String {
+    let entry_id: i64 = entry_id.parse().expect("entry id");
+    db.query_one(
+        &format!("SELECT xid::text FROM {schema}.entries WHERE entry_id = $1"),
+        &[&entry_id],
+    )
+    .await
+    .expect("entry")
+    .get(0)
+}
+
+#[tokio::test]
+async fn a_batch_with_refused_operations_in_the_middle_applies_the_others_each_with_its_own_result()
+{
+    let app = one_lane_app().await;
+    let (merchant, key) = app.register_merchant("lane-shop").await;
+    let schema = schema_of(&merchant.merchant_id);
+    let points = app.points(app.caller(&key));
+    let blocker = Blocker::hold(&app, &points, &schema, "blocker").await;
+
+    let first_key = idem();
+    let refused_key = idem();
+    let mut calls = Vec::new();
+    let mut client = points.clone();
+    let request = earn_request("alice", 10, &first_key);
+    send(&mut calls, async move { client.earn(request).await }).await;
+    // More than alice has: refused, in the middle of the batch.
+    let mut client = points.clone();
+    let request = spend_request("alice", 50, &refused_key);
+    send(&mut calls, async move { client.spend(request).await }).await;
+    // The first key again for a different request: a conflict.
+    let mut client = points.clone();
+    let request = earn_request("alice", 11, &first_key);
+    send(&mut calls, async move { client.earn(request).await }).await;
+    let mut client = points.clone();
+    let request = earn_request("carol", 5, &idem());
+    send(&mut calls, async move { client.earn(request).await }).await;
+    // After alice's earn in the same batch: applied against it.
+    let mut client = points.clone();
+    let request = spend_request("alice", 4, &idem());
+    send(&mut calls, async move { client.spend(request).await }).await;
+
+    blocker.release().await.expect("the blocked earn");
+    let mut results = Vec::new();
+    for call in calls {
+        results.push(call.await.expect("call task"));
+    }
+    let mut results = results.into_iter();
+    let earned = results.next().unwrap().expect("alice's earn").into_inner();
+    assert_eq!(earned.balance, 10);
+    assert_status(
+        results.next().unwrap(),
+        Code::FailedPrecondition,
+        "INSUFFICIENT_POINTS",
+    );
+    assert_status(
+        results.next().unwrap(),
+        Code::AlreadyExists,
+        "IDEMPOTENCY_CONFLICT",
+    );
+    let carol = results.next().unwrap().expect("carol's earn").into_inner();
+    assert_eq!(carol.balance, 5);
+    let spent = results.next().unwrap().expect("alice's spend").into_inner();
+    assert_eq!(spent.balance, 6);
+
+    // The three applied operations shared one transaction: one batch, with the refusals in its middle.
+    let db = app.db().await;
+    let entry_id =
+        |response: &pb::MutationResponse| response.entry.as_ref().expect("entry").entry_id.clone();
+    let batch = transaction_of(&db, &schema, &entry_id(&earned)).await;
+    assert_eq!(transaction_of(&db, &schema, &entry_id(&carol)).await, batch);
+    assert_eq!(transaction_of(&db, &schema, &entry_id(&spent)).await, batch);
+    // The refused spend left nothing behind; every applied operation has its own audit record, committed with it.
+    let recorded: i64 = db
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {schema}.idempotency_records WHERE idempotency_key = $1"
+            ),
+            &[&refused_key],
+        )
+        .await
+        .expect("idempotency")
+        .get(0);
+    assert_eq!(recorded, 0);
+    for response in [&earned, &carol, &spent] {
+        let id: i64 = entry_id(response).parse().expect("id");
+        let audits: i64 = db
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM {schema}.audit_records WHERE $1 = ANY (entry_ids) AND outcome_code = 0"
+                ),
+                &[&id],
+            )
+            .await
+            .expect("audit")
+            .get(0);
+        assert_eq!(audits, 1, "entry {id} is listed by one audit record");
+    }
+    assert_ledger_invariants(&db, &merchant.merchant_id).await;
+    app.stop().await.expect("stop");
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_duplicates_of_one_key_write_one_entry() {
+    let app = one_lane_app().await;
+    let (merchant, key) = app.register_merchant("duplicate-shop").await;
+    let schema = schema_of(&merchant.merchant_id);
+    let points = app.points(app.caller(&key));
+    // Once while a batch is in flight (all 200 land in the next batch together), once freely.
+    for together in [true, false] {
+        let blocker = if together {
+            Some(Blocker::hold(&app, &points, &schema, "blocker").await)
+        } else {
+            None
+        };
+        let shared_key = idem();
+        let calls: Vec<_> = (0..200)
+            .map(|_| {
+                let mut client = points.clone();
+                let request = earn_request("dana", 7, &shared_key);
+                tokio::spawn(async move { client.earn(request).await })
+            })
+            .collect();
+        if let Some(blocker) = blocker {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            blocker.release().await.expect("the blocked earn");
+        }
+        let mut entry_ids = std::collections::BTreeSet::new();
+        let mut fresh = 0;
+        for call in calls {
+            let response = call
+                .await
+                .expect("call task")
+                .expect("every duplicate succeeds")
+                .into_inner();
+            entry_ids.insert(response.entry.expect("entry").entry_id);
+            if !response.replayed {
+                fresh += 1;
+            }
+        }
+        assert_eq!(entry_ids.len(), 1, "one entry for one key");
+        assert_eq!(fresh, 1, "one applied, 199 replays");
+        let db = app.db().await;
+        let written: i64 = db
+            .query_one(
+                &format!("SELECT count(*) FROM {schema}.entries WHERE idempotency_key = $1"),
+                &[&shared_key],
+            )
+            .await
+            .expect("entries")
+            .get(0);
+        assert_eq!(written, 1);
+    }
+    let account = app
+        .points(app.caller(&key))
+        .get_account(pb::GetAccountRequest { uid: "dana".into() })
+        .await
+        .expect("account")
+        .into_inner();
+    assert_eq!(account.balance, 14);
+    assert_ledger_invariants(&app.db().await, &merchant.merchant_id).await;
+    app.stop().await.expect("stop");
+}
+
+/// The database connection of a batch in flight is killed: every client gets an error, or a success that really
+/// committed — replaying each request afterwards shows which: a success replays with its entry, an error does not.
+#[tokio::test]
+async fn a_connection_killed_mid_batch_reports_success_only_for_what_committed() {
+    let app = one_lane_app().await;
+    let (merchant, key) = app.register_merchant("killed-shop").await;
+    let schema = schema_of(&merchant.merchant_id);
+    let points = app.points(app.caller(&key));
+    points
+        .clone()
+        .earn(earn_request("blocker", 1, &idem()))
+        .await
+        .expect("create the account");
+    // A first batch waits at the gate while the batch to kill queues behind it: an operation on a locked account
+    // (so that batch will wait too, in flight) and forty others.
+    let gate = Blocker::hold(&app, &points, &schema, "gate").await;
+    let lock = app.db().await;
+    lock.batch_execute(&format!(
+        "BEGIN; SELECT 1 FROM {schema}.accounts WHERE uid = 'blocker' FOR UPDATE"
+    ))
+    .await
+    .expect("lock");
+    let mut blocked_client = points.clone();
+    let blocked = tokio::spawn(async move {
+        blocked_client
+            .earn(earn_request("blocker", 1, &idem()))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let requests: Vec<pb::EarnRequest> = (0..40)
+        .map(|n| earn_request(&format!("uid-{}", n % 7), 1 + n % 5, &idem()))
+        .collect();
+    let mut calls = Vec::new();
+    for request in &requests {
+        let mut client = points.clone();
+        let request = request.clone();
+        calls.push(tokio::spawn(async move { client.earn(request).await }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    gate.release().await.expect("the gate's earn");
+    // The next batch (the blocked earn and the forty) now waits on the lock: kill its connection.
+    let pid = waiting_batch(&app).await;
+    let killer = app.db().await;
+    let killed: bool = killer
+        .query_one("SELECT pg_terminate_backend($1)", &[&pid])
+        .await
+        .expect("terminate")
+        .get(0);
+    assert!(killed);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    lock.batch_execute("COMMIT").await.expect("release");
+    let blocked = blocked.await.expect("blocked task");
+    let mut answered = Vec::new();
+    for call in calls {
+        answered.push(call.await.expect("call task"));
+    }
+    let (mut succeeded, mut failed) = (0, 0);
+    for (request, result) in requests.iter().zip(answered) {
+        let replay = points
+            .clone()
+            .earn(request.clone())
+            .await
+            .expect("the replay is answered")
+            .into_inner();
+        match result {
+            Ok(response) => {
+                succeeded += 1;
+                assert!(replay.replayed, "a reported success must have committed");
+                assert_eq!(
+                    replay.entry.expect("entry").entry_id,
+                    response.into_inner().entry.expect("entry").entry_id
+                );
+            }
+            Err(status) => {
+                failed += 1;
+                assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                assert!(!replay.replayed, "a reported error must not have committed");
+            }
+        }
+    }
+    println!(
+        "killed mid-batch: the blocked call {}; of 40 queued, {succeeded} succeeded and {failed} failed, each confirmed by its replay",
+        if blocked.is_ok() {
+            "succeeded"
+        } else {
+            "failed"
+        }
+    );
+    assert_ledger_invariants(&app.db().await, &merchant.merchant_id).await;
+    app.stop().await.expect("stop");
+}
