@@ -97,7 +97,7 @@ async fn idle_connections_are_closed_and_others_are_served_meanwhile() {
         let _ = stopped.await;
     }));
     let started = std::time::Instant::now();
-    let mut idle = idle_connections(address, 1_000).await;
+    let mut idle = idle_connections(address, 2_000).await;
     // Served meanwhile.
     assert!(healthz(address).await.starts_with("HTTP/1.1 200 OK"));
     // Every idle connection is closed by the server within the idle timeout (plus scheduling slack).
