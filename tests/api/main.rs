@@ -10,6 +10,7 @@ mod ledger;
 mod ledger_model;
 mod limits;
 mod reports;
+mod resilience;
 mod rest;
 mod rest_audit;
 mod rules;
