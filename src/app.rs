@@ -235,6 +235,7 @@ impl Application {
                 rate_limits.clone(),
                 sources.clone(),
                 Arc::new(tokio::sync::Semaphore::new(config.in_flight_max)),
+                &config.gateway_token,
             ))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -287,7 +288,12 @@ impl Application {
             );
         tracing::info!(grpc = %grpc_addr, "serving gRPC");
 
-        let gateway = crate::app::gateway_task(http_listener, grpc_addr, shutdown.clone());
+        let gateway = crate::app::gateway_task(
+            http_listener,
+            grpc_addr,
+            config.gateway_token.clone(),
+            shutdown.clone(),
+        );
         let served = tokio::select! {
             result = async { tokio::try_join!(async { grpc.await.map_err(anyhow::Error::from) }, gateway) } => result.map(|_| ()),
             () = async {
@@ -331,6 +337,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
 async fn gateway_task(
     listener: Option<TcpListener>,
     grpc_addr: SocketAddr,
+    gateway_token: String,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(listener) = listener else {
@@ -343,6 +350,7 @@ async fn gateway_task(
     };
     let mut gateway_config = points_gateway::GatewayConfig::from_env()?;
     gateway_config.grpc_url = format!("http://{loopback}");
+    gateway_config.gateway_token = Some(gateway_token);
     tracing::info!(http = %listener.local_addr()?, "serving REST gateway, /docs and /admin");
     points_gateway::serve(listener, gateway_config, async move {
         shutdown.cancelled().await

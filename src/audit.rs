@@ -155,34 +155,15 @@ impl Outcome {
     }
 
     /// The outcome of a gRPC status a handler did not explain in its notes (e.g. a message tonic could not
-    /// decode): our `ErrorInfo.reason` when present, else the closest SPEC code.
+    /// decode): the SPEC row of the contract's one rule ([`ErrorCode::of_status`]), except that a call the
+    /// client gave up on (cancelled, or past its deadline) is recorded as `CANCELLED`, not as an error of ours.
     pub fn from_status(status: &tonic::Status) -> Outcome {
         use tonic::Code;
-        use tonic_types::StatusExt;
-        if let Some(code) = status
-            .get_details_error_info()
-            .and_then(|info| ErrorCode::from_reason(&info.reason))
-        {
-            return Outcome::from_error(code);
+        match status.code() {
+            Code::Ok => Outcome::OK,
+            Code::Cancelled | Code::DeadlineExceeded => Outcome::CANCELLED,
+            _ => Outcome::from_error(ErrorCode::of_status(status)),
         }
-        let code = match status.code() {
-            Code::Ok => return Outcome::OK,
-            Code::Cancelled | Code::DeadlineExceeded => return Outcome::CANCELLED,
-            Code::InvalidArgument | Code::OutOfRange => ErrorCode::InvalidArgument,
-            Code::Unauthenticated => ErrorCode::Unauthenticated,
-            Code::PermissionDenied => ErrorCode::PermissionDenied,
-            Code::NotFound => ErrorCode::NotFound,
-            Code::AlreadyExists => ErrorCode::AlreadyExists,
-            Code::ResourceExhausted => ErrorCode::RateLimited,
-            Code::Unavailable => ErrorCode::Unavailable,
-            Code::Unknown
-            | Code::FailedPrecondition
-            | Code::Aborted
-            | Code::Unimplemented
-            | Code::Internal
-            | Code::DataLoss => ErrorCode::Internal,
-        };
-        Outcome::from_error(code)
     }
 }
 

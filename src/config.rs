@@ -63,6 +63,18 @@ pub struct Config {
     pub in_flight_max: usize,
     /// Lanes of the ledger's fast path per tenant (0: every mutation in a transaction of its own).
     pub ledger_lanes: usize,
+    /// What a REST gateway sends in `x-points-gateway-token` to have its calls recorded as `rest`:
+    /// `POINTS_GATEWAY_TOKEN` (shared with a separately deployed gateway), or one drawn at start for the
+    /// in-process gateway.
+    pub gateway_token: String,
+}
+
+/// A gateway token for this process only (64 hex digits), when none is configured.
+fn random_gateway_token() -> String {
+    rand::random::<[u8; 32]>()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
 }
 
 /// A setting that could not be used; the message names the variable and what it accepts.
@@ -204,6 +216,12 @@ impl Config {
             },
             in_flight_max: bounded(&get, "POINTS_IN_FLIGHT_MAX", 4_096, 1, 1_000_000)?,
             ledger_lanes: bounded(&get, "POINTS_LEDGER_LANES", 2, 0, 64)?,
+            gateway_token: match get("POINTS_GATEWAY_TOKEN") {
+                Some(token) => {
+                    points_gateway::config::validate_gateway_token(&token).map_err(ConfigError)?
+                }
+                None => random_gateway_token(),
+            },
             refusal_summary_interval: millis(
                 &get,
                 "POINTS_REFUSAL_SUMMARY_INTERVAL_MS",
@@ -330,6 +348,10 @@ mod tests {
         assert_eq!(config.grpc_addr.port(), 50051);
         assert_eq!(config.http_addr.map(|a| a.port()), Some(8030));
         assert!(config.key_hash_secret_is_default);
+        // Without POINTS_GATEWAY_TOKEN each process draws its own, for its in-process gateway.
+        let other = config_with(&[]).expect("defaults");
+        assert_eq!(config.gateway_token.len(), 64);
+        assert_ne!(config.gateway_token, other.gateway_token);
     }
 
     #[test]
@@ -340,6 +362,11 @@ mod tests {
             ("POINTS_GRPC_ADDR", "nowhere"),
             ("POINTS_LOG_FORMAT", "xml"),
             ("POINTS_KEY_HASH_SECRET", "short"),
+            ("POINTS_GATEWAY_TOKEN", "short"),
+            (
+                "POINTS_GATEWAY_TOKEN",
+                "a token with spaces in it, long enough to pass the length",
+            ),
             ("DATABASE_URL", "postgres://a:b@/x?sslmode=nonsense"),
         ] {
             let error = config_with(&[(name, value)]).expect_err(name).to_string();

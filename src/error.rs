@@ -1,115 +1,11 @@
-//! The one error-code table of SPEC §8 and the service error every layer returns.
-//!
-//! [`ErrorCode`] is matched exhaustively to the gRPC code, the envelope code and the `ErrorInfo.reason`, so a new
-//! code cannot be added without deciding all three. Internal causes are logged here, once, and never reach a client.
+//! The service error every layer returns. Its codes are the SPEC §8 table of the contract crate
+//! ([`points_api::ErrorCode`]); internal causes are logged here, once, and never reach a client.
 
 use std::collections::HashMap;
 
-use tonic::Code;
 use tonic_types::{ErrorDetails, StatusExt};
 
-/// The `ErrorInfo.domain` of every error this service returns.
-pub const ERROR_DOMAIN: &str = "points.v1";
-
-/// SPEC §8 error codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    /// 40001, gRPC INVALID_ARGUMENT: bad field, size, page token.
-    InvalidArgument,
-    /// 40101, gRPC UNAUTHENTICATED: missing, malformed, unknown, expired or revoked key.
-    Unauthenticated,
-    /// 40301, gRPC PERMISSION_DENIED: missing scope, suspended merchant, foreign `x-merchant-id`.
-    PermissionDenied,
-    /// 40401, gRPC NOT_FOUND.
-    NotFound,
-    /// 40901, gRPC ALREADY_EXISTS.
-    AlreadyExists,
-    /// 40902, gRPC ALREADY_EXISTS: idempotency key reused with a different request.
-    IdempotencyConflict,
-    /// 42201, gRPC FAILED_PRECONDITION: not enough points.
-    InsufficientPoints,
-    /// 42202, gRPC FAILED_PRECONDITION: no rule in effect for the amount's currency.
-    NoApplicableRule,
-    /// 42901, gRPC RESOURCE_EXHAUSTED.
-    RateLimited,
-    /// 50001, gRPC INTERNAL: the cause is logged, never returned.
-    Internal,
-    /// 50301, gRPC UNAVAILABLE: database down or tenant not migrated; retry later.
-    Unavailable,
-}
-
-impl ErrorCode {
-    /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 11] = [
-        ErrorCode::InvalidArgument,
-        ErrorCode::Unauthenticated,
-        ErrorCode::PermissionDenied,
-        ErrorCode::NotFound,
-        ErrorCode::AlreadyExists,
-        ErrorCode::IdempotencyConflict,
-        ErrorCode::InsufficientPoints,
-        ErrorCode::NoApplicableRule,
-        ErrorCode::RateLimited,
-        ErrorCode::Internal,
-        ErrorCode::Unavailable,
-    ];
-
-    /// The name carried as `google.rpc.ErrorInfo.reason`.
-    pub const fn reason(self) -> &'static str {
-        match self {
-            ErrorCode::InvalidArgument => "INVALID_ARGUMENT",
-            ErrorCode::Unauthenticated => "UNAUTHENTICATED",
-            ErrorCode::PermissionDenied => "PERMISSION_DENIED",
-            ErrorCode::NotFound => "NOT_FOUND",
-            ErrorCode::AlreadyExists => "ALREADY_EXISTS",
-            ErrorCode::IdempotencyConflict => "IDEMPOTENCY_CONFLICT",
-            ErrorCode::InsufficientPoints => "INSUFFICIENT_POINTS",
-            ErrorCode::NoApplicableRule => "NO_APPLICABLE_RULE",
-            ErrorCode::RateLimited => "RATE_LIMITED",
-            ErrorCode::Internal => "INTERNAL",
-            ErrorCode::Unavailable => "UNAVAILABLE",
-        }
-    }
-
-    /// The REST envelope `code`.
-    pub const fn envelope_code(self) -> i32 {
-        match self {
-            ErrorCode::InvalidArgument => 40001,
-            ErrorCode::Unauthenticated => 40101,
-            ErrorCode::PermissionDenied => 40301,
-            ErrorCode::NotFound => 40401,
-            ErrorCode::AlreadyExists => 40901,
-            ErrorCode::IdempotencyConflict => 40902,
-            ErrorCode::InsufficientPoints => 42201,
-            ErrorCode::NoApplicableRule => 42202,
-            ErrorCode::RateLimited => 42901,
-            ErrorCode::Internal => 50001,
-            ErrorCode::Unavailable => 50301,
-        }
-    }
-
-    /// The gRPC status code.
-    pub const fn grpc_code(self) -> Code {
-        match self {
-            ErrorCode::InvalidArgument => Code::InvalidArgument,
-            ErrorCode::Unauthenticated => Code::Unauthenticated,
-            ErrorCode::PermissionDenied => Code::PermissionDenied,
-            ErrorCode::NotFound => Code::NotFound,
-            ErrorCode::AlreadyExists | ErrorCode::IdempotencyConflict => Code::AlreadyExists,
-            ErrorCode::InsufficientPoints | ErrorCode::NoApplicableRule => Code::FailedPrecondition,
-            ErrorCode::RateLimited => Code::ResourceExhausted,
-            ErrorCode::Internal => Code::Internal,
-            ErrorCode::Unavailable => Code::Unavailable,
-        }
-    }
-
-    /// The code of an `ErrorInfo.reason`, if it is one of ours.
-    pub fn from_reason(reason: &str) -> Option<ErrorCode> {
-        ErrorCode::ALL
-            .into_iter()
-            .find(|code| code.reason() == reason)
-    }
-}
+pub use points_api::{ERROR_DOMAIN, ErrorCode};
 
 /// An error as a client sees it: a SPEC code and a message safe to show.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -244,19 +140,7 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_code_has_a_distinct_reason_and_envelope_code() {
-        let reasons: std::collections::HashSet<_> =
-            ErrorCode::ALL.iter().map(|c| c.reason()).collect();
-        let codes: std::collections::HashSet<_> =
-            ErrorCode::ALL.iter().map(|c| c.envelope_code()).collect();
-        assert_eq!(reasons.len(), ErrorCode::ALL.len());
-        assert_eq!(codes.len(), ErrorCode::ALL.len());
-        for code in ErrorCode::ALL {
-            assert_eq!(ErrorCode::from_reason(code.reason()), Some(code));
-        }
-    }
+    use tonic::Code;
 
     #[test]
     fn status_carries_the_reason_as_error_info() {

@@ -20,18 +20,5 @@ pub mod store;
 pub mod telemetry;
 pub mod tenancy;
 
-/// Code generated from `proto/points/v1/*.proto`.
-pub mod pb {
-    #![allow(clippy::all, clippy::pedantic, missing_docs)]
-    tonic::include_proto!("points.v1");
-
-    /// The encoded file descriptor set of the `points.v1` protos, served by reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] =
-        include_bytes!(concat!(env!("OUT_DIR"), "/points_descriptor.bin"));
-
-    /// `points.gateway.v1`: what the REST gateway reports to the service (its own refusals).
-    pub mod gateway {
-        #![allow(clippy::all, clippy::pedantic, missing_docs)]
-        tonic::include_proto!("points.gateway.v1");
-    }
-}
+/// Code generated from `proto/points/v1/*.proto`, by the contract crate.
+pub use points_api::pb;

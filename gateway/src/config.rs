@@ -23,6 +23,15 @@ pub const ENV_ADMIN_UI_DIR: &str = "POINTS_ADMIN_UI_DIR";
 pub const ENV_CONNECTIONS_MAX: &str = "POINTS_HTTP_CONNECTIONS_MAX";
 /// The env var of the REST listener's idle timeout: a connection without traffic this long is closed.
 pub const ENV_IDLE_TIMEOUT_MS: &str = "POINTS_HTTP_IDLE_TIMEOUT_MS";
+/// The env var of the token the gateway proves itself with to the points service (`x-points-gateway-token`), so
+/// that its calls are recorded with the `rest` transport; the server reads the same variable. A standalone gateway
+/// without it still works, and its calls are recorded as `grpc`.
+pub const ENV_GATEWAY_TOKEN: &str = "POINTS_GATEWAY_TOKEN";
+/// Shortest accepted gateway token.
+pub const GATEWAY_TOKEN_LENGTH_MIN: usize = 32;
+/// Longest accepted gateway token.
+pub const GATEWAY_TOKEN_LENGTH_MAX: usize = 256;
+
 /// How long a new connection may take to send its first request's headers (slowloris), in milliseconds.
 pub const ENV_HEADER_READ_TIMEOUT_MS: &str = "POINTS_HTTP_HEADER_READ_TIMEOUT_MS";
 
@@ -49,12 +58,27 @@ pub struct GatewayConfig {
     pub grpc_url: String,
     /// The largest accepted request body; larger bodies get 400 / 40001.
     pub body_limit_bytes: usize,
-    /// The longest a request may take end to end (also sent as the gRPC deadline); past it, 504 / 50301.
+    /// The longest a request may take end to end (also sent as the gRPC deadline); past it, 503 / 50301.
     pub request_timeout: std::time::Duration,
     /// What `/admin` serves.
     pub admin_ui: crate::admin::AdminUi,
     /// Open connections at most, and the idle timeout (above the request timeout).
     pub connection_limits: crate::connections::ConnectionLimits,
+    /// The token sent as `x-points-gateway-token` (see [`ENV_GATEWAY_TOKEN`]); `None` sends none.
+    pub gateway_token: Option<String>,
+}
+
+/// Checks a gateway token: 32–256 visible ASCII characters (it travels as a header). Returns it, or why not.
+pub fn validate_gateway_token(token: &str) -> Result<String, String> {
+    let length_ok = (GATEWAY_TOKEN_LENGTH_MIN..=GATEWAY_TOKEN_LENGTH_MAX).contains(&token.len());
+    if length_ok && token.bytes().all(|byte| byte.is_ascii_graphic()) {
+        Ok(token.to_owned())
+    } else {
+        Err(format!(
+            "{ENV_GATEWAY_TOKEN} must be {GATEWAY_TOKEN_LENGTH_MIN}-{GATEWAY_TOKEN_LENGTH_MAX} visible ASCII \
+             characters (e.g. 64 hex digits: openssl rand -hex 32)"
+        ))
+    }
 }
 
 /// A setting that cannot be used.
@@ -72,6 +96,9 @@ pub enum ConfigError {
         /// Why it was rejected.
         reason: String,
     },
+    /// The gateway token is not 32–256 visible ASCII characters.
+    #[error("{0}")]
+    GatewayToken(String),
     /// A number is not a number or is out of range.
     #[error("{variable}={value:?} is invalid: expected an integer from {min} to {max}")]
     OutOfRange {
@@ -94,6 +121,7 @@ impl Default for GatewayConfig {
             request_timeout: DEFAULT_REQUEST_TIMEOUT,
             admin_ui: AdminUi::Embedded,
             connection_limits: crate::connections::ConnectionLimits::default(),
+            gateway_token: None,
         }
     }
 }
@@ -178,7 +206,12 @@ impl GatewayConfig {
                 max: 3_600_000,
             });
         }
+        let gateway_token = lookup(ENV_GATEWAY_TOKEN)
+            .filter(|token| !token.trim().is_empty())
+            .map(|token| validate_gateway_token(&token).map_err(ConfigError::GatewayToken))
+            .transpose()?;
         let config = GatewayConfig {
+            gateway_token,
             connection_limits,
             grpc_url,
             body_limit_bytes,

@@ -17,16 +17,14 @@ use crate::error::{ApiError, ErrorCode};
 use crate::middleware::RequestId;
 use crate::state::AppState;
 
-/// The header carrying the API key.
-pub const HEADER_API_KEY: &str = "x-api-key";
-/// The header an admin key uses to act for a merchant.
-pub const HEADER_MERCHANT_ID: &str = "x-merchant-id";
-/// The header carrying the request id (accepted from the client or generated).
-pub const HEADER_REQUEST_ID: &str = "x-request-id";
-/// The gRPC metadata telling the server's audit which transport the call came through.
-pub const METADATA_TRANSPORT: &str = "x-points-transport";
-/// The HTTP client's address, forwarded to the points service (which believes it from a loopback peer only).
-const METADATA_CLIENT_ADDR: &str = "x-points-client-addr";
+/// Header names, from the contract: the API key; the merchant an admin key acts for; the request id (accepted
+/// from the client or generated); the transport the server's audit records (believed with the gateway token only);
+/// the HTTP client's address (believed from a loopback peer only).
+pub use points_api::headers::{
+    API_KEY as HEADER_API_KEY, CLIENT_ADDR as METADATA_CLIENT_ADDR,
+    GATEWAY_TOKEN as METADATA_GATEWAY_TOKEN, MERCHANT_ID as HEADER_MERCHANT_ID,
+    REQUEST_ID as HEADER_REQUEST_ID, TRANSPORT as METADATA_TRANSPORT,
+};
 
 /// How much later than the HTTP request timeout the gRPC deadline falls.
 pub const GRPC_DEADLINE_MARGIN: Duration = Duration::from_millis(250);
@@ -207,6 +205,7 @@ pub struct CallContext {
     request_id: AsciiMetadataValue,
     /// The HTTP client's address, which the points service limits failed authentications by.
     client_addr: Option<AsciiMetadataValue>,
+    gateway_token: Option<AsciiMetadataValue>,
     timeout: Duration,
 }
 
@@ -224,11 +223,14 @@ impl CallContext {
         }
         metadata.insert(HEADER_REQUEST_ID, self.request_id.clone());
         metadata.insert(METADATA_TRANSPORT, AsciiMetadataValue::from_static("rest"));
+        if let Some(token) = &self.gateway_token {
+            metadata.insert(METADATA_GATEWAY_TOKEN, token.clone());
+        }
         if let Some(client_addr) = &self.client_addr {
             metadata.insert(METADATA_CLIENT_ADDR, client_addr.clone());
         }
         // The deadline is a little later than the gateway's own timeout, so a slow call always ends in the
-        // gateway's 504 (not in whatever status the server's deadline handling chooses) while the server still
+        // gateway's own 503 timeout answer (not in whatever status the server's deadline handling chooses) while the server still
         // learns when to give up.
         request.set_timeout(self.timeout + GRPC_DEADLINE_MARGIN);
         request
@@ -274,6 +276,7 @@ impl FromRequestParts<AppState> for CallContext {
             merchant_id,
             request_id,
             client_addr,
+            gateway_token: state.gateway_token.clone(),
             timeout: state.request_timeout,
         })
     }

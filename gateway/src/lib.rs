@@ -25,17 +25,8 @@ pub mod refusals;
 mod routes;
 mod state;
 
-/// The generated `points.v1` messages and gRPC clients.
-#[allow(missing_docs, clippy::all, clippy::pedantic)]
-pub mod pb {
-    tonic::include_proto!("points.v1");
-
-    /// `points.gateway.v1`: the gateway's reports to the service (its own refusals).
-    #[allow(missing_docs, clippy::all, clippy::pedantic)]
-    pub mod gateway {
-        tonic::include_proto!("points.gateway.v1");
-    }
-}
+/// The generated `points.v1` messages and gRPC clients, from the contract crate.
+pub use points_api::pb;
 
 use std::future::Future;
 
@@ -90,6 +81,19 @@ pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
         backend,
         request_timeout: config.request_timeout,
         metrics: install_metrics_recorder(),
+        gateway_token: match &config.gateway_token {
+            Some(token) => Some(
+                tonic::metadata::AsciiMetadataValue::try_from(token.as_str())
+                    .map_err(|_| anyhow::anyhow!("the gateway token is not visible ASCII"))?,
+            ),
+            None => {
+                tracing::warn!(
+                    "no {} set: the points service records this gateway's calls as grpc, not rest",
+                    config::ENV_GATEWAY_TOKEN
+                );
+                None
+            }
+        },
     };
     let (api, document) = documented_routes();
     let swagger = SwaggerUi::new(DOCS_PATH)

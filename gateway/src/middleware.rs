@@ -123,7 +123,7 @@ pub async fn record_metrics(request: Request, next: Next) -> Response {
     response
 }
 
-/// Answers 504 / 50301 when the request takes longer than the configured timeout.
+/// Answers 503 / 50301 (SPEC §8) when the request takes longer than the configured timeout.
 pub async fn timeout(State(timeout): State<Duration>, request: Request, next: Next) -> Response {
     match tokio::time::timeout(timeout, next.run(request)).await {
         Ok(response) => response,

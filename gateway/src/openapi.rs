@@ -38,7 +38,7 @@ REST gateway of the multi-tenant loyalty points platform. Every response body is
 replay returned the stored result); 200 for everything else, including PUT. Errors use the HTTP status of SPEC §8. \
 Bodies over the size limit (1 MiB by default), malformed JSON, a wrong content type, unknown fields and bad path or \
 query values are 400 / 40001. A known path called with an undocumented method is 405 / 40001 with an `Allow` header. \
-A request running past the gateway's timeout is 504 / 50301; a points service that cannot be reached is 503 / 50301.
+A request running past the gateway's timeout, and a points service that cannot be reached, are 503 / 50301.
 * **Lists**: `page_size` (1–500, default 50) and the opaque `page_token` from the previous page's `next_page_token` \
 (null on the last page).";
 
@@ -149,13 +149,11 @@ const ERROR_RESPONSES: &[ErrorResponseDoc] = &[
     ),
     doc(
         503,
-        "The points service or its database is unavailable; retry.",
-        &[(ErrorCode::Unavailable, "database unavailable, retry later")],
-    ),
-    doc(
-        504,
-        "The request ran past the gateway's timeout; retry.",
-        &[(ErrorCode::Unavailable, TIMEOUT_MESSAGE)],
+        "The points service or its database is unavailable, or the request ran past the gateway's timeout; retry.",
+        &[
+            (ErrorCode::Unavailable, "database unavailable, retry later"),
+            (ErrorCode::Unavailable, TIMEOUT_MESSAGE),
+        ],
     ),
 ];
 
@@ -266,14 +264,21 @@ fn error_response_name(status: u16) -> String {
 }
 
 fn error_response(description: &str, codes: &[(ErrorCode, &str)]) -> utoipa::openapi::Response {
-    let examples = codes.iter().map(|(code, message)| {
+    let examples = codes.iter().enumerate().map(|(index, (code, message))| {
         let example = ExampleBuilder::new()
-            .summary(format!("{} {}", code.code(), code.reason()))
+            .summary(format!("{} {}", code.envelope_code(), code.reason()))
             .value(Some(
-                json!({"code": code.code(), "message": message, "data": null}),
+                json!({"code": code.envelope_code(), "message": message, "data": null}),
             ))
             .build();
-        (code.reason().to_owned(), example)
+        // Examples are keyed by name: a second example of one code gets its position appended.
+        let repeated = codes[..index].iter().any(|(earlier, _)| earlier == code);
+        let name = if repeated {
+            format!("{}_{index}", code.reason())
+        } else {
+            code.reason().to_owned()
+        };
+        (name, example)
     });
     let content = ContentBuilder::new()
         .schema(Some(Ref::from_schema_name("ErrorEnvelope")))

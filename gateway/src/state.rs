@@ -84,4 +84,6 @@ pub struct AppState {
     pub request_timeout: Duration,
     /// Renders `/metrics`.
     pub metrics: PrometheusHandle,
+    /// Sent as `x-points-gateway-token`, so the server records the calls as `rest`.
+    pub gateway_token: Option<tonic::metadata::AsciiMetadataValue>,
 }

@@ -27,10 +27,10 @@ use crate::{
     service::{CallContext, Transport},
 };
 
-/// Request id metadata key, accepted from the caller (the gateway) or generated.
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
-/// Set by the REST gateway on the calls it makes.
-pub const TRANSPORT_HEADER: &str = "x-points-transport";
+pub use points_api::headers::{
+    GATEWAY_TOKEN as GATEWAY_TOKEN_HEADER, REQUEST_ID as REQUEST_ID_HEADER,
+    TRANSPORT as TRANSPORT_HEADER,
+};
 const REQUEST_ID_LENGTH_MAX: usize = 128;
 
 /// The layer; see the module docs.
@@ -41,6 +41,7 @@ pub struct CallLayer {
     limits: Arc<RateLimits>,
     sources: Arc<Sources>,
     in_flight: Arc<tokio::sync::Semaphore>,
+    gateway_token: blake3::Hash,
 }
 
 impl CallLayer {
@@ -50,6 +51,7 @@ impl CallLayer {
         limits: Arc<RateLimits>,
         sources: Arc<Sources>,
         in_flight: Arc<tokio::sync::Semaphore>,
+        gateway_token: &str,
     ) -> CallLayer {
         CallLayer {
             authenticator,
@@ -57,6 +59,7 @@ impl CallLayer {
             limits,
             sources,
             in_flight,
+            gateway_token: blake3::hash(gateway_token.as_bytes()),
         }
     }
 }
@@ -72,6 +75,7 @@ impl<S> Layer<S> for CallLayer {
             limits: self.limits.clone(),
             sources: self.sources.clone(),
             in_flight: self.in_flight.clone(),
+            gateway_token: self.gateway_token,
         }
     }
 }
@@ -86,6 +90,9 @@ pub struct CallService<S> {
     sources: Arc<Sources>,
     /// Calls in progress: a call that finds no permit is shed (UNAVAILABLE at once) instead of queueing.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// The hash of the gateway token: compared as hashes (blake3's equality is constant-time), so the time a
+    /// wrong token takes says nothing about the right one.
+    gateway_token: blake3::Hash,
 }
 
 type BoxFuture<T> = Pin<Box<dyn std::future::Future<Output = T> + Send + 'static>>;
@@ -172,8 +179,11 @@ where
                 }
             },
         };
+        // Only the gateway may say a call came over REST: it proves itself with the gateway token.
+        let from_gateway = header(&request, GATEWAY_TOKEN_HEADER)
+            .is_some_and(|token| blake3::hash(token.as_bytes()) == self.gateway_token);
         let transport = match header(&request, TRANSPORT_HEADER) {
-            Some("rest") => Transport::Rest,
+            Some("rest") if from_gateway => Transport::Rest,
             _ => Transport::Grpc,
         };
         let api_key = header(&request, API_KEY_HEADER).map(str::to_owned);

@@ -20,11 +20,12 @@ use uuid::Uuid;
 use super::AuthContext;
 use crate::error::{ErrorCode, ServiceError};
 
-/// Response metadata keys (IETF draft-ietf-httpapi-ratelimit-headers).
-pub const RATE_LIMIT_POLICY_HEADER: &str = "ratelimit-policy";
-pub const RATE_LIMIT_HEADER: &str = "ratelimit";
-/// Seconds a limited client should wait, as a response header (the gateway sends it as `Retry-After`).
-pub const RETRY_AFTER_HEADER: &str = "retry-after";
+/// Response metadata keys (IETF draft-ietf-httpapi-ratelimit-headers, and the seconds a limited client should wait,
+/// which the gateway sends as `Retry-After`).
+pub use points_api::headers::{
+    RATE_LIMIT as RATE_LIMIT_HEADER, RATE_LIMIT_POLICY as RATE_LIMIT_POLICY_HEADER,
+    RETRY_AFTER as RETRY_AFTER_HEADER,
+};
 
 /// One bucket's size: `per_second` tokens a second, at most `burst` at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -29,8 +29,7 @@ use access::Requirement;
 use cache::{AuthCache, LastUsed};
 
 /// Metadata keys.
-pub const API_KEY_HEADER: &str = "x-api-key";
-pub const MERCHANT_HEADER: &str = "x-merchant-id";
+pub use points_api::headers::{API_KEY as API_KEY_HEADER, MERCHANT_ID as MERCHANT_HEADER};
 
 /// The merchant a call acts for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -223,7 +222,7 @@ impl Authenticator {
         let scopes: Vec<Scope> = key
             .scopes
             .iter()
-            .filter_map(|scope| Scope::parse(scope).ok())
+            .filter_map(|scope| Scope::from_name(scope))
             .collect();
         let is_admin = scopes.contains(&Scope::Admin);
 

@@ -29,7 +29,7 @@ pub const FAILURE_BURST: u32 = 40;
 /// Refused calls of one address recorded one by one per minute; the rest are summarised.
 pub const RECORDED_PER_MINUTE: u32 = 10;
 /// How a client address travels from the gateway.
-pub const CLIENT_ADDR_HEADER: &str = "x-points-client-addr";
+pub use points_api::headers::CLIENT_ADDR as CLIENT_ADDR_HEADER;
 /// Bound on the addresses tracked; at the bound the oldest information is dropped (a fresh minute).
 const SOURCES_MAX: usize = 100_000;
 

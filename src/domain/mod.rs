@@ -7,64 +7,29 @@ pub mod rules;
 
 use crate::error::{ServiceError, ServiceResult};
 
-/// What a key may do (SPEC §4). `Admin` is the platform scope and implies every other.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Scope {
-    Admin,
-    PointsRead,
-    PointsWrite,
-    RulesRead,
-    RulesWrite,
-    AuditRead,
-    KeysManage,
+/// What a key may do (SPEC §4), named once in the contract crate.
+pub use points_api::Scope;
+
+/// Parses one scope name.
+pub fn parse_scope(value: &str) -> ServiceResult<Scope> {
+    Scope::from_name(value).ok_or_else(|| ServiceError::invalid(format!("unknown scope {value:?}")))
 }
 
-impl Scope {
-    /// Every scope a merchant key can hold; a new merchant's first key gets all of them.
-    pub const MERCHANT: [Scope; 6] = [
-        Scope::PointsRead,
-        Scope::PointsWrite,
-        Scope::RulesRead,
-        Scope::RulesWrite,
-        Scope::AuditRead,
-        Scope::KeysManage,
-    ];
-
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Scope::Admin => "admin",
-            Scope::PointsRead => "points:read",
-            Scope::PointsWrite => "points:write",
-            Scope::RulesRead => "rules:read",
-            Scope::RulesWrite => "rules:write",
-            Scope::AuditRead => "audit:read",
-            Scope::KeysManage => "keys:manage",
-        }
+/// Parses a requested scope list: non-empty, known, de-duplicated and sorted.
+pub fn parse_scopes(values: &[String]) -> ServiceResult<Vec<Scope>> {
+    if values.is_empty() {
+        return Err(ServiceError::invalid("scopes must not be empty"));
     }
-
-    pub fn parse(value: &str) -> ServiceResult<Scope> {
-        std::iter::once(Scope::Admin)
-            .chain(Scope::MERCHANT)
-            .find(|scope| scope.as_str() == value)
-            .ok_or_else(|| ServiceError::invalid(format!("unknown scope {value:?}")))
+    if values.len() > 16 {
+        return Err(ServiceError::invalid("at most 16 scopes"));
     }
-
-    /// Parses a requested scope list: non-empty, known, de-duplicated and sorted.
-    pub fn parse_list(values: &[String]) -> ServiceResult<Vec<Scope>> {
-        if values.is_empty() {
-            return Err(ServiceError::invalid("scopes must not be empty"));
-        }
-        if values.len() > 16 {
-            return Err(ServiceError::invalid("at most 16 scopes"));
-        }
-        let mut scopes = values
-            .iter()
-            .map(|value| Scope::parse(value))
-            .collect::<ServiceResult<Vec<_>>>()?;
-        scopes.sort();
-        scopes.dedup();
-        Ok(scopes)
-    }
+    let mut scopes = values
+        .iter()
+        .map(|value| parse_scope(value))
+        .collect::<ServiceResult<Vec<_>>>()?;
+    scopes.sort();
+    scopes.dedup();
+    Ok(scopes)
 }
 
 /// A merchant's status.
@@ -144,10 +109,10 @@ mod tests {
     #[test]
     fn scopes_round_trip_and_unknown_ones_are_refused() {
         for scope in std::iter::once(Scope::Admin).chain(Scope::MERCHANT) {
-            assert_eq!(Scope::parse(scope.as_str()), Ok(scope));
+            assert_eq!(parse_scope(scope.as_str()), Ok(scope));
         }
-        assert!(Scope::parse("points:*").is_err());
-        assert!(Scope::parse_list(&[]).is_err());
+        assert!(parse_scope("points:*").is_err());
+        assert!(parse_scopes(&[]).is_err());
     }
 
     #[test]

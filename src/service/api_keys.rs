@@ -59,7 +59,7 @@ pub async fn issue(
 
 /// Checks requested scopes against the owner: merchant keys get merchant scopes, platform keys `admin`.
 fn parse_scopes_for(owner: Option<Uuid>, scopes: &[String]) -> ServiceResult<Vec<String>> {
-    let scopes = Scope::parse_list(scopes)?;
+    let scopes = crate::domain::parse_scopes(scopes)?;
     match owner {
         Some(_) if scopes.contains(&Scope::Admin) => Err(ServiceError::invalid(
             "a merchant key cannot have the admin scope",

@@ -550,32 +550,45 @@ async fn every_call_kind_produces_exactly_one_record_with_its_outcome() {
 async fn calls_through_the_gateway_are_recorded_with_the_rest_transport_and_its_request_id() {
     let app = spawn_app().await;
     let (merchant, key) = app.register_merchant("rest-shop").await;
-    let key_value = MetadataValue::try_from(key.as_str()).expect("ascii");
-    let mut client = pb::merchant_service_client::MerchantServiceClient::with_interceptor(
-        app.channel.clone(),
-        move |mut request: tonic::Request<()>| {
-            request
-                .metadata_mut()
-                .insert("x-api-key", key_value.clone());
-            request
-                .metadata_mut()
-                .insert("x-points-transport", MetadataValue::from_static("rest"));
-            request
-                .metadata_mut()
-                .insert("x-request-id", MetadataValue::from_static("gateway-req-1"));
-            Ok(request)
-        },
-    );
-    client.get_me(pb::GetMeRequest {}).await.expect("me");
+    // (token sent, request id, transport recorded): only the gateway, which holds the token, may say "rest".
+    let cases = [
+        (
+            Some(crate::helpers::TEST_GATEWAY_TOKEN),
+            "gateway-req-1",
+            "rest",
+        ),
+        (None, "client-claims-rest", "grpc"),
+        (
+            Some("not-the-gateway-token-00112233445566778899aabbccdd"),
+            "client-guesses-token",
+            "grpc",
+        ),
+    ];
+    for (token, request_id, _) in cases {
+        let key_value = MetadataValue::try_from(key.as_str()).expect("ascii");
+        let mut client = pb::merchant_service_client::MerchantServiceClient::with_interceptor(
+            app.channel.clone(),
+            move |mut request: tonic::Request<()>| {
+                let metadata = request.metadata_mut();
+                metadata.insert("x-api-key", key_value.clone());
+                metadata.insert("x-points-transport", MetadataValue::from_static("rest"));
+                metadata.insert("x-request-id", MetadataValue::from_static(request_id));
+                if let Some(token) = token {
+                    metadata.insert("x-points-gateway-token", MetadataValue::from_static(token));
+                }
+                Ok(request)
+            },
+        );
+        client.get_me(pb::GetMeRequest {}).await.expect("me");
+    }
     let db = app.db().await;
-    let found = records_by_request_id(
-        &db,
-        &[tenant_table(&merchant.merchant_id)],
-        &["gateway-req-1"],
-    )
-    .await;
-    assert_eq!(found["gateway-req-1"].len(), 1);
-    assert_eq!(found["gateway-req-1"][0].transport, "rest");
+    let request_ids: Vec<&str> = cases.iter().map(|(_, id, _)| *id).collect();
+    let found =
+        records_by_request_id(&db, &[tenant_table(&merchant.merchant_id)], &request_ids).await;
+    for (_, request_id, transport) in cases {
+        assert_eq!(found[request_id].len(), 1, "{request_id}");
+        assert_eq!(found[request_id][0].transport, transport, "{request_id}");
+    }
     app.stop().await.expect("stop");
 }
 

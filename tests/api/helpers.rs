@@ -72,6 +72,9 @@ impl Interceptor for Caller {
 pub type Client<T> = T;
 type Intercepted = InterceptedService<Channel, Caller>;
 
+/// The gateway token of the test servers: what a call must carry to be recorded as `rest`.
+pub const TEST_GATEWAY_TOKEN: &str = "test-gateway-token-00112233445566778899aabbccddeeff";
+
 pub fn base_settings(database_name: &str) -> HashMap<String, String> {
     HashMap::from([
         (
@@ -83,6 +86,10 @@ pub fn base_settings(database_name: &str) -> HashMap<String, String> {
         (
             "POINTS_KEY_HASH_SECRET".to_owned(),
             TEST_KEY_HASH_SECRET.to_owned(),
+        ),
+        (
+            "POINTS_GATEWAY_TOKEN".to_owned(),
+            TEST_GATEWAY_TOKEN.to_owned(),
         ),
         ("POINTS_KEY_CACHE_TTL_MS".to_owned(), "30000".to_owned()),
         ("POINTS_AUDIT_FLUSH_MS".to_owned(), "20".to_owned()),

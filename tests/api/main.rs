@@ -2,6 +2,7 @@
 
 mod audit;
 mod binary;
+mod error_table;
 mod helpers;
 mod hostile;
 mod hostile_grpc;

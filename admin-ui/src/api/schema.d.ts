@@ -2715,7 +2715,7 @@ export interface components {
             version: number;
         };
         /**
-         * @description A scope a key may hold (SPEC §4).
+         * @description What a key may do. `Admin` is the platform scope and implies every other.
          * @enum {string}
          */
         Scope: "admin" | "points:read" | "points:write" | "rules:read" | "rules:write" | "audit:read" | "keys:manage";
@@ -2961,19 +2961,8 @@ export interface components {
                 "application/json": components["schemas"]["ErrorEnvelope"];
             };
         };
-        /** @description The points service or its database is unavailable; retry. */
+        /** @description The points service or its database is unavailable, or the request ran past the gateway's timeout; retry. */
         Error503: {
-            headers: {
-                /** @description The request id (the client's, or a generated UUID). */
-                "x-request-id"?: string;
-                [name: string]: unknown;
-            };
-            content: {
-                "application/json": components["schemas"]["ErrorEnvelope"];
-            };
-        };
-        /** @description The request ran past the gateway's timeout; retry. */
-        Error504: {
             headers: {
                 /** @description The request id (the client's, or a generated UUID). */
                 "x-request-id"?: string;
@@ -3031,7 +3020,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     create_api_key: {
@@ -3073,7 +3061,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     revoke_api_key: {
@@ -3114,7 +3101,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     rotate_api_key: {
@@ -3160,7 +3146,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     list_audit_logs: {
@@ -3215,7 +3200,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     verify_audit_log: {
@@ -3263,7 +3247,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     get_audit_log: {
@@ -3304,7 +3287,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     get_me: {
@@ -3342,7 +3324,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     list_merchants: {
@@ -3385,7 +3366,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     register_merchant: {
@@ -3427,7 +3407,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     get_merchant: {
@@ -3468,7 +3447,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     update_merchant: {
@@ -3513,7 +3491,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     list_accounts: {
@@ -3560,7 +3537,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     get_account: {
@@ -3601,7 +3577,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     list_entries: {
@@ -3653,7 +3628,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     adjust: {
@@ -3706,7 +3680,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     batch: {
@@ -3748,7 +3721,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     calculate: {
@@ -3790,7 +3762,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     earn: {
@@ -3843,7 +3814,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     get_entry: {
@@ -3884,7 +3854,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     reverse: {
@@ -3940,7 +3909,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     spend: {
@@ -3993,7 +3961,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     get_liability_report: {
@@ -4046,7 +4013,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     list_rules: {
@@ -4089,7 +4055,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     sync_rules: {
@@ -4131,7 +4096,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     get_rule: {
@@ -4175,7 +4139,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     put_rule: {
@@ -4220,7 +4183,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     list_rule_versions: {
@@ -4266,7 +4228,6 @@ export interface operations {
             500: components["responses"]["Error500"];
             501: components["responses"]["Error501"];
             503: components["responses"]["Error503"];
-            504: components["responses"]["Error504"];
         };
     };
     healthz: {

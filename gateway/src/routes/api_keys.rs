@@ -76,46 +76,8 @@ impl From<pb::ApiKey> for ApiKey {
     }
 }
 
-/// A scope a key may hold (SPEC §4).
-#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
-pub enum Scope {
-    /// Platform administration (platform keys only).
-    #[serde(rename = "admin")]
-    Admin,
-    /// Read balances and entries, calculate.
-    #[serde(rename = "points:read")]
-    PointsRead,
-    /// Earn, spend, adjust, reverse, batch.
-    #[serde(rename = "points:write")]
-    PointsWrite,
-    /// Read rules.
-    #[serde(rename = "rules:read")]
-    RulesRead,
-    /// Change rules.
-    #[serde(rename = "rules:write")]
-    RulesWrite,
-    /// Read and verify the audit log.
-    #[serde(rename = "audit:read")]
-    AuditRead,
-    /// Manage the merchant's keys.
-    #[serde(rename = "keys:manage")]
-    KeysManage,
-}
-
-impl Scope {
-    /// The scope as the proto spells it.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Scope::Admin => "admin",
-            Scope::PointsRead => "points:read",
-            Scope::PointsWrite => "points:write",
-            Scope::RulesRead => "rules:read",
-            Scope::RulesWrite => "rules:write",
-            Scope::AuditRead => "audit:read",
-            Scope::KeysManage => "keys:manage",
-        }
-    }
-}
+/// A scope a key may hold (SPEC §4): the contract's one list, with its JSON names.
+pub use points_api::Scope;
 
 /// Creates a key.
 #[derive(Debug, Deserialize, ToSchema)]

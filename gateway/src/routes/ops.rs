@@ -20,7 +20,7 @@ use crate::state::AppState;
 pub const READINESS_SERVICE: &str = "points.v1.PointsService";
 
 /// The longest `/readyz` waits for the gRPC health check (kept below the request timeout so the answer is 503,
-/// never the timeout's 504).
+/// answered by readiness itself, not by the request timeout).
 const READINESS_TIMEOUT_MAX: Duration = Duration::from_secs(2);
 
 /// The routes of this module.

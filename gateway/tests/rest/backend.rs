@@ -213,7 +213,7 @@ async fn accounts_convert_expiring_points() {
 }
 
 #[tokio::test]
-async fn a_request_past_the_timeout_is_504_unavailable() {
+async fn a_request_past_the_timeout_is_503_unavailable_as_spec_section_8_says() {
     let points = FakePoints {
         account_delay: Duration::from_secs(3),
         ..FakePoints::default()
@@ -226,6 +226,6 @@ async fn a_request_past_the_timeout_is_504_unavailable() {
     let app = router(&config).await.expect("builds");
     let message = send(&app, get("/api/v1/points/accounts/u1"))
         .await
-        .assert_error(504, 50301);
+        .assert_error(503, 50301);
     assert!(message.contains("timed out"), "{message}");
 }
