@@ -179,7 +179,7 @@ async fn main() -> anyhow::Result<()> {
         args.audit_records
     ))
     .await?;
-    let chain = points::audit::Chain::of_merchant(Some(merchant_uuid));
+    let chain = points::call::Chain::of_merchant(Some(merchant_uuid));
     loop {
         let sealed = points::audit::chain::seal(&services.pool, &chain, true)
             .await

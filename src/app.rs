@@ -161,7 +161,7 @@ impl Application {
             background.clone(),
         ));
         tasks.spawn(run_sealer(
-            services.audit.clone(),
+            services.audit.unsealed().clone(),
             services.pool.clone(),
             background.clone(),
         ));
@@ -380,19 +380,17 @@ async fn write_refusal_summaries(
         for (address, count) in sources.take_summaries() {
             tracing::warn!(%address, count, "refused calls over the recording budget, summarised");
             audit
-                .enqueue(crate::audit::NewRecord {
-                    chain: crate::audit::Chain::Platform,
+                .enqueue(crate::call::NewRecord {
+                    chain: crate::call::Chain::Platform,
                     occurred_at: chrono::Utc::now(),
                     merchant_id: None,
                     key_id: None,
                     key_prefix: None,
-                    transport: "system",
+                    transport: crate::call::Transport::System,
                     method: REFUSAL_SUMMARY_METHOD.to_owned(),
                     request_id: format!("refusals-from-{address}"),
                     request_digest: String::new(),
-                    outcome: crate::audit::Outcome::from_error(
-                        crate::error::ErrorCode::RateLimited,
-                    ),
+                    outcome: crate::call::Outcome::from_error(crate::error::ErrorCode::RateLimited),
                     latency_us: 0,
                     entry_ids: Vec::new(),
                     uid: None,

@@ -9,12 +9,14 @@
 pub mod app;
 pub mod audit;
 pub mod auth;
+pub mod call;
 pub mod cli;
 pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
 pub mod pagination;
+pub mod periodic;
 pub mod service;
 pub mod store;
 pub mod telemetry;

@@ -94,6 +94,19 @@ impl PageRequest {
         })
     }
 
+    /// Where the previous page of a list ordered by `(time, id)` stopped ([`time_id_cursor`]), with its id
+    /// parsed by `parse_id`; None on the first page.
+    pub fn time_id_position<T>(
+        &self,
+        parse_id: impl FnOnce(&str) -> ServiceResult<T>,
+    ) -> ServiceResult<Option<(chrono::DateTime<chrono::Utc>, T)>> {
+        let Some(cursor) = &self.cursor else {
+            return Ok(None);
+        };
+        let (at, id) = parse_time_id_cursor(cursor)?;
+        Ok(Some((at, parse_id(&id)?)))
+    }
+
     /// Rows to fetch: one more than the page, to know whether a next page exists.
     pub fn fetch_limit(&self) -> i64 {
         self.size + 1

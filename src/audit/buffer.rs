@@ -9,7 +9,7 @@
 //! at shutdown (after gRPC has stopped serving) writes everything left before the pool closes.
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::HashMap,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -18,11 +18,11 @@ use chrono::{DateTime, Utc};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio_util::sync::CancellationToken;
 
-use super::{Chain, NewRecord, Outcome, chain, elapsed_us, recorded_method};
+use super::chain::{self, Unsealed};
 use crate::{
     auth::AuthFailure,
+    call::{CallContext, Chain, NewRecord, Outcome, Transport, elapsed_us, recorded_method},
     error::{ErrorCode, ServiceError},
-    service::{CallContext, Transport},
     store,
 };
 
@@ -40,7 +40,7 @@ pub struct AuditLog {
     sender: mpsc::Sender<NewRecord>,
     /// Taken once by [`run_flusher`].
     receiver: Mutex<Option<mpsc::Receiver<NewRecord>>>,
-    unsealed: Mutex<HashSet<Chain>>,
+    unsealed: Arc<Unsealed>,
 }
 
 impl AuditLog {
@@ -50,7 +50,7 @@ impl AuditLog {
         AuditLog {
             sender,
             receiver: Mutex::new(Some(receiver)),
-            unsealed: Mutex::default(),
+            unsealed: Arc::default(),
         }
     }
 
@@ -91,19 +91,12 @@ impl AuditLog {
 
     /// Records that `chain` has unsealed records for the sealer.
     pub fn mark_unsealed(&self, chain: Chain) {
-        self.unsealed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .insert(chain);
+        self.unsealed.mark(chain);
     }
 
-    /// The chains marked since the last call.
-    pub fn take_unsealed(&self) -> Vec<Chain> {
-        self.unsealed
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .drain()
-            .collect()
+    /// The chains waiting for the sealer ([`chain::run_sealer`] takes them).
+    pub fn unsealed(&self) -> &Arc<Unsealed> {
+        &self.unsealed
     }
 
     fn take_receiver(&self) -> Option<mpsc::Receiver<NewRecord>> {
@@ -116,7 +109,7 @@ impl AuditLog {
 
 /// Records one call that passes the call layer. Exactly one of [`refused`](CallRecorder::refused) and
 /// [`served`](CallRecorder::served) finishes it; if neither does (the client went away, or the request timeout
-/// dropped the call), dropping it records the call as [`Outcome::CANCELLED`].
+/// dropped the call), dropping it records the call as [`Outcome::Cancelled`].
 pub struct CallRecorder {
     audit: Arc<AuditLog>,
     started: Instant,
@@ -180,14 +173,14 @@ impl CallRecorder {
     pub async fn served(mut self, status: Option<tonic::Status>) -> Outcome {
         self.finished = true;
         let Some(call) = self.call.clone() else {
-            return Outcome::OK;
+            return Outcome::Ok;
         };
         let (outcome, in_transaction) = {
             let notes = call.notes();
             let outcome = match notes.outcome {
                 Some(code) => Outcome::from_error(code),
-                None if notes.succeeded => Outcome::OK,
-                None => status.map_or(Outcome::OK, |status| Outcome::from_status(&status)),
+                None if notes.succeeded => Outcome::Ok,
+                None => status.map_or(Outcome::Ok, |status| Outcome::from_status(&status)),
             };
             (outcome, notes.in_transaction_audit_id.is_some())
         };
@@ -215,7 +208,7 @@ impl CallRecorder {
             merchant_id,
             key_id,
             key_prefix,
-            transport: self.transport.as_str(),
+            transport: self.transport,
             method: recorded_method(&self.method),
             request_id: self.request_id.clone(),
             request_digest: String::new(),
@@ -240,11 +233,11 @@ impl Drop for CallRecorder {
         }
         let record = match &self.call {
             Some(call) => {
-                let mut record = NewRecord::for_call(call, Outcome::CANCELLED);
+                let mut record = NewRecord::for_call(call, Outcome::Cancelled);
                 record.latency_us = elapsed_us(self.started);
                 record
             }
-            None => self.anonymous_record(Outcome::CANCELLED, None, None, None),
+            None => self.anonymous_record(Outcome::Cancelled, None, None, None),
         };
         self.audit.enqueue_now(record);
     }
@@ -289,7 +282,7 @@ pub async fn run_flusher(
         }
         write_with_retry(&audit, &pool, std::mem::take(&mut batch), &shutdown).await;
     }
-    chain::seal_marked(&audit, &pool).await;
+    chain::seal_marked(&audit.unsealed, &pool).await;
     tracing::info!("audit buffer flushed");
 }
 

@@ -11,12 +11,14 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{Chain, buffer::AuditLog};
+use std::{collections::HashSet, sync::Mutex};
+
 use crate::{
+    call::{Chain, StoredRecord},
     error::{ServiceError, ServiceResult},
     store::{
         self,
-        audit::{ChainHead, LedgerEntryFacts, Seal, StoredRecord},
+        audit::{ChainHead, LedgerEntryFacts, Seal},
     },
 };
 
@@ -554,41 +556,57 @@ fn check_record(
 /// Seals, every [`SEAL_INTERVAL`], the chains this instance wrote to; at start it sweeps every chain once, so
 /// records a crashed instance left unsealed are sealed too. A chain another sealer holds is retried next time.
 pub async fn run_sealer(
-    audit: Arc<AuditLog>,
+    unsealed: Arc<Unsealed>,
     pool: deadpool_postgres::Pool,
     shutdown: CancellationToken,
 ) {
     match chains_with_unsealed(&pool).await {
-        Ok(chains) => chains
-            .into_iter()
-            .for_each(|chain| audit.mark_unsealed(chain)),
+        Ok(chains) => chains.into_iter().for_each(|chain| unsealed.mark(chain)),
         Err(error) => {
             tracing::warn!(%error, "audit start-up sweep failed; chains are sealed as they are written")
         }
     }
-    let mut ticker = tokio::time::interval(SEAL_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        seal_marked(&audit, &pool).await;
+    let mut ticks = crate::periodic::Ticks::new(SEAL_INTERVAL, &shutdown);
+    while ticks.next().await {
+        seal_marked(&unsealed, &pool).await;
+    }
+}
+
+/// The chains with records waiting to be sealed, marked by the writers and taken by the sealer.
+#[derive(Debug, Default)]
+pub struct Unsealed(Mutex<HashSet<Chain>>);
+
+impl Unsealed {
+    /// Records that `chain` has unsealed records.
+    pub fn mark(&self, chain: Chain) {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .insert(chain);
+    }
+
+    /// The chains marked since the last call.
+    pub fn take(&self) -> Vec<Chain> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .drain()
+            .collect()
     }
 }
 
 /// Seals every chain marked unsealed; a chain that could not be sealed now is marked again.
-pub async fn seal_marked(audit: &AuditLog, pool: &deadpool_postgres::Pool) {
-    for chain in audit.take_unsealed() {
+pub async fn seal_marked(unsealed: &Unsealed, pool: &deadpool_postgres::Pool) {
+    for chain in unsealed.take() {
         match seal(pool, &chain, false).await {
             Ok(Some(_)) => {}
-            Ok(None) => audit.mark_unsealed(chain),
+            Ok(None) => unsealed.mark(chain),
             Err(error) => {
                 tracing::warn!(chain = chain.name(), %error, "could not seal audit records");
                 // The database being away is retried next pass; anything else (e.g. a schema whose migration
                 // failed) waits for the next write, verification or start rather than failing every second.
                 if error.code == crate::error::ErrorCode::Unavailable {
-                    audit.mark_unsealed(chain);
+                    unsealed.mark(chain);
                 }
             }
         }

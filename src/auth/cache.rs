@@ -315,13 +315,8 @@ pub async fn run_last_used_flusher(
     interval: Duration,
     shutdown: CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = shutdown.cancelled() => break,
-        }
+    let mut ticks = crate::periodic::Ticks::new(interval, &shutdown);
+    while ticks.next().await {
         if let Err(error) = last_used.flush(&pool).await {
             tracing::warn!(%error, "could not record last_used_at; will retry");
         }

@@ -20,11 +20,8 @@ use super::limits::{
 use super::sources::{CLIENT_ADDR_HEADER, Recording, Sources};
 use super::{API_KEY_HEADER, AuthFailure, Authenticator, MERCHANT_HEADER};
 use crate::{
-    audit::{
-        self,
-        buffer::{AuditLog, CallRecorder},
-    },
-    service::{CallContext, Transport},
+    audit::buffer::{AuditLog, CallRecorder},
+    call::{self, CallContext, Transport},
 };
 
 pub use points_api::headers::{
@@ -128,7 +125,7 @@ fn valid_request_id(value: &str) -> bool {
     !value.is_empty()
         && value.len() <= REQUEST_ID_LENGTH_MAX
         && value.bytes().all(|b| b.is_ascii_graphic())
-        && !audit::looks_like_api_key(value)
+        && !call::looks_like_api_key(value)
 }
 
 impl<S, B> Service<http::Request<tonic::body::Body>> for CallService<S>
@@ -191,7 +188,7 @@ where
         // The method path is the client's: one carrying a key is logged (and audited) redacted.
         let span = tracing::info_span!(
             "call",
-            method = %audit::recorded_method(&method),
+            method = %call::recorded_method(&method),
             %request_id,
             transport = transport.as_str()
         );
@@ -234,7 +231,7 @@ where
                     Err(failure) => {
                         let reason = failure.error.code.reason();
                         let message = &failure.error.message;
-                        let message = if audit::looks_like_api_key(message) { "[redacted]" } else { message };
+                        let message = if call::looks_like_api_key(message) { "[redacted]" } else { message };
                         tracing::info!(outcome = reason, message, "call refused");
                         // Refusals cost at most a bounded number of audit rows per address and minute; the rest
                         // are counted into one summary record (see auth::sources).
@@ -268,7 +265,7 @@ where
                         (response, outcome)
                     }
                 };
-                let outcome = outcome.name;
+                let outcome = outcome.name();
                 let latency = started.elapsed();
                 tracing::info!(outcome, latency_us = latency.as_micros() as u64, "call finished");
                 // Only declared methods become label values: an arbitrary path must not grow the metric set.

@@ -2,7 +2,9 @@
 //! 6-character checksum, so a mistyped or truncated key is refused without a database query.
 //! At rest a key is only its keyed blake3 hash, its display prefix and its last four characters.
 
+use chrono::{DateTime, Utc};
 use rand::Rng;
+use uuid::Uuid;
 
 use crate::{
     config::KeyEnvironment,
@@ -113,6 +115,21 @@ impl KeyHasher {
     pub fn hash(&self, plaintext: &ApiKeyPlaintext) -> [u8; 32] {
         *blake3::keyed_hash(&self.key, plaintext.0.as_bytes()).as_bytes()
     }
+}
+
+/// An API key as the API shows it: no secret in it, only its display prefix and last 4 characters.
+#[derive(Debug, Clone)]
+pub struct ApiKey {
+    pub key_id: Uuid,
+    pub merchant_id: Option<Uuid>,
+    pub name: String,
+    pub prefix: String,
+    pub last4: String,
+    pub scopes: Vec<String>,
+    pub status: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
 }
 
 #[cfg(test)]

@@ -5,6 +5,9 @@ pub mod money;
 pub mod points;
 pub mod rules;
 
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
 use crate::error::{ServiceError, ServiceResult};
 
 /// What a key may do (SPEC §4), named once in the contract crate.
@@ -100,6 +103,16 @@ pub fn parse_name(field: &str, value: &str, length_max: usize) -> ServiceResult<
 pub fn parse_uuid(field: &str, value: &str) -> ServiceResult<uuid::Uuid> {
     uuid::Uuid::parse_str(value)
         .map_err(|_| ServiceError::invalid(format!("{field} must be a UUID")))
+}
+
+/// A merchant.
+#[derive(Debug, Clone)]
+pub struct Merchant {
+    pub merchant_id: Uuid,
+    pub slug: String,
+    pub name: String,
+    pub status: String,
+    pub created_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

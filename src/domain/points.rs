@@ -1,5 +1,8 @@
 //! Ledger input types, each parsed once at the edge.
 
+use chrono::{DateTime, Utc};
+use rust_decimal::Decimal;
+
 use crate::error::{ServiceError, ServiceResult};
 
 /// The largest number of points one operation may move. Far above any real use, far below i64 overflow even
@@ -126,17 +129,23 @@ impl EntryKind {
         }
     }
 
+    pub const ALL: [EntryKind; 5] = [
+        EntryKind::Earn,
+        EntryKind::Spend,
+        EntryKind::Adjust,
+        EntryKind::Reverse,
+        EntryKind::Expire,
+    ];
+
+    /// The kind named `name` exactly.
+    pub fn from_name(name: &str) -> Option<EntryKind> {
+        EntryKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+
     pub fn parse(value: &str) -> ServiceResult<EntryKind> {
-        [
-            EntryKind::Earn,
-            EntryKind::Spend,
-            EntryKind::Adjust,
-            EntryKind::Reverse,
-            EntryKind::Expire,
-        ]
-        .into_iter()
-        .find(|kind| kind.as_str() == value)
-        .ok_or_else(|| {
+        EntryKind::from_name(value).ok_or_else(|| {
             ServiceError::invalid("kind must be one of earn, spend, adjust, reverse, expire")
         })
     }
@@ -175,6 +184,28 @@ fn bounded_text(field: &str, value: &str, length_max: usize) -> ServiceResult<St
         )));
     }
     Ok(value.to_owned())
+}
+
+/// A ledger entry (SPEC §11).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    pub entry_id: i64,
+    pub uid: String,
+    pub kind: EntryKind,
+    pub delta: i64,
+    pub balance_after: i64,
+    pub idempotency_key: Option<String>,
+    pub reference: Option<String>,
+    pub description: Option<String>,
+    pub metadata: serde_json::Value,
+    pub rule_code: Option<String>,
+    pub rule_version: Option<i32>,
+    pub amount: Option<Decimal>,
+    pub currency: Option<String>,
+    pub reverses_entry_id: Option<i64>,
+    pub lot_id: Option<i64>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
 }
 
 #[cfg(test)]

@@ -372,6 +372,23 @@ fn divide_wide(high: u128, low: u128, divisor: u128) -> Option<(u128, u128)> {
     Some((quotient, remainder))
 }
 
+/// One version of a rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleVersion {
+    pub code: String,
+    pub version: i32,
+    pub currency: String,
+    pub unit_amount: Decimal,
+    pub points_per_unit: i64,
+    pub rounding: String,
+    pub min_amount: Option<Decimal>,
+    pub max_points: Option<i64>,
+    pub points_ttl_days: Option<i32>,
+    pub effective_from: DateTime<Utc>,
+    pub effective_to: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
 #[cfg(test)]
 mod tests {
     use std::str::FromStr;

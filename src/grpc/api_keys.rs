@@ -4,13 +4,13 @@ use tonic::{Request, Response, Status};
 
 use super::{Handlers, handle, parse_timestamp, timestamp, timestamp_opt};
 use crate::{
+    domain::api_key::ApiKey,
     pb::{self, api_key_service_server::ApiKeyService},
     service::api_keys,
-    store::api_keys::ApiKeyRow,
 };
 
 /// A key as the API shows it; `plaintext` only in the response that created it.
-pub fn api_key_message(row: ApiKeyRow, plaintext: Option<&str>) -> pb::ApiKey {
+pub fn api_key_message(row: ApiKey, plaintext: Option<&str>) -> pb::ApiKey {
     pb::ApiKey {
         key_id: row.key_id.to_string(),
         name: row.name,

@@ -4,9 +4,9 @@ use tonic::{Request, Response, Status};
 
 use super::{Handlers, handle, parse_timestamp, timestamp};
 use crate::{
+    call::StoredRecord,
     pb::{self, audit_service_server::AuditService},
     service::audit::{self, AuditQuery},
-    store::audit::StoredRecord,
 };
 
 /// A record as the API shows it (ids as decimal strings).

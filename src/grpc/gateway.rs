@@ -12,8 +12,8 @@ use tonic::{Request, Response, Status};
 
 use super::Handlers;
 use crate::{
-    audit::{Chain, NewRecord, Outcome, recorded_method},
     auth::sources::Recording,
+    call::{Chain, NewRecord, Outcome, recorded_method},
     error::{ErrorCode, ServiceError},
     pb::gateway::{
         RecordRefusalsRequest, RecordRefusalsResponse, gateway_service_server::GatewayService,
@@ -83,7 +83,7 @@ impl GatewayService for Handlers {
                     merchant_id: None,
                     key_id: None,
                     key_prefix: None,
-                    transport: crate::service::Transport::Rest.as_str(),
+                    transport: crate::call::Transport::Rest,
                     method: recorded_method(&format!("REST {}", refusal.route)),
                     request_id,
                     request_digest: String::new(),

@@ -4,12 +4,12 @@ use tonic::{Request, Response, Status};
 
 use super::{Handlers, api_keys::api_key_message, handle, timestamp};
 use crate::{
+    domain::Merchant,
     pb::{self, merchant_service_server::MerchantService},
     service::{api_keys as key_service, merchants},
-    store::merchants::MerchantRow,
 };
 
-pub fn merchant_message(row: MerchantRow) -> pb::Merchant {
+pub fn merchant_message(row: Merchant) -> pb::Merchant {
     pb::Merchant {
         merchant_id: row.merchant_id.to_string(),
         slug: row.slug,

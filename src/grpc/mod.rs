@@ -15,8 +15,9 @@ use chrono::{DateTime, Utc};
 use tonic::{Request, Response, Status};
 
 use crate::{
+    call::CallContext,
     error::{ServiceError, ServiceResult},
-    service::{CallContext, Services},
+    service::Services,
 };
 
 /// The state every adapter holds.

@@ -6,20 +6,19 @@ use tonic::{Request, Response, Status};
 use super::{Handlers, handle, parse_timestamp, timestamp, timestamp_opt};
 use crate::{
     domain::points::{
-        IdempotencyKey, Points, Uid, parse_delta, parse_description, parse_metadata,
+        Entry, IdempotencyKey, Points, Uid, parse_delta, parse_description, parse_metadata,
         parse_reference,
     },
     error::{ServiceError, ServiceResult},
     pb::{self, points_service_server::PointsService},
     service::ledger::{self, Credit, Mutation, MutationKind, MutationResult, Outcome},
-    store::ledger::EntryRow,
 };
 
-pub fn entry_message(row: EntryRow) -> pb::Entry {
+pub fn entry_message(row: Entry) -> pb::Entry {
     pb::Entry {
         entry_id: row.entry_id.to_string(),
         uid: row.uid,
-        kind: row.kind,
+        kind: row.kind.as_str().to_owned(),
         delta: row.delta,
         balance_after: row.balance_after,
         idempotency_key: row.idempotency_key.unwrap_or_default(),

@@ -7,14 +7,14 @@ use tonic::{Request, Response, Status};
 
 use super::{Handlers, handle, parse_timestamp, timestamp, timestamp_opt};
 use crate::{
+    call::CallContext,
     domain::{
         money::{Currency, format_amount},
-        rules::RuleInput,
+        rules::{RuleInput, RuleVersion},
     },
     error::ServiceResult,
     pb::{self, rule_service_server::RuleService},
-    service::{CallContext, Services, rules},
-    store::rules::RuleVersionRow,
+    service::{Services, rules},
 };
 
 /// A money amount as the API shows it: with the currency's decimals.
@@ -25,7 +25,7 @@ fn money_text(amount: Decimal, currency: &str) -> String {
 }
 
 /// A stored version as the API shows it.
-pub fn rule_version_message(row: RuleVersionRow) -> pb::RuleVersion {
+pub fn rule_version_message(row: RuleVersion) -> pb::RuleVersion {
     pb::RuleVersion {
         unit_amount: money_text(row.unit_amount, &row.currency),
         min_amount: row

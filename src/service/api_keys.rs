@@ -7,15 +7,14 @@
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
-use super::{CallContext, Services};
+use super::Services;
+use crate::call::CallContext;
+use crate::domain::api_key::ApiKey;
 use crate::{
     domain::{Scope, api_key::ApiKeyPlaintext, parse_name, parse_uuid},
     error::{ServiceError, ServiceResult},
-    pagination::{PageRequest, finish_page, parse_time_id_cursor, time_id_cursor},
-    store::{
-        self,
-        api_keys::{ApiKeyRow, NewApiKey},
-    },
+    pagination::{PageRequest, finish_page, time_id_cursor},
+    store::{self, api_keys::NewApiKey},
 };
 
 /// Longest rotation grace period (SPEC §4): one week.
@@ -25,7 +24,7 @@ const NAME_LENGTH_MAX: usize = 100;
 /// A key just issued, with the plaintext that is shown once.
 #[derive(Debug)]
 pub struct IssuedKey {
-    pub row: ApiKeyRow,
+    pub row: ApiKey,
     pub plaintext: ApiKeyPlaintext,
 }
 
@@ -100,16 +99,10 @@ pub async fn list(
     call: &CallContext,
     page_size: i32,
     page_token: &str,
-) -> ServiceResult<(Vec<ApiKeyRow>, String)> {
+) -> ServiceResult<(Vec<ApiKey>, String)> {
     const LIST: &str = "api-keys";
     let page = PageRequest::parse(LIST, page_size, page_token)?;
-    let after = match &page.cursor {
-        Some(cursor) => {
-            let (at, id) = parse_time_id_cursor(cursor)?;
-            Some((at, parse_uuid("page_token", &id)?))
-        }
-        None => None,
-    };
+    let after = page.time_id_position(|id| parse_uuid("page_token", id))?;
     let client = services.pool.get().await?;
     let rows =
         store::api_keys::list(&**client, call.auth.owner(), after, page.fetch_limit()).await?;
@@ -124,7 +117,7 @@ pub async fn rotate(
     call: &CallContext,
     key_id: &str,
     grace_seconds: Option<u32>,
-) -> ServiceResult<(IssuedKey, ApiKeyRow)> {
+) -> ServiceResult<(IssuedKey, ApiKey)> {
     let key_id = parse_uuid("key_id", key_id)?;
     let grace_seconds = grace_seconds.unwrap_or(0);
     if grace_seconds > GRACE_SECONDS_MAX {
@@ -168,7 +161,7 @@ pub async fn revoke(
     services: &Services,
     call: &CallContext,
     key_id: &str,
-) -> ServiceResult<ApiKeyRow> {
+) -> ServiceResult<ApiKey> {
     let key_id = parse_uuid("key_id", key_id)?;
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
@@ -186,7 +179,7 @@ pub async fn revoke(
 pub async fn me(
     services: &Services,
     call: &CallContext,
-) -> ServiceResult<(Option<store::merchants::MerchantRow>, ApiKeyRow)> {
+) -> ServiceResult<(Option<crate::domain::Merchant>, ApiKey)> {
     let client = services.pool.get().await?;
     let merchant = match call.auth.owner() {
         Some(merchant_id) => store::merchants::get(&**client, merchant_id).await?,

@@ -5,19 +5,14 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{CallContext, Services};
+use super::Services;
 use crate::{
-    audit::{
-        Chain,
-        chain::{self, Verification, VerifyScope},
-    },
+    audit::chain::{self, Verification, VerifyScope},
+    call::{CallContext, Chain, StoredRecord},
     domain::parse_uuid,
     error::{ServiceError, ServiceResult},
-    pagination::{PageRequest, finish_page, parse_time_id_cursor, time_id_cursor},
-    store::{
-        self,
-        audit::{ListFilter, StoredRecord},
-    },
+    pagination::{PageRequest, finish_page, time_id_cursor},
+    store::{self, audit::ListFilter},
     tenancy::begin_tenant_transaction,
 };
 
@@ -71,13 +66,7 @@ pub async fn list(
     {
         return Err(ServiceError::invalid("from must be before to"));
     }
-    let before = match &page.cursor {
-        Some(cursor) => {
-            let (at, id) = parse_time_id_cursor(cursor)?;
-            Some((at, parse_audit_id("page_token", &id)?))
-        }
-        None => None,
-    };
+    let before = page.time_id_position(|id| parse_audit_id("page_token", id))?;
     let filter = ListFilter {
         from: query.from,
         to: query.to,

@@ -3,12 +3,13 @@
 
 use uuid::Uuid;
 
-use super::{CallContext, Services, api_keys};
+use super::{Services, api_keys};
+use crate::call::CallContext;
 use crate::{
-    domain::{MerchantStatus, Scope, Slug, parse_name, parse_uuid},
+    domain::{Merchant, MerchantStatus, Scope, Slug, parse_name, parse_uuid},
     error::{ErrorCode, ServiceError, ServiceResult},
-    pagination::{PageRequest, finish_page, parse_time_id_cursor, time_id_cursor},
-    store::{self, merchants::MerchantRow},
+    pagination::{PageRequest, finish_page, time_id_cursor},
+    store,
     tenancy::TenantSchema,
 };
 
@@ -21,7 +22,7 @@ pub async fn register(
     call: &CallContext,
     slug: &str,
     name: &str,
-) -> ServiceResult<(MerchantRow, api_keys::IssuedKey)> {
+) -> ServiceResult<(Merchant, api_keys::IssuedKey)> {
     let slug = Slug::parse(slug)?;
     let name = parse_name("name", name, NAME_LENGTH_MAX)?;
     let merchant_id = Uuid::now_v7();
@@ -71,7 +72,7 @@ pub async fn register(
     Ok((merchant, key))
 }
 
-pub async fn get(services: &Services, merchant_id: &str) -> ServiceResult<MerchantRow> {
+pub async fn get(services: &Services, merchant_id: &str) -> ServiceResult<Merchant> {
     let merchant_id = parse_uuid("merchant_id", merchant_id)?;
     let client = services.pool.get().await?;
     store::merchants::get(&**client, merchant_id)
@@ -83,16 +84,10 @@ pub async fn list(
     services: &Services,
     page_size: i32,
     page_token: &str,
-) -> ServiceResult<(Vec<MerchantRow>, String)> {
+) -> ServiceResult<(Vec<Merchant>, String)> {
     const LIST: &str = "merchants";
     let page = PageRequest::parse(LIST, page_size, page_token)?;
-    let after = match &page.cursor {
-        Some(cursor) => {
-            let (at, id) = parse_time_id_cursor(cursor)?;
-            Some((at, parse_uuid("page_token", &id)?))
-        }
-        None => None,
-    };
+    let after = page.time_id_position(|id| parse_uuid("page_token", id))?;
     let client = services.pool.get().await?;
     let rows = store::merchants::list(&**client, after, page.fetch_limit()).await?;
     Ok(finish_page(LIST, rows, &page, |row| {
@@ -107,7 +102,7 @@ pub async fn update(
     merchant_id: &str,
     name: Option<&str>,
     status: Option<&str>,
-) -> ServiceResult<MerchantRow> {
+) -> ServiceResult<Merchant> {
     let merchant_id = parse_uuid("merchant_id", merchant_id)?;
     let name = name
         .map(|name| parse_name("name", name, NAME_LENGTH_MAX))

@@ -9,72 +9,19 @@ pub mod merchants;
 pub mod reports;
 pub mod rules;
 
-use std::{
-    sync::{Arc, Mutex, MutexGuard},
-    time::Instant,
-};
-
-use chrono::{DateTime, Utc};
+use std::sync::Arc;
 
 use crate::{
-    audit::{CallNotes, buffer::AuditLog},
-    auth::{AuthContext, cache::AuthCache},
-    config::KeyEnvironment,
+    audit::buffer::AuditLog, auth::cache::AuthCache, config::KeyEnvironment,
     domain::api_key::KeyHasher,
 };
 
-/// How a call reached the server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transport {
-    Grpc,
-    /// Through the REST gateway, which marks its calls with `x-points-transport: rest`.
-    Rest,
-}
-
-impl Transport {
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            Transport::Grpc => "grpc",
-            Transport::Rest => "rest",
-        }
-    }
-}
-
-/// One authenticated call: who, what, and the notes its audit record is made from.
-#[derive(Debug)]
-pub struct CallContext {
-    pub request_id: String,
-    /// Full gRPC method path.
-    pub method: String,
-    pub transport: Transport,
-    pub started: Instant,
-    pub occurred_at: DateTime<Utc>,
-    pub auth: AuthContext,
-    notes: Mutex<CallNotes>,
-}
-
-impl CallContext {
-    pub fn new(
-        request_id: String,
-        method: String,
-        transport: Transport,
-        auth: AuthContext,
-    ) -> CallContext {
-        CallContext {
-            request_id,
-            method,
-            transport,
-            started: Instant::now(),
-            occurred_at: Utc::now(),
-            auth,
-            notes: Mutex::default(),
-        }
-    }
-
-    pub fn notes(&self) -> MutexGuard<'_, CallNotes> {
-        self.notes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl Services {
+    /// The merchants whose schema is at the latest migration (the tenants background work may touch).
+    pub async fn healthy_merchants(&self) -> crate::error::ServiceResult<Vec<uuid::Uuid>> {
+        let client = self.pool.get().await?;
+        let version_latest = crate::store::migrations::tenant_version_latest();
+        Ok(crate::store::audit::healthy_merchants(&**client, version_latest).await?)
     }
 }
 

@@ -37,7 +37,8 @@ use tokio_postgres::error::SqlState;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use super::{CallContext, Services};
+use super::Services;
+use crate::call::CallContext;
 use crate::{
     error::{ServiceError, ServiceResult},
     store::{self, reports::Movements},
@@ -386,23 +387,11 @@ const ROLLUP_ALL_EVERY: u32 = 60;
 /// Rolls up the marked tenants every [`ROLLUP_INTERVAL`], and every tenant at start and every minute, until
 /// `shutdown`.
 pub async fn run_liability_roller(services: Arc<Services>, shutdown: CancellationToken) {
-    let mut ticker = tokio::time::interval(ROLLUP_INTERVAL);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut ticks = crate::periodic::Ticks::new(ROLLUP_INTERVAL, &shutdown);
     let mut tick: u32 = 0;
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
+    while ticks.next().await {
         let merchants = if tick.is_multiple_of(ROLLUP_ALL_EVERY) {
-            let all = async {
-                let client = services.pool.get().await?;
-                let version_latest = store::migrations::tenant_version_latest();
-                Ok::<_, ServiceError>(
-                    store::audit::healthy_merchants(&**client, version_latest).await?,
-                )
-            };
-            match all.await {
+            match services.healthy_merchants().await {
                 Ok(all) => all,
                 Err(error) => {
                     tracing::warn!(%error, "liability roll-up skipped");

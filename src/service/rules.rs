@@ -11,18 +11,19 @@ use std::collections::{HashMap, HashSet};
 use chrono::{DateTime, SecondsFormat, Utc};
 use rust_decimal::Decimal;
 
-use super::{CallContext, Services};
+use super::Services;
+use crate::call::CallContext;
 use crate::{
     domain::{
         money::{Currency, Money, ZeroAmount},
         rules::{
-            self as domain, Rounding, RuleCode, RuleInput, RuleTerms, SyncMode, truncate_to_micros,
+            self as domain, Rounding, RuleCode, RuleInput, RuleTerms, RuleVersion, SyncMode,
+            truncate_to_micros,
         },
     },
     error::{ErrorCode, ServiceError, ServiceResult},
     pagination::{PageRequest, finish_page},
-    store::{self, rules::RuleVersionRow},
-    tenancy,
+    store, tenancy,
 };
 
 /// Most rules one batch sync may carry (SPEC §5's batch limit).
@@ -112,7 +113,7 @@ pub async fn convert(
 }
 
 /// The terms of a stored version. The table's CHECKs make a failure here a corrupted row, hence INTERNAL.
-fn terms_of(row: &RuleVersionRow) -> ServiceResult<RuleTerms> {
+fn terms_of(row: &RuleVersion) -> ServiceResult<RuleTerms> {
     let currency =
         Currency::parse(&row.currency).map_err(|error| ServiceError::internal(&error))?;
     let rounding =
@@ -164,7 +165,7 @@ pub async fn put(
     services: &Services,
     call: &CallContext,
     input: &RuleInput,
-) -> ServiceResult<RuleVersionRow> {
+) -> ServiceResult<RuleVersion> {
     let schema = &call.auth.merchant()?.schema;
     let version = input.parse(Utc::now())?;
     let mut client = services.pool.get().await?;
@@ -197,7 +198,7 @@ pub async fn get(
     call: &CallContext,
     code: &str,
     at: Option<DateTime<Utc>>,
-) -> ServiceResult<RuleVersionRow> {
+) -> ServiceResult<RuleVersion> {
     let schema = &call.auth.merchant()?.schema;
     let code = RuleCode::parse(code)?;
     let at = truncate_to_micros(at.unwrap_or_else(Utc::now));
@@ -221,7 +222,7 @@ pub async fn list_versions(
     code: &str,
     page_size: i32,
     page_token: &str,
-) -> ServiceResult<(Vec<RuleVersionRow>, String)> {
+) -> ServiceResult<(Vec<RuleVersion>, String)> {
     let schema = &call.auth.merchant()?.schema;
     let code = RuleCode::parse(code)?;
     // The code is part of the list name, so a token of one code's history is refused for another's.
@@ -262,7 +263,7 @@ pub async fn list(
     call: &CallContext,
     page_size: i32,
     page_token: &str,
-) -> ServiceResult<(Vec<RuleVersionRow>, String)> {
+) -> ServiceResult<(Vec<RuleVersion>, String)> {
     const LIST: &str = "rules";
     let schema = &call.auth.merchant()?.schema;
     let page = PageRequest::parse(LIST, page_size, page_token)?;
@@ -290,7 +291,7 @@ pub async fn list(
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncOutcome {
     /// The versions created, in the order of the request.
-    pub created: Vec<RuleVersionRow>,
+    pub created: Vec<RuleVersion>,
     /// Codes ended by `replace`, sorted.
     pub ended: Vec<String>,
 }
@@ -354,9 +355,9 @@ pub async fn sync(
 /// Puts the inserted rows (returned in no particular order) back in the order of the request.
 fn in_request_order(
     versions: &[domain::NewRuleVersion],
-    rows: Vec<RuleVersionRow>,
-) -> ServiceResult<Vec<RuleVersionRow>> {
-    let mut by_code: HashMap<String, RuleVersionRow> = rows
+    rows: Vec<RuleVersion>,
+) -> ServiceResult<Vec<RuleVersion>> {
+    let mut by_code: HashMap<String, RuleVersion> = rows
         .into_iter()
         .map(|row| (row.code.clone(), row))
         .collect();

@@ -4,37 +4,16 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-/// A key as stored (no secret in it).
-#[derive(Debug, Clone)]
-pub struct ApiKeyRow {
-    pub key_id: Uuid,
-    pub merchant_id: Option<Uuid>,
-    pub name: String,
-    pub prefix: String,
-    pub last4: String,
-    pub scopes: Vec<String>,
-    pub status: String,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-    pub last_used_at: Option<DateTime<Utc>>,
-}
+use crate::domain::api_key::ApiKey;
 
 const COLUMNS: &str = "key_id, merchant_id, name, prefix, last4, scopes, status, expires_at, created_at, last_used_at";
 
-impl ApiKeyRow {
-    fn from_row(row: &Row) -> ApiKeyRow {
-        ApiKeyRow {
-            key_id: row.get("key_id"),
-            merchant_id: row.get("merchant_id"),
-            name: row.get("name"),
-            prefix: row.get("prefix"),
-            last4: row.get("last4"),
-            scopes: row.get("scopes"),
-            status: row.get("status"),
-            expires_at: row.get("expires_at"),
-            created_at: row.get("created_at"),
-            last_used_at: row.get("last_used_at"),
-        }
+impl ApiKey {
+    fn from_row(row: &Row) -> ApiKey {
+        from_columns!(row => ApiKey {
+            key_id, merchant_id, name, prefix, last4, scopes, status, expires_at, created_at,
+            last_used_at
+        })
     }
 }
 
@@ -53,7 +32,7 @@ pub struct NewApiKey<'a> {
 pub async fn insert(
     client: &impl GenericClient,
     key: &NewApiKey<'_>,
-) -> Result<ApiKeyRow, tokio_postgres::Error> {
+) -> Result<ApiKey, tokio_postgres::Error> {
     let sql = format!(
         "INSERT INTO public.api_keys (key_id, merchant_id, name, key_hash, prefix, last4, scopes, status, expires_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8) RETURNING {COLUMNS}"
@@ -73,7 +52,7 @@ pub async fn insert(
             ],
         )
         .await?;
-    Ok(ApiKeyRow::from_row(&row))
+    Ok(ApiKey::from_row(&row))
 }
 
 /// A key of `owner` (a merchant, or the platform when None); another owner's key is not found.
@@ -81,7 +60,7 @@ pub async fn get(
     client: &impl GenericClient,
     key_id: Uuid,
     owner: Option<Uuid>,
-) -> Result<Option<ApiKeyRow>, tokio_postgres::Error> {
+) -> Result<Option<ApiKey>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM public.api_keys WHERE key_id = $1 AND merchant_id IS NOT DISTINCT FROM $2"
     );
@@ -89,7 +68,7 @@ pub async fn get(
         .query_opt(&sql, &[&key_id, &owner])
         .await?
         .as_ref()
-        .map(ApiKeyRow::from_row))
+        .map(ApiKey::from_row))
 }
 
 /// Locks a key of `owner` for a rotation or revocation.
@@ -97,7 +76,7 @@ pub async fn get_for_update(
     client: &impl GenericClient,
     key_id: Uuid,
     owner: Option<Uuid>,
-) -> Result<Option<ApiKeyRow>, tokio_postgres::Error> {
+) -> Result<Option<ApiKey>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM public.api_keys WHERE key_id = $1 AND merchant_id IS NOT DISTINCT FROM $2 FOR UPDATE"
     );
@@ -105,7 +84,7 @@ pub async fn get_for_update(
         .query_opt(&sql, &[&key_id, &owner])
         .await?
         .as_ref()
-        .map(ApiKeyRow::from_row))
+        .map(ApiKey::from_row))
 }
 
 pub async fn list(
@@ -113,7 +92,7 @@ pub async fn list(
     owner: Option<Uuid>,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
-) -> Result<Vec<ApiKeyRow>, tokio_postgres::Error> {
+) -> Result<Vec<ApiKey>, tokio_postgres::Error> {
     let (after_time, after_id) = after.unzip();
     let sql = format!(
         "SELECT {COLUMNS} FROM public.api_keys WHERE merchant_id IS NOT DISTINCT FROM $1 \
@@ -122,20 +101,18 @@ pub async fn list(
     let rows = client
         .query(&sql, &[&owner, &after_time, &after_id, &limit])
         .await?;
-    Ok(rows.iter().map(ApiKeyRow::from_row).collect())
+    Ok(rows.iter().map(ApiKey::from_row).collect())
 }
 
 pub async fn revoke(
     client: &impl GenericClient,
     key_id: Uuid,
-) -> Result<ApiKeyRow, tokio_postgres::Error> {
+) -> Result<ApiKey, tokio_postgres::Error> {
     let sql = format!(
         "UPDATE public.api_keys SET status = 'revoked', revoked_at = coalesce(revoked_at, now()) \
          WHERE key_id = $1 RETURNING {COLUMNS}"
     );
-    Ok(ApiKeyRow::from_row(
-        &client.query_one(&sql, &[&key_id]).await?,
-    ))
+    Ok(ApiKey::from_row(&client.query_one(&sql, &[&key_id]).await?))
 }
 
 /// Ends a rotated key's life at `expires_at` (never extends an earlier expiry).
@@ -144,12 +121,12 @@ pub async fn expire_rotated(
     key_id: Uuid,
     expires_at: DateTime<Utc>,
     rotated_to: Uuid,
-) -> Result<ApiKeyRow, tokio_postgres::Error> {
+) -> Result<ApiKey, tokio_postgres::Error> {
     let sql = format!(
         "UPDATE public.api_keys SET expires_at = least(coalesce(expires_at, $2), $2), rotated_to = $3 \
          WHERE key_id = $1 RETURNING {COLUMNS}"
     );
-    Ok(ApiKeyRow::from_row(
+    Ok(ApiKey::from_row(
         &client
             .query_one(&sql, &[&key_id, &expires_at, &rotated_to])
             .await?,

@@ -13,7 +13,7 @@ use tokio_postgres::{GenericClient, Row, types::ToSql, types::Type};
 use uuid::Uuid;
 
 use crate::{
-    audit::{Chain, NewRecord},
+    call::{Chain, NewRecord, StoredRecord},
     tenancy::TenantSchema,
 };
 
@@ -56,61 +56,13 @@ const RECORD_COLUMNS: &str = "audit_id, occurred_at, merchant_id, key_id, key_pr
     request_digest, outcome_code, outcome, latency_us, entry_ids, entries_digest, uid, amount::text AS amount, \
     currency, rule_code, rule_version, points, seq, record_hash, sealed_at";
 
-/// A record as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StoredRecord {
-    pub audit_id: i64,
-    pub occurred_at: DateTime<Utc>,
-    pub merchant_id: Option<Uuid>,
-    pub key_id: Option<Uuid>,
-    pub key_prefix: Option<String>,
-    pub transport: String,
-    pub method: String,
-    pub request_id: String,
-    pub request_digest: String,
-    pub outcome_code: i32,
-    pub outcome: String,
-    pub latency_us: i64,
-    pub entry_ids: Vec<i64>,
-    pub entries_digest: Option<String>,
-    pub uid: Option<String>,
-    pub amount: Option<String>,
-    pub currency: Option<String>,
-    pub rule_code: Option<String>,
-    pub rule_version: Option<i32>,
-    pub points: Option<i64>,
-    pub seq: Option<i64>,
-    pub record_hash: Option<Vec<u8>>,
-    pub sealed_at: Option<DateTime<Utc>>,
-}
-
 impl StoredRecord {
     fn from_row(row: &Row) -> StoredRecord {
-        StoredRecord {
-            audit_id: row.get("audit_id"),
-            occurred_at: row.get("occurred_at"),
-            merchant_id: row.get("merchant_id"),
-            key_id: row.get("key_id"),
-            key_prefix: row.get("key_prefix"),
-            transport: row.get("transport"),
-            method: row.get("method"),
-            request_id: row.get("request_id"),
-            request_digest: row.get("request_digest"),
-            outcome_code: row.get("outcome_code"),
-            outcome: row.get("outcome"),
-            latency_us: row.get("latency_us"),
-            entry_ids: row.get("entry_ids"),
-            entries_digest: row.get("entries_digest"),
-            uid: row.get("uid"),
-            amount: row.get("amount"),
-            currency: row.get("currency"),
-            rule_code: row.get("rule_code"),
-            rule_version: row.get("rule_version"),
-            points: row.get("points"),
-            seq: row.get("seq"),
-            record_hash: row.get("record_hash"),
-            sealed_at: row.get("sealed_at"),
-        }
+        from_columns!(row => StoredRecord {
+            audit_id, occurred_at, merchant_id, key_id, key_prefix, transport, method, request_id,
+            request_digest, outcome_code, outcome, latency_us, entry_ids, entries_digest, uid,
+            amount, currency, rule_code, rule_version, points, seq, record_hash, sealed_at
+        })
     }
 }
 
@@ -153,24 +105,12 @@ pub async fn ledger_entries(
         .await?;
     Ok(rows
         .iter()
-        .map(|row| LedgerEntryFacts {
-            entry_id: row.get("entry_id"),
-            uid: row.get("uid"),
-            kind: row.get("kind"),
-            delta: row.get("delta"),
-            balance_after: row.get("balance_after"),
-            idempotency_key: row.get("idempotency_key"),
-            reference: row.get("reference"),
-            description: row.get("description"),
-            metadata: row.get("metadata"),
-            rule_code: row.get("rule_code"),
-            rule_version: row.get("rule_version"),
-            amount: row.get("amount"),
-            currency: row.get("currency"),
-            reverses_entry_id: row.get("reverses_entry_id"),
-            lot_id: row.get("lot_id"),
-            expires_at: row.get("expires_at"),
-            created_at: row.get("created_at"),
+        .map(|row| {
+            from_columns!(row => LedgerEntryFacts {
+                entry_id, uid, kind, delta, balance_after, idempotency_key, reference, description,
+                metadata, rule_code, rule_version, amount, currency, reverses_entry_id, lot_id,
+                expires_at, created_at
+            })
         })
         .collect())
 }
@@ -198,12 +138,12 @@ pub async fn insert_one(
                 (&record.merchant_id, Type::UUID),
                 (&record.key_id, Type::UUID),
                 (&record.key_prefix, Type::TEXT),
-                (&record.transport, Type::TEXT),
+                (&record.transport.as_str(), Type::TEXT),
                 (&record.method, Type::TEXT),
                 (&record.request_id, Type::TEXT),
                 (&record.request_digest, Type::TEXT),
-                (&record.outcome.code, Type::INT4),
-                (&record.outcome.name, Type::TEXT),
+                (&record.outcome.code(), Type::INT4),
+                (&record.outcome.name(), Type::TEXT),
                 (&record.latency_us, Type::INT8),
                 (&record.entry_ids, Type::INT8_ARRAY),
                 (&record.uid, Type::TEXT),
@@ -244,12 +184,12 @@ pub async fn insert_batch(
     let merchant_id: Vec<Option<Uuid>> = records.iter().map(|r| r.merchant_id).collect();
     let key_id: Vec<Option<Uuid>> = records.iter().map(|r| r.key_id).collect();
     let key_prefix: Vec<Option<&str>> = records.iter().map(|r| r.key_prefix.as_deref()).collect();
-    let transport: Vec<&str> = records.iter().map(|r| r.transport).collect();
+    let transport: Vec<&str> = records.iter().map(|r| r.transport.as_str()).collect();
     let method: Vec<&str> = records.iter().map(|r| r.method.as_str()).collect();
     let request_id: Vec<&str> = records.iter().map(|r| r.request_id.as_str()).collect();
     let request_digest: Vec<&str> = records.iter().map(|r| r.request_digest.as_str()).collect();
-    let outcome_code: Vec<i32> = records.iter().map(|r| r.outcome.code).collect();
-    let outcome: Vec<&str> = records.iter().map(|r| r.outcome.name).collect();
+    let outcome_code: Vec<i32> = records.iter().map(|r| r.outcome.code()).collect();
+    let outcome: Vec<&str> = records.iter().map(|r| r.outcome.name()).collect();
     let latency_us: Vec<i64> = records.iter().map(|r| r.latency_us).collect();
     // unnest cannot zip arrays of arrays, so entry ids travel as array literals.
     let entry_ids: Vec<String> = records
@@ -311,16 +251,7 @@ pub async fn lock_head(
     } else {
         "FOR UPDATE SKIP LOCKED"
     };
-    let sql = format!(
-        "SELECT last_seq, last_audit_id, last_hash FROM {} {lock}",
-        Tables::of(chain).head
-    );
-    let row = client.query_opt(&sql, &[]).await?;
-    Ok(row.map(|row| ChainHead {
-        last_seq: row.get(0),
-        last_audit_id: row.get(1),
-        last_hash: row.get(2),
-    }))
+    select_head(client, chain, lock).await
 }
 
 /// Reads the chain head without locking it. None when the head row is missing (itself a sign of tampering).
@@ -328,8 +259,16 @@ pub async fn read_head(
     client: &impl GenericClient,
     chain: &Chain,
 ) -> Result<Option<ChainHead>, tokio_postgres::Error> {
+    select_head(client, chain, "").await
+}
+
+async fn select_head(
+    client: &impl GenericClient,
+    chain: &Chain,
+    lock: &str,
+) -> Result<Option<ChainHead>, tokio_postgres::Error> {
     let sql = format!(
-        "SELECT last_seq, last_audit_id, last_hash FROM {}",
+        "SELECT last_seq, last_audit_id, last_hash FROM {} {lock}",
         Tables::of(chain).head
     );
     let row = client.query_opt(&sql, &[]).await?;

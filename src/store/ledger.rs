@@ -6,60 +6,31 @@ use deadpool_postgres::Transaction;
 use rust_decimal::Decimal;
 use tokio_postgres::Row;
 
-/// An entry as stored.
-#[derive(Debug, Clone, PartialEq)]
-pub struct EntryRow {
-    pub entry_id: i64,
-    pub uid: String,
-    pub kind: String,
-    pub delta: i64,
-    pub balance_after: i64,
-    pub idempotency_key: Option<String>,
-    pub reference: Option<String>,
-    pub description: Option<String>,
-    pub metadata: serde_json::Value,
-    pub rule_code: Option<String>,
-    pub rule_version: Option<i32>,
-    pub amount: Option<Decimal>,
-    pub currency: Option<String>,
-    pub reverses_entry_id: Option<i64>,
-    pub lot_id: Option<i64>,
-    pub expires_at: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-}
+use std::error::Error;
+
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+
+use crate::domain::points::{Entry, EntryKind};
 
 const ENTRY_COLUMNS: &str = "entry_id, uid, kind, delta, balance_after, idempotency_key, reference, description, \
     metadata, rule_code, rule_version, amount, currency, reverses_entry_id, lot_id, expires_at, created_at";
 
-impl EntryRow {
-    fn from_row(row: &Row) -> EntryRow {
-        EntryRow {
-            entry_id: row.get("entry_id"),
-            uid: row.get("uid"),
-            kind: row.get("kind"),
-            delta: row.get("delta"),
-            balance_after: row.get("balance_after"),
-            idempotency_key: row.get("idempotency_key"),
-            reference: row.get("reference"),
-            description: row.get("description"),
-            metadata: row.get("metadata"),
-            rule_code: row.get("rule_code"),
-            rule_version: row.get("rule_version"),
-            amount: row.get("amount"),
-            currency: row.get("currency"),
-            reverses_entry_id: row.get("reverses_entry_id"),
-            lot_id: row.get("lot_id"),
-            expires_at: row.get("expires_at"),
-            created_at: row.get("created_at"),
-        }
+impl Entry {
+    /// The entry of a row that has every entry column by name.
+    pub fn from_row(row: &Row) -> Entry {
+        from_columns!(row => Entry {
+            entry_id, uid, kind, delta, balance_after, idempotency_key, reference, description,
+            metadata, rule_code, rule_version, amount, currency, reverses_entry_id, lot_id,
+            expires_at, created_at
+        })
     }
 }
 
 /// An entry to append.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct NewEntry<'a> {
     pub uid: &'a str,
-    pub kind: &'a str,
+    pub kind: EntryKind,
     pub delta: i64,
     pub balance_after: i64,
     pub idempotency_key: Option<&'a str>,
@@ -73,6 +44,57 @@ pub struct NewEntry<'a> {
     pub reverses_entry_id: Option<i64>,
     pub lot_id: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl NewEntry<'static> {
+    /// An entry of `kind` with every other field empty (the writer fills uid and balance).
+    pub fn of(kind: EntryKind) -> NewEntry<'static> {
+        NewEntry {
+            uid: "",
+            kind,
+            delta: 0,
+            balance_after: 0,
+            idempotency_key: None,
+            reference: None,
+            description: None,
+            metadata: None,
+            rule_code: None,
+            rule_version: None,
+            amount: None,
+            currency: None,
+            reverses_entry_id: None,
+            lot_id: None,
+            expires_at: None,
+        }
+    }
+}
+
+/// An entry kind is stored as its name (`entries.kind`, checked by the table's constraint).
+impl<'a> FromSql<'a> for EntryKind {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<EntryKind, Box<dyn Error + Sync + Send>> {
+        let name = <&str as FromSql>::from_sql(ty, raw)?;
+        EntryKind::from_name(name).ok_or_else(|| format!("unknown entry kind {name:?}").into())
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as FromSql>::accepts(ty)
+    }
+}
+
+impl ToSql for EntryKind {
+    fn to_sql(
+        &self,
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn Error + Sync + Send>> {
+        self.as_str().to_sql(ty, out)
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        <&str as ToSql>::accepts(ty)
+    }
+
+    to_sql_checked!();
 }
 
 /// Creates the account if needed and locks its row until the transaction ends; returns the stored balance.
@@ -117,7 +139,7 @@ pub async fn set_balance(
 pub async fn insert_entry(
     client: &Transaction<'_>,
     entry: &NewEntry<'_>,
-) -> Result<EntryRow, tokio_postgres::Error> {
+) -> Result<Entry, tokio_postgres::Error> {
     let empty = serde_json::Value::Object(serde_json::Map::new());
     let statement = client
         .prepare_cached(&format!(
@@ -148,13 +170,13 @@ pub async fn insert_entry(
             ],
         )
         .await?;
-    Ok(EntryRow::from_row(&row))
+    Ok(Entry::from_row(&row))
 }
 
 pub async fn get_entry(
     client: &Transaction<'_>,
     entry_id: i64,
-) -> Result<Option<EntryRow>, tokio_postgres::Error> {
+) -> Result<Option<Entry>, tokio_postgres::Error> {
     let statement = client
         .prepare_cached(&format!(
             "SELECT {ENTRY_COLUMNS} FROM entries WHERE entry_id = $1"
@@ -164,7 +186,7 @@ pub async fn get_entry(
         .query_opt(&statement, &[&entry_id])
         .await?
         .as_ref()
-        .map(EntryRow::from_row))
+        .map(Entry::from_row))
 }
 
 /// The reversal of an entry, if it has one.
@@ -183,8 +205,8 @@ pub async fn reversal_of(
 
 /// Filters of a uid's entry list.
 #[derive(Debug, Clone, Default)]
-pub struct EntryFilter<'a> {
-    pub kind: Option<&'a str>,
+pub struct EntryFilter {
+    pub kind: Option<EntryKind>,
     pub from: Option<DateTime<Utc>>,
     pub to: Option<DateTime<Utc>>,
     /// Continue after this `(created_at, entry_id)`, newest first.
@@ -194,9 +216,9 @@ pub struct EntryFilter<'a> {
 pub async fn list_entries(
     client: &Transaction<'_>,
     uid: &str,
-    filter: &EntryFilter<'_>,
+    filter: &EntryFilter,
     limit: i64,
-) -> Result<Vec<EntryRow>, tokio_postgres::Error> {
+) -> Result<Vec<Entry>, tokio_postgres::Error> {
     let (before_at, before_id) = filter.before.unzip();
     let statement = client
         .prepare_cached(&format!(
@@ -222,7 +244,7 @@ pub async fn list_entries(
             ],
         )
         .await?;
-    Ok(rows.iter().map(EntryRow::from_row).collect())
+    Ok(rows.iter().map(Entry::from_row).collect())
 }
 
 /// A lot: what remains of one credit.
@@ -236,13 +258,9 @@ pub struct LotRow {
 }
 
 fn lot_from_row(row: &Row) -> LotRow {
-    LotRow {
-        lot_id: row.get("lot_id"),
-        entry_id: row.get("entry_id"),
-        points: row.get("points"),
-        remaining: row.get("remaining"),
-        expires_at: row.get("expires_at"),
-    }
+    from_columns!(row => LotRow {
+        lot_id, entry_id, points, remaining, expires_at
+    })
 }
 
 pub async fn insert_lot(
@@ -278,18 +296,9 @@ pub async fn expired_lots(
     uid: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<LotRow>, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached(
-            "SELECT lot_id, entry_id, points, remaining, expires_at FROM lots \
-             WHERE uid = $1 AND remaining > 0 AND expires_at <= $2 ORDER BY expires_at, lot_id FOR UPDATE",
-        )
-        .await?;
-    Ok(client
-        .query(&statement, &[&uid, &now])
-        .await?
-        .iter()
-        .map(lot_from_row)
-        .collect())
+    let sql = "SELECT lot_id, entry_id, points, remaining, expires_at FROM lots \
+         WHERE uid = $1 AND remaining > 0 AND expires_at <= $2 ORDER BY expires_at, lot_id FOR UPDATE";
+    lots_of_uid(client, sql, uid, now).await
 }
 
 /// A uid's spendable lots in spending order: earliest expiry first, never-expiring last.
@@ -298,13 +307,20 @@ pub async fn spendable_lots(
     uid: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<LotRow>, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached(
-            "SELECT lot_id, entry_id, points, remaining, expires_at FROM lots \
-             WHERE uid = $1 AND remaining > 0 AND (expires_at IS NULL OR expires_at > $2) \
-             ORDER BY expires_at ASC NULLS LAST, lot_id FOR UPDATE",
-        )
-        .await?;
+    let sql = "SELECT lot_id, entry_id, points, remaining, expires_at FROM lots \
+         WHERE uid = $1 AND remaining > 0 AND (expires_at IS NULL OR expires_at > $2) \
+         ORDER BY expires_at ASC NULLS LAST, lot_id FOR UPDATE";
+    lots_of_uid(client, sql, uid, now).await
+}
+
+/// The lots `sql` selects for `$1` = uid and `$2` = now.
+async fn lots_of_uid(
+    client: &Transaction<'_>,
+    sql: &str,
+    uid: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<LotRow>, tokio_postgres::Error> {
+    let statement = client.prepare_cached(sql).await?;
     Ok(client
         .query(&statement, &[&uid, &now])
         .await?

@@ -4,27 +4,15 @@ use chrono::{DateTime, Utc};
 use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
-/// A merchant as stored.
-#[derive(Debug, Clone)]
-pub struct MerchantRow {
-    pub merchant_id: Uuid,
-    pub slug: String,
-    pub name: String,
-    pub status: String,
-    pub created_at: DateTime<Utc>,
-}
+use crate::domain::Merchant;
 
 const COLUMNS: &str = "merchant_id, slug, name, status, created_at";
 
-impl MerchantRow {
-    fn from_row(row: &Row) -> MerchantRow {
-        MerchantRow {
-            merchant_id: row.get("merchant_id"),
-            slug: row.get("slug"),
-            name: row.get("name"),
-            status: row.get("status"),
-            created_at: row.get("created_at"),
-        }
+impl Merchant {
+    fn from_row(row: &Row) -> Merchant {
+        from_columns!(row => Merchant {
+            merchant_id, slug, name, status, created_at
+        })
     }
 }
 
@@ -37,7 +25,7 @@ pub async fn insert(
     slug: &str,
     name: &str,
     schema_name: &str,
-) -> Result<MerchantRow, tokio_postgres::Error> {
+) -> Result<Merchant, tokio_postgres::Error> {
     let sql = format!(
         "INSERT INTO public.merchants (merchant_id, slug, name, status, schema_name) \
          VALUES ($1, $2, $3, 'active', $4) RETURNING {COLUMNS}"
@@ -45,19 +33,19 @@ pub async fn insert(
     let row = client
         .query_one(&sql, &[&merchant_id, &slug, &name, &schema_name])
         .await?;
-    Ok(MerchantRow::from_row(&row))
+    Ok(Merchant::from_row(&row))
 }
 
 pub async fn get(
     client: &impl GenericClient,
     merchant_id: Uuid,
-) -> Result<Option<MerchantRow>, tokio_postgres::Error> {
+) -> Result<Option<Merchant>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS} FROM public.merchants WHERE merchant_id = $1");
     Ok(client
         .query_opt(&sql, &[&merchant_id])
         .await?
         .as_ref()
-        .map(MerchantRow::from_row))
+        .map(Merchant::from_row))
 }
 
 /// Merchants ordered by creation, after the `(created_at, merchant_id)` cursor.
@@ -65,7 +53,7 @@ pub async fn list(
     client: &impl GenericClient,
     after: Option<(DateTime<Utc>, Uuid)>,
     limit: i64,
-) -> Result<Vec<MerchantRow>, tokio_postgres::Error> {
+) -> Result<Vec<Merchant>, tokio_postgres::Error> {
     let rows = match after {
         Some((created_at, merchant_id)) => {
             let sql = format!(
@@ -83,7 +71,7 @@ pub async fn list(
             client.query(&sql, &[&limit]).await?
         }
     };
-    Ok(rows.iter().map(MerchantRow::from_row).collect())
+    Ok(rows.iter().map(Merchant::from_row).collect())
 }
 
 pub async fn update(
@@ -91,7 +79,7 @@ pub async fn update(
     merchant_id: Uuid,
     name: Option<&str>,
     status: Option<&str>,
-) -> Result<Option<MerchantRow>, tokio_postgres::Error> {
+) -> Result<Option<Merchant>, tokio_postgres::Error> {
     let sql = format!(
         "UPDATE public.merchants SET name = coalesce($2, name), status = coalesce($3, status), updated_at = now() \
          WHERE merchant_id = $1 RETURNING {COLUMNS}"
@@ -100,7 +88,7 @@ pub async fn update(
         .query_opt(&sql, &[&merchant_id, &name, &status])
         .await?
         .as_ref()
-        .map(MerchantRow::from_row))
+        .map(Merchant::from_row))
 }
 
 /// What the auth layer needs to know about a merchant on every request.

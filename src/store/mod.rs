@@ -5,6 +5,13 @@
 //! [`crate::tenancy::begin_tenant_transaction`], which sets the search path with `set_config(.., true)` — it ends with
 //! the transaction, committed or rolled back, so a pooled connection never carries one tenant's path to the next.
 
+/// `$T { field: row.get("field"), ... }`: a struct whose fields are the row's columns of the same names.
+macro_rules! from_columns {
+    ($row:expr => $T:ident { $($field:ident),+ $(,)? }) => {
+        $T { $($field: $row.get(stringify!($field))),+ }
+    };
+}
+
 pub mod api_keys;
 pub mod audit;
 pub mod ledger;

@@ -9,24 +9,7 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use tokio_postgres::{GenericClient, Row};
 
-use crate::domain::rules::NewRuleVersion;
-
-/// A rule version as stored.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RuleVersionRow {
-    pub code: String,
-    pub version: i32,
-    pub currency: String,
-    pub unit_amount: Decimal,
-    pub points_per_unit: i64,
-    pub rounding: String,
-    pub min_amount: Option<Decimal>,
-    pub max_points: Option<i64>,
-    pub points_ttl_days: Option<i32>,
-    pub effective_from: DateTime<Utc>,
-    pub effective_to: Option<DateTime<Utc>>,
-    pub created_at: DateTime<Utc>,
-}
+use crate::domain::rules::{NewRuleVersion, RuleVersion};
 
 const COLUMNS: &str = "v.code, v.version, v.currency, v.unit_amount, v.points_per_unit, v.rounding, v.min_amount, \
                        v.max_points, v.points_ttl_days, v.effective_from, v.effective_to, v.created_at";
@@ -35,22 +18,12 @@ const COLUMNS: &str = "v.code, v.version, v.currency, v.unit_amount, v.points_pe
 const IN_EFFECT_AT_2: &str =
     "v.effective_from <= $2 AND (v.effective_to IS NULL OR v.effective_to > $2)";
 
-impl RuleVersionRow {
-    fn from_row(row: &Row) -> RuleVersionRow {
-        RuleVersionRow {
-            code: row.get("code"),
-            version: row.get("version"),
-            currency: row.get("currency"),
-            unit_amount: row.get("unit_amount"),
-            points_per_unit: row.get("points_per_unit"),
-            rounding: row.get("rounding"),
-            min_amount: row.get("min_amount"),
-            max_points: row.get("max_points"),
-            points_ttl_days: row.get("points_ttl_days"),
-            effective_from: row.get("effective_from"),
-            effective_to: row.get("effective_to"),
-            created_at: row.get("created_at"),
-        }
+impl RuleVersion {
+    fn from_row(row: &Row) -> RuleVersion {
+        from_columns!(row => RuleVersion {
+            code, version, currency, unit_amount, points_per_unit, rounding, min_amount, max_points,
+            points_ttl_days, effective_from, effective_to, created_at
+        })
     }
 }
 
@@ -60,7 +33,7 @@ impl RuleVersionRow {
 pub async fn insert_versions(
     client: &impl GenericClient,
     versions: &[NewRuleVersion],
-) -> Result<Vec<RuleVersionRow>, tokio_postgres::Error> {
+) -> Result<Vec<RuleVersion>, tokio_postgres::Error> {
     let codes: Vec<&str> = versions
         .iter()
         .map(|version| version.code.as_str())
@@ -137,7 +110,7 @@ pub async fn insert_versions(
             ],
         )
         .await?;
-    Ok(rows.iter().map(RuleVersionRow::from_row).collect())
+    Ok(rows.iter().map(RuleVersion::from_row).collect())
 }
 
 /// The version of `code` in effect at `at`: the highest-numbered one whose validity contains `at`.
@@ -145,7 +118,7 @@ pub async fn version_at(
     client: &impl GenericClient,
     code: &str,
     at: DateTime<Utc>,
-) -> Result<Option<RuleVersionRow>, tokio_postgres::Error> {
+) -> Result<Option<RuleVersion>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM rule_versions v WHERE v.code = $1 AND {IN_EFFECT_AT_2} ORDER BY v.version DESC LIMIT 1"
     );
@@ -153,7 +126,7 @@ pub async fn version_at(
         .query_opt(&sql, &[&code, &at])
         .await?
         .as_ref()
-        .map(RuleVersionRow::from_row))
+        .map(RuleVersion::from_row))
 }
 
 /// Whether any version of `code` was ever created.
@@ -173,13 +146,13 @@ pub async fn list_versions(
     code: &str,
     before: Option<i32>,
     limit: i64,
-) -> Result<Vec<RuleVersionRow>, tokio_postgres::Error> {
+) -> Result<Vec<RuleVersion>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM rule_versions v WHERE v.code = $1 AND ($2::int4 IS NULL OR v.version < $2) \
          ORDER BY v.version DESC LIMIT $3"
     );
     let rows = client.query(&sql, &[&code, &before, &limit]).await?;
-    Ok(rows.iter().map(RuleVersionRow::from_row).collect())
+    Ok(rows.iter().map(RuleVersion::from_row).collect())
 }
 
 /// The version in effect at `at` of every code that has one, by code, after the code `after` when given.
@@ -188,7 +161,7 @@ pub async fn list_in_effect(
     at: DateTime<Utc>,
     after: Option<&str>,
     limit: i64,
-) -> Result<Vec<RuleVersionRow>, tokio_postgres::Error> {
+) -> Result<Vec<RuleVersion>, tokio_postgres::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM rules r CROSS JOIN LATERAL ( \
              SELECT {COLUMNS} FROM rule_versions v WHERE v.code = r.code AND {IN_EFFECT_AT_2} \
@@ -197,7 +170,7 @@ pub async fn list_in_effect(
          WHERE ($1::text IS NULL OR r.code > $1) ORDER BY r.code LIMIT $3"
     );
     let rows = client.query(&sql, &[&after, &at, &limit]).await?;
-    Ok(rows.iter().map(RuleVersionRow::from_row).collect())
+    Ok(rows.iter().map(RuleVersion::from_row).collect())
 }
 
 /// Locks every code's `rules` row in code order, so a `replace` sync sees a stable set of codes and a concurrent

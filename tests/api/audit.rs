@@ -14,9 +14,9 @@ use futures::{StreamExt, stream};
 use points::{
     audit::record_in_transaction,
     auth::{AuthContext, MerchantContext},
+    call::{CallContext, Transport},
     domain::Scope,
     pb,
-    service::{CallContext, Transport},
     tenancy::{TenantSchema, begin_tenant_transaction},
 };
 use tonic::{Code, metadata::MetadataValue};

@@ -6,12 +6,9 @@ use deadpool_postgres::Transaction;
 
 use super::{ApplyError, Credit, Mutation, MutationKind, MutationResult, Outcome};
 use crate::{
-    domain::points::EntryKind,
+    domain::points::{Entry, EntryKind},
     error::{ErrorCode, ServiceError},
-    store::{
-        self,
-        ledger::{EntryRow, NewEntry},
-    },
+    store::{self, ledger::NewEntry},
 };
 
 /// Applies one mutation inside `transaction` (a transaction or a savepoint).
@@ -121,7 +118,6 @@ pub(super) async fn apply(
                     .map(|days| now + Duration::days(i64::from(days)))
             });
             let entry = NewEntry {
-                kind: EntryKind::Earn.as_str(),
                 reference: reference.as_deref(),
                 description: description.as_deref(),
                 metadata: Some(metadata),
@@ -130,7 +126,7 @@ pub(super) async fn apply(
                 amount: conversion.as_ref().map(|c| c.amount),
                 currency: conversion.as_ref().map(|c| c.currency.as_str()),
                 expires_at,
-                ..NewEntry::default()
+                ..NewEntry::of(EntryKind::Earn)
             };
             ledger.credit(points, entry, key).await?
         }
@@ -142,19 +138,17 @@ pub(super) async fn apply(
             ..
         } => {
             let entry = NewEntry {
-                kind: EntryKind::Spend.as_str(),
                 reference: reference.as_deref(),
                 description: description.as_deref(),
                 metadata: Some(metadata),
-                ..NewEntry::default()
+                ..NewEntry::of(EntryKind::Spend)
             };
             ledger.debit(points.get(), entry, key).await?
         }
         MutationKind::Adjust { delta, reason, .. } => {
             let entry = NewEntry {
-                kind: EntryKind::Adjust.as_str(),
                 description: Some(reason.as_str()),
-                ..NewEntry::default()
+                ..NewEntry::of(EntryKind::Adjust)
             };
             if *delta > 0 {
                 ledger.credit(*delta, entry, key).await?
@@ -204,11 +198,7 @@ pub(super) struct Ledger<'a, 't> {
 }
 
 impl Ledger<'_, '_> {
-    async fn append(
-        &mut self,
-        delta: i64,
-        mut entry: NewEntry<'_>,
-    ) -> Result<EntryRow, ApplyError> {
+    async fn append(&mut self, delta: i64, mut entry: NewEntry<'_>) -> Result<Entry, ApplyError> {
         let balance_after = self.balance.checked_add(delta).ok_or_else(|| {
             ServiceError::invalid("the balance would exceed the largest supported value")
         })?;
@@ -231,10 +221,9 @@ impl Ledger<'_, '_> {
     async fn write_off(&mut self, lots: Vec<store::ledger::LotRow>) -> Result<(), ApplyError> {
         for lot in lots {
             let entry = NewEntry {
-                kind: EntryKind::Expire.as_str(),
                 lot_id: Some(lot.lot_id),
                 expires_at: lot.expires_at,
-                ..NewEntry::default()
+                ..NewEntry::of(EntryKind::Expire)
             };
             self.append(-lot.remaining, entry).await?;
             store::ledger::set_lot_remaining(self.transaction, lot.lot_id, 0).await?;
@@ -248,7 +237,7 @@ impl Ledger<'_, '_> {
         points: i64,
         entry: NewEntry<'_>,
         key: &str,
-    ) -> Result<EntryRow, ApplyError> {
+    ) -> Result<Entry, ApplyError> {
         let expires_at = entry.expires_at;
         let row = self
             .append(
@@ -270,7 +259,7 @@ impl Ledger<'_, '_> {
         points: i64,
         entry: NewEntry<'_>,
         key: &str,
-    ) -> Result<EntryRow, ApplyError> {
+    ) -> Result<Entry, ApplyError> {
         if self.balance < points {
             return Err(insufficient(self.balance, points).into());
         }
@@ -312,14 +301,14 @@ impl Ledger<'_, '_> {
     /// Writes the opposite of `target`: a credit's lot is taken back whole, a debit's lots are given back.
     async fn reverse(
         &mut self,
-        target: &EntryRow,
+        target: &Entry,
         reason: Option<&str>,
         key: &str,
-    ) -> Result<EntryRow, ApplyError> {
-        if target.kind == EntryKind::Reverse.as_str() || target.kind == EntryKind::Expire.as_str() {
+    ) -> Result<Entry, ApplyError> {
+        if matches!(target.kind, EntryKind::Reverse | EntryKind::Expire) {
             return Err(ServiceError::invalid(format!(
                 "a {} entry cannot be reversed",
-                target.kind
+                target.kind.as_str()
             ))
             .into());
         }
@@ -334,11 +323,10 @@ impl Ledger<'_, '_> {
             .into());
         }
         let entry = NewEntry {
-            kind: EntryKind::Reverse.as_str(),
             idempotency_key: Some(key),
             description: reason,
             reverses_entry_id: Some(target.entry_id),
-            ..NewEntry::default()
+            ..NewEntry::of(EntryKind::Reverse)
         };
         if target.delta > 0 {
             let lot = store::ledger::lot_of_entry(self.transaction, target.entry_id)

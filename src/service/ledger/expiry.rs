@@ -4,7 +4,7 @@ use chrono::Utc;
 
 use super::{ApplyError, apply::Ledger};
 use crate::{
-    error::{ServiceError, ServiceResult},
+    error::ServiceResult,
     service::Services,
     store,
     tenancy::{TenantSchema, begin_tenant_transaction},
@@ -52,18 +52,18 @@ pub async fn sweep_expired(
     if created.is_empty() {
         return Ok(0);
     }
-    let record = crate::audit::NewRecord {
-        chain: crate::audit::Chain::Merchant(schema.clone()),
+    let record = crate::call::NewRecord {
+        chain: crate::call::Chain::Merchant(schema.clone()),
         occurred_at,
         merchant_id: Some(merchant_id),
         key_id: None,
         key_prefix: None,
-        transport: "system",
+        transport: crate::call::Transport::System,
         method: SWEEP_AUDIT_METHOD.to_owned(),
         request_id: uuid::Uuid::new_v4().to_string(),
         request_digest: String::new(),
-        outcome: crate::audit::Outcome::OK,
-        latency_us: crate::audit::elapsed_us(started),
+        outcome: crate::call::Outcome::Ok,
+        latency_us: crate::call::elapsed_us(started),
         entry_ids: created.clone(),
         uid: None,
         amount: None,
@@ -86,19 +86,9 @@ pub async fn run_expiry_sweeper(
     batch_size: i64,
     shutdown: tokio_util::sync::CancellationToken,
 ) {
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            _ = ticker.tick() => {}
-            () = shutdown.cancelled() => return,
-        }
-        let merchants = async {
-            let client = services.pool.get().await?;
-            let version_latest = store::migrations::tenant_version_latest();
-            Ok::<_, ServiceError>(store::audit::healthy_merchants(&**client, version_latest).await?)
-        };
-        let merchants = match merchants.await {
+    let mut ticks = crate::periodic::Ticks::new(interval, &shutdown);
+    while ticks.next().await {
+        let merchants = match services.healthy_merchants().await {
             Ok(merchants) => merchants,
             Err(error) => {
                 tracing::warn!(%error, "expiry sweep skipped");

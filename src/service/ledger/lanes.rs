@@ -24,9 +24,9 @@ use uuid::Uuid;
 
 use super::{Credit, Mutation, MutationKind, MutationResult, Outcome, apply::insufficient};
 use crate::{
+    call::CallContext,
+    domain::points::Entry,
     error::{ErrorCode, ServiceError, ServiceResult},
-    service::CallContext,
-    store::ledger::EntryRow,
     tenancy::TenantSchema,
 };
 
@@ -36,7 +36,7 @@ pub const BATCH_MAX: usize = 512;
 /// One operation of the fast path, with what its audit record needs.
 struct Pending {
     mutation: Mutation,
-    audit: crate::audit::NewRecord,
+    audit: crate::call::NewRecord,
     reply: oneshot::Sender<ServiceResult<Applied>>,
 }
 
@@ -49,16 +49,17 @@ pub struct Applied {
 
 /// The operation of a mutation as the batch function takes it, if the fast path applies it.
 fn fast_operation(kind: &MutationKind) -> Option<(&'static str, &str, i64)> {
-    match kind {
+    let (uid, amount) = match kind {
         MutationKind::Earn {
             uid,
             credit: Credit::Points(points),
             ..
-        } => Some(("earn", uid.as_str(), points.get())),
-        MutationKind::Spend { uid, points, .. } => Some(("spend", uid.as_str(), points.get())),
-        MutationKind::Adjust { uid, delta, .. } => Some(("adjust", uid.as_str(), *delta)),
-        _ => None,
-    }
+        }
+        | MutationKind::Spend { uid, points, .. } => (uid, points.get()),
+        MutationKind::Adjust { uid, delta, .. } => (uid, *delta),
+        _ => return None,
+    };
+    Some((kind.operation(), uid.as_str(), amount))
 }
 
 /// Whether `mutation` goes through the lanes.
@@ -99,7 +100,7 @@ impl Lanes {
         let (reply, answer) = oneshot::channel();
         let pending = Pending {
             mutation: mutation.clone(),
-            audit: crate::audit::NewRecord::for_call(call, crate::audit::Outcome::OK),
+            audit: crate::call::NewRecord::for_call(call, crate::call::Outcome::Ok),
             reply,
         };
         let sender = {
@@ -221,7 +222,7 @@ async fn apply_batch(
         occurred.push(pending.audit.occurred_at);
         key_ids.push(pending.audit.key_id);
         key_prefixes.push(pending.audit.key_prefix.as_deref());
-        transports.push(pending.audit.transport);
+        transports.push(pending.audit.transport.as_str());
         methods.push(pending.audit.method.as_str());
         request_ids.push(pending.audit.request_id.as_str());
         latencies.push(pending.audit.latency_us);
@@ -297,25 +298,7 @@ async fn apply_batch(
 /// One row of the batch function as the operation's result.
 fn result_of(row: &tokio_postgres::Row, mutation: &Mutation) -> ServiceResult<Applied> {
     let result: &str = row.get("result");
-    let entry = || EntryRow {
-        entry_id: row.get("entry_id"),
-        uid: row.get("uid"),
-        kind: row.get("kind"),
-        delta: row.get("delta"),
-        balance_after: row.get("balance_after"),
-        idempotency_key: row.get("idempotency_key"),
-        reference: row.get("reference"),
-        description: row.get("description"),
-        metadata: row.get("metadata"),
-        rule_code: row.get("rule_code"),
-        rule_version: row.get("rule_version"),
-        amount: row.get("amount"),
-        currency: row.get("currency"),
-        reverses_entry_id: row.get("reverses_entry_id"),
-        lot_id: row.get("lot_id"),
-        expires_at: row.get("expires_at"),
-        created_at: row.get("created_at"),
-    };
+    let entry = || Entry::from_row(row);
     let outcome = match result {
         "applied" => Outcome::Applied,
         "replayed" => Outcome::Replayed,

@@ -24,11 +24,12 @@ mod reads;
 
 use chrono::{DateTime, Utc};
 
-use super::{CallContext, Services};
+use super::Services;
+use crate::call::CallContext;
 use crate::{
-    domain::points::{IdempotencyKey, Points, Uid},
+    domain::points::{Entry, EntryKind, IdempotencyKey, Points, Uid},
     error::{ServiceError, ServiceResult},
-    store::{self, ledger::EntryRow},
+    store,
     tenancy::begin_tenant_transaction,
 };
 use apply::apply;
@@ -91,14 +92,19 @@ pub enum MutationKind {
 }
 
 impl MutationKind {
-    /// The operation name stored with the idempotency record.
-    pub fn operation(&self) -> &'static str {
+    /// The kind of the entry the mutation writes.
+    pub fn entry_kind(&self) -> EntryKind {
         match self {
-            MutationKind::Earn { .. } => "earn",
-            MutationKind::Spend { .. } => "spend",
-            MutationKind::Adjust { .. } => "adjust",
-            MutationKind::Reverse { .. } => "reverse",
+            MutationKind::Earn { .. } => EntryKind::Earn,
+            MutationKind::Spend { .. } => EntryKind::Spend,
+            MutationKind::Adjust { .. } => EntryKind::Adjust,
+            MutationKind::Reverse { .. } => EntryKind::Reverse,
         }
+    }
+
+    /// The operation name stored with the idempotency record: the entry kind's name.
+    pub fn operation(&self) -> &'static str {
+        self.entry_kind().as_str()
     }
 
     fn uid(&self) -> Option<&Uid> {
@@ -121,7 +127,7 @@ pub enum Outcome {
 /// The result of a mutation: its entry and the uid's balance after it.
 #[derive(Debug, Clone)]
 pub struct MutationResult {
-    pub entry: EntryRow,
+    pub entry: Entry,
     pub balance: i64,
     pub outcome: Outcome,
     /// Every entry this call wrote (expire entries written on the way, then the main entry).

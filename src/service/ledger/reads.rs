@@ -4,13 +4,14 @@ use chrono::{DateTime, Duration, Utc};
 
 use super::EXPIRING_WINDOW_DAYS;
 use crate::{
-    domain::points::{EntryKind, Uid},
+    call::CallContext,
+    domain::points::{Entry, EntryKind, Uid},
     error::{ServiceError, ServiceResult},
     pagination::{PageRequest, finish_page},
-    service::{CallContext, Services},
+    service::Services,
     store::{
         self,
-        ledger::{AccountCursor, EntryFilter, EntryRow},
+        ledger::{AccountCursor, EntryFilter},
     },
     tenancy::begin_tenant_transaction,
 };
@@ -28,7 +29,7 @@ pub async fn get_entry(
     services: &Services,
     call: &CallContext,
     entry_id: &str,
-) -> ServiceResult<EntryRow> {
+) -> ServiceResult<Entry> {
     let entry_id = parse_entry_id(entry_id)?;
     let mut client = services.pool.get().await?;
     let transaction = begin_tenant_transaction(&mut client, &call.auth.merchant()?.schema).await?;
@@ -201,7 +202,7 @@ pub async fn list_entries(
     services: &Services,
     call: &CallContext,
     request: ListEntries<'_>,
-) -> ServiceResult<(Vec<EntryRow>, String)> {
+) -> ServiceResult<(Vec<Entry>, String)> {
     const LIST: &str = "entries";
     let uid = Uid::parse(request.uid)?;
     call.notes().uid = Some(uid.as_str().to_owned());
@@ -216,19 +217,12 @@ pub async fn list_entries(
         return Err(ServiceError::invalid("from must be before to"));
     }
     let page = PageRequest::parse(LIST, request.page_size, request.page_token)?;
-    let before = match &page.cursor {
-        Some(cursor) => {
-            let (at, id) = crate::pagination::parse_time_id_cursor(cursor)?;
-            Some((
-                at,
-                id.parse::<i64>()
-                    .map_err(|_| ServiceError::invalid("invalid page_token"))?,
-            ))
-        }
-        None => None,
-    };
+    let before = page.time_id_position(|id| {
+        id.parse::<i64>()
+            .map_err(|_| ServiceError::invalid("invalid page_token"))
+    })?;
     let filter = EntryFilter {
-        kind: kind.map(EntryKind::as_str),
+        kind,
         from: request.from,
         to: request.to,
         before,
