@@ -13,7 +13,70 @@ use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
 use uuid::Uuid;
 
-use crate::{auth::AuthContext, error::ErrorCode, tenancy::TenantSchema};
+use crate::{
+    domain::Scope,
+    error::{ErrorCode, ServiceError, ServiceResult},
+    tenancy::TenantSchema,
+};
+
+/// The merchant a call acts for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MerchantContext {
+    pub merchant_id: Uuid,
+    pub schema: TenantSchema,
+}
+
+/// Who is calling, established by the auth layer and put into the request's extensions.
+#[derive(Debug, Clone)]
+pub struct AuthContext {
+    pub key_id: Uuid,
+    pub key_prefix: String,
+    pub scopes: Vec<Scope>,
+    /// The merchant acted for: the key's own, or the one an admin key named in `x-merchant-id`.
+    pub merchant: Option<MerchantContext>,
+}
+
+impl AuthContext {
+    pub fn is_admin(&self) -> bool {
+        self.scopes.contains(&Scope::Admin)
+    }
+
+    /// The merchant this call acts for; methods that need one are declared so in the access table, so a missing
+    /// merchant here is refused rather than assumed.
+    pub fn merchant(&self) -> ServiceResult<&MerchantContext> {
+        self.merchant.as_ref().ok_or_else(|| {
+            ServiceError::permission_denied("this method acts for a merchant: send x-merchant-id")
+        })
+    }
+
+    /// The owner of keys and audit this call sees: its merchant, or the platform (None).
+    pub fn owner(&self) -> Option<Uuid> {
+        self.merchant.as_ref().map(|merchant| merchant.merchant_id)
+    }
+}
+
+/// A refused call, with whatever identity was established before the refusal (for the audit).
+#[derive(Debug, Clone)]
+pub struct AuthFailure {
+    pub error: ServiceError,
+    pub key_id: Option<Uuid>,
+    pub key_prefix: Option<String>,
+    pub merchant_id: Option<Uuid>,
+    /// For a rate-limited call: how long to wait.
+    pub retry_after: Option<std::time::Duration>,
+}
+
+impl AuthFailure {
+    pub fn anonymous(error: ServiceError) -> AuthFailure {
+        AuthFailure {
+            error,
+            key_id: None,
+            key_prefix: None,
+            merchant_id: None,
+            retry_after: None,
+        }
+    }
+}
 
 /// How a call reached the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

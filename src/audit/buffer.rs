@@ -20,8 +20,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::chain::{self, Unsealed};
 use crate::{
-    auth::AuthFailure,
-    call::{CallContext, Chain, NewRecord, Outcome, Transport, elapsed_us, recorded_method},
+    call::{
+        AuthFailure, CallContext, Chain, NewRecord, Outcome, Transport, elapsed_us, recorded_method,
+    },
     error::{ErrorCode, ServiceError},
     store,
 };

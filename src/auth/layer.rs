@@ -18,7 +18,8 @@ use super::limits::{
     retry_after_seconds,
 };
 use super::sources::{CLIENT_ADDR_HEADER, Recording, Sources};
-use super::{API_KEY_HEADER, AuthFailure, Authenticator, MERCHANT_HEADER};
+use super::{API_KEY_HEADER, Authenticator, MERCHANT_HEADER};
+use crate::call::AuthFailure;
 use crate::{
     audit::buffer::{AuditLog, CallRecorder},
     call::{self, CallContext, Transport},

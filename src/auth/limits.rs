@@ -17,7 +17,7 @@ use governor::middleware::{StateInformationMiddleware, StateSnapshot};
 use governor::{Quota, RateLimiter};
 use uuid::Uuid;
 
-use super::AuthContext;
+use crate::call::AuthContext;
 use crate::error::{ErrorCode, ServiceError};
 
 /// Response metadata keys (IETF draft-ietf-httpapi-ratelimit-headers, and the seconds a limited client should wait,

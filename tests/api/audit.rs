@@ -13,7 +13,7 @@ use std::{
 use futures::{StreamExt, stream};
 use points::{
     audit::record_in_transaction,
-    auth::{AuthContext, MerchantContext},
+    call::{AuthContext, MerchantContext},
     call::{CallContext, Transport},
     domain::Scope,
     pb,
