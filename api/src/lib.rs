@@ -5,10 +5,12 @@
 //! * [`ErrorCode`]: the SPEC §8 table — envelope code, HTTP status, gRPC code and `ErrorInfo.reason` of each row —
 //!   and [`ErrorCode::of_status`], the one rule for reading a gRPC status back into a row;
 //! * [`headers`]: the names of the request and response headers (gRPC metadata keys) both sides use;
-//! * [`Scope`]: the names of the key scopes (SPEC §4).
+//! * [`Scope`]: the names of the key scopes (SPEC §4);
+//! * [`metadata`]: metadata objects as JSON and as `google.protobuf.Struct`.
 
 pub mod error;
 pub mod headers;
+pub mod metadata;
 pub mod scope;
 
 pub use error::{ERROR_DOMAIN, ErrorCode};

@@ -1,4 +1,4 @@
-//! Small proto ⇄ JSON conversions shared by the resource modules: timestamps, `metadata_json`, page tokens.
+//! Small proto ⇄ JSON conversions shared by the resource modules: timestamps, `metadata`, page tokens.
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer};
@@ -23,25 +23,32 @@ pub fn to_timestamp_opt(time: Option<DateTime<Utc>>) -> Option<prost_types::Time
     time.map(to_timestamp)
 }
 
-/// The proto `metadata_json` string of a REST `metadata` object.
-pub fn metadata_to_json(
-    metadata: Option<serde_json::Map<String, serde_json::Value>>,
-) -> Option<String> {
-    metadata.map(|object| serde_json::Value::Object(object).to_string())
+/// A request's `metadata` object, converted to the proto `Struct` while the body is parsed, so a number a `Struct`
+/// cannot hold exactly (an integer beyond ±2^53) is a 400 naming the field, like any other bad body.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Metadata(pub prost_types::Struct);
+
+impl<'de> serde::Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Metadata, D::Error> {
+        let object = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        points_api::metadata::to_struct(&object)
+            .map(Metadata)
+            .map_err(serde::de::Error::custom)
+    }
 }
 
-/// The REST `metadata` object of a proto `metadata_json` string (`{}` when empty).
+/// The REST `metadata` object of an entry's proto `Struct` (`{}` when absent).
 ///
-/// The server stores only JSON objects, so anything else means a server bug: it is logged and shown as `{}` rather
-/// than failing a read of an otherwise good entry.
-pub fn metadata_from_json(metadata_json: &str) -> serde_json::Map<String, serde_json::Value> {
-    if metadata_json.trim().is_empty() {
-        return serde_json::Map::new();
-    }
-    match serde_json::from_str::<serde_json::Value>(metadata_json) {
-        Ok(serde_json::Value::Object(object)) => object,
-        Ok(_) | Err(_) => {
-            tracing::warn!("entry metadata_json from the points service is not a JSON object");
+/// The server stores only JSON objects whose numbers are finite, so a failure means a server bug: it is logged and
+/// shown as `{}` rather than failing a read of an otherwise good entry.
+pub fn metadata_object(
+    metadata: Option<&prost_types::Struct>,
+) -> serde_json::Map<String, serde_json::Value> {
+    match metadata.map(points_api::metadata::from_struct) {
+        None => serde_json::Map::new(),
+        Some(Ok(object)) => object,
+        Some(Err(error)) => {
+            tracing::warn!(%error, "entry metadata from the points service is not a JSON object");
             serde_json::Map::new()
         }
     }
@@ -97,11 +104,16 @@ mod tests {
 
     #[test]
     fn metadata_is_an_object_both_ways() {
-        let mut object = serde_json::Map::new();
-        object.insert("order".to_owned(), serde_json::json!(42));
-        let text = metadata_to_json(Some(object.clone())).expect("some");
-        assert_eq!(metadata_from_json(&text), object);
-        assert!(metadata_from_json("").is_empty());
-        assert!(metadata_from_json("[1]").is_empty());
+        let object = serde_json::json!({"store": "north", "n": 12});
+        let Metadata(proto) = serde_json::from_value(object.clone()).expect("an object");
+        assert_eq!(
+            serde_json::Value::Object(metadata_object(Some(&proto))),
+            object
+        );
+        assert!(metadata_object(None).is_empty());
+        assert!(serde_json::from_value::<Metadata>(serde_json::json!([1])).is_err());
+        let inexact =
+            serde_json::from_value::<Metadata>(serde_json::json!({"n": 9007199254740993u64}));
+        assert!(inexact.expect_err("refused").to_string().contains("2^53"));
     }
 }

@@ -86,26 +86,22 @@ pub fn parse_description(field: &str, value: Option<&str>) -> ServiceResult<Opti
         .transpose()
 }
 
-/// A JSON object of at most 4 KiB; absent means `{}`.
-pub fn parse_metadata(value: Option<&str>) -> ServiceResult<serde_json::Value> {
-    let Some(text) = value.filter(|text| !text.trim().is_empty()) else {
-        return Ok(serde_json::Value::Object(serde_json::Map::new()));
-    };
+/// A JSON object of at most 4 KiB (as JSON text); absent means `{}`.
+pub fn parse_metadata(
+    value: Option<serde_json::Map<String, serde_json::Value>>,
+) -> ServiceResult<serde_json::Value> {
+    let object = serde_json::Value::Object(value.unwrap_or_default());
+    let text = object.to_string();
     if text.len() > METADATA_BYTES_MAX {
         return Err(ServiceError::invalid(format!(
             "metadata must be at most {METADATA_BYTES_MAX} bytes"
         )));
     }
-    let parsed: serde_json::Value = serde_json::from_str(text)
-        .map_err(|_| ServiceError::invalid("metadata must be valid JSON"))?;
-    if !parsed.is_object() {
-        return Err(ServiceError::invalid("metadata must be a JSON object"));
-    }
     // PostgreSQL jsonb refuses \u0000 in strings; refuse it here with a clear message instead of a 500.
     if text.contains("\\u0000") {
         return Err(ServiceError::invalid("metadata must not contain \\u0000"));
     }
-    Ok(parsed)
+    Ok(object)
 }
 
 /// The kind of an entry.
@@ -224,10 +220,12 @@ mod tests {
             (parse_delta(0).map(drop), "delta"),
             (parse_delta(i64::MIN).map(drop), "delta"),
             (IdempotencyKey::parse("").map(drop), "idempotency_key"),
-            (parse_metadata(Some("[1]")).map(drop), "metadata"),
-            (parse_metadata(Some("{")).map(drop), "metadata"),
             (
-                parse_metadata(Some(&format!("{{\"a\":\"{}\"}}", "x".repeat(5000)))).map(drop),
+                parse_metadata(Some(object(serde_json::json!({"a": "x".repeat(5000)})))).map(drop),
+                "metadata",
+            ),
+            (
+                parse_metadata(Some(object(serde_json::json!({"a": "nul \u{0} here"})))).map(drop),
                 "metadata",
             ),
         ] {
@@ -236,5 +234,9 @@ mod tests {
         }
         assert_eq!(Uid::parse("user 42").expect("uid").as_str(), "user 42");
         assert_eq!(parse_metadata(None).expect("empty"), serde_json::json!({}));
+    }
+
+    fn object(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+        value.as_object().cloned().expect("an object")
     }
 }

@@ -24,7 +24,7 @@ pub fn entry_message(row: Entry) -> pb::Entry {
         idempotency_key: row.idempotency_key.unwrap_or_default(),
         reference: row.reference,
         description: row.description,
-        metadata_json: row.metadata.to_string(),
+        metadata: Some(metadata_message(&row.metadata)),
         rule_code: row.rule_code,
         rule_version: row.rule_version,
         amount: row.amount.map(|amount| amount.normalize().to_string()),
@@ -33,6 +33,28 @@ pub fn entry_message(row: Entry) -> pb::Entry {
         expires_at: timestamp_opt(row.expires_at),
         created_at: Some(timestamp(row.created_at)),
     }
+}
+
+/// The stored metadata object as a `Struct` (always an object; metadata stored before it travelled as a `Struct`
+/// may hold integers beyond ±2^53, shown rounded).
+fn metadata_message(metadata: &serde_json::Value) -> prost_types::Struct {
+    match metadata.as_object() {
+        Some(object) => points_api::metadata::to_struct_rounding(object),
+        None => {
+            tracing::error!("stored entry metadata is not a JSON object");
+            prost_types::Struct::default()
+        }
+    }
+}
+
+/// A request's metadata `Struct` as a JSON object.
+fn metadata_object(
+    metadata: Option<&prost_types::Struct>,
+) -> ServiceResult<Option<serde_json::Map<String, serde_json::Value>>> {
+    metadata
+        .map(points_api::metadata::from_struct)
+        .transpose()
+        .map_err(|error| ServiceError::invalid(error.to_string()))
 }
 
 fn mutation_message(result: MutationResult) -> pb::MutationResponse {
@@ -85,7 +107,7 @@ pub fn earn_mutation(message: &pb::EarnRequest) -> ServiceResult<Mutation> {
             credit,
             reference: parse_reference(message.reference.as_deref())?,
             description: parse_description("description", message.description.as_deref())?,
-            metadata: parse_metadata(message.metadata_json.as_deref())?,
+            metadata: parse_metadata(metadata_object(message.metadata.as_ref())?)?,
             expires_at: parse_timestamp("expires_at", message.expires_at)?,
         },
     })
@@ -100,7 +122,7 @@ pub fn spend_mutation(message: &pb::SpendRequest) -> ServiceResult<Mutation> {
             points: Points::parse("points", message.points)?,
             reference: parse_reference(message.reference.as_deref())?,
             description: parse_description("description", message.description.as_deref())?,
-            metadata: parse_metadata(message.metadata_json.as_deref())?,
+            metadata: parse_metadata(metadata_object(message.metadata.as_ref())?)?,
         },
     })
 }

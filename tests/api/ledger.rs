@@ -9,6 +9,11 @@ use crate::helpers::{
     spawn_app_with, spend_request,
 };
 
+/// A metadata object as the proto `Struct`.
+fn metadata(object: serde_json::Value) -> prost_types::Struct {
+    points_api::metadata::to_struct(object.as_object().expect("an object")).expect("exact")
+}
+
 #[tokio::test]
 async fn earn_spend_adjust_and_reads_move_the_balance_and_write_entries() {
     let app = spawn_app().await;
@@ -18,7 +23,7 @@ async fn earn_spend_adjust_and_reads_move_the_balance_and_write_entries() {
         .earn(pb::EarnRequest {
             reference: Some("order-1".into()),
             description: Some("purchase".into()),
-            metadata_json: Some(r#"{"store":"north"}"#.into()),
+            metadata: Some(metadata(serde_json::json!({"store": "north"}))),
             ..earn_request("alice", 100, "e1")
         })
         .await
@@ -32,7 +37,10 @@ async fn earn_spend_adjust_and_reads_move_the_balance_and_write_entries() {
     );
     assert_eq!(entry.reference.as_deref(), Some("order-1"));
     assert_eq!(
-        serde_json::from_str::<serde_json::Value>(&entry.metadata_json).expect("json"),
+        serde_json::Value::Object(
+            points_api::metadata::from_struct(entry.metadata.as_ref().expect("metadata"))
+                .expect("json")
+        ),
         serde_json::json!({"store":"north"})
     );
 
@@ -176,15 +184,23 @@ async fn bad_ledger_input_is_refused_with_the_spec_codes_and_writes_nothing() {
         earn_request("bob", -5, &idem()),
         earn_request("bob", 10, ""),
         pb::EarnRequest {
-            metadata_json: Some(format!(r#"{{"blob":"{}"}}"#, "x".repeat(4100))),
+            metadata: Some(metadata(serde_json::json!({"blob": "x".repeat(4100)}))),
             ..earn_request("bob", 1, &idem())
         },
         pb::EarnRequest {
-            metadata_json: Some("[1,2]".into()),
+            metadata: Some(prost_types::Struct {
+                fields: [(
+                    "n".to_owned(),
+                    prost_types::Value {
+                        kind: Some(prost_types::value::Kind::NumberValue(f64::NAN)),
+                    },
+                )]
+                .into(),
+            }),
             ..earn_request("bob", 1, &idem())
         },
         pb::EarnRequest {
-            metadata_json: Some("{not json".into()),
+            metadata: Some(metadata(serde_json::json!({"nul": "a\u{0}b"}))),
             ..earn_request("bob", 1, &idem())
         },
         pb::EarnRequest {

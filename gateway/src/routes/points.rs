@@ -14,7 +14,7 @@ use utoipa_axum::routes;
 
 use super::{NoQuery, Page, page_size, required};
 use crate::convert::{
-    deserialize_query_time, from_timestamp, metadata_from_json, metadata_to_json, to_timestamp_opt,
+    Metadata, deserialize_query_time, from_timestamp, metadata_object, to_timestamp_opt,
 };
 use crate::envelope::{ApiResult, Envelope, Success};
 use crate::error::ApiError;
@@ -101,7 +101,7 @@ impl From<pb::Entry> for Entry {
             idempotency_key: entry.idempotency_key,
             reference: entry.reference,
             description: entry.description,
-            metadata: metadata_from_json(&entry.metadata_json),
+            metadata: metadata_object(entry.metadata.as_ref()),
             rule_code: entry.rule_code,
             rule_version: entry.rule_version,
             amount: entry.amount,
@@ -184,7 +184,7 @@ pub struct EarnBody {
     pub description: Option<String>,
     /// A JSON object of at most 4 KiB.
     #[schema(value_type = Option<Object>, example = json!({"store": "downtown"}))]
-    pub metadata: Option<JsonObject>,
+    pub metadata: Option<Metadata>,
     /// When the earned points expire (default: the rule's `points_ttl_days`, or never).
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -200,7 +200,7 @@ impl From<EarnBody> for pb::EarnRequest {
             idempotency_key: body.idempotency_key,
             reference: body.reference,
             description: body.description,
-            metadata_json: metadata_to_json(body.metadata),
+            metadata: body.metadata.map(|Metadata(object)| object),
             expires_at: to_timestamp_opt(body.expires_at),
         }
     }
@@ -235,7 +235,7 @@ pub struct SpendBody {
     pub description: Option<String>,
     /// A JSON object of at most 4 KiB.
     #[schema(value_type = Option<Object>)]
-    pub metadata: Option<JsonObject>,
+    pub metadata: Option<Metadata>,
 }
 
 impl From<SpendBody> for pb::SpendRequest {
@@ -246,7 +246,7 @@ impl From<SpendBody> for pb::SpendRequest {
             idempotency_key: body.idempotency_key,
             reference: body.reference,
             description: body.description,
-            metadata_json: metadata_to_json(body.metadata),
+            metadata: body.metadata.map(|Metadata(object)| object),
         }
     }
 }

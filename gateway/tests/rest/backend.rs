@@ -84,9 +84,10 @@ async fn earn_converts_metadata_and_timestamps_both_ways_and_answers_201() {
     assert!(sent.contains(r#"points: None"#), "{sent}");
     assert!(sent.contains(r#"amount: Some("12.50")"#), "{sent}");
     assert!(
-        sent.contains(r#"metadata_json: Some("{\"order\":7,\"tags\":[\"a\"]}")"#),
+        sent.contains(r#""order": Value { kind: Some(NumberValue(7.0)) }"#),
         "{sent}"
     );
+    assert!(sent.contains(r#"StringValue("a")"#), "{sent}");
 }
 
 #[tokio::test]

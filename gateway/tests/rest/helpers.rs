@@ -195,10 +195,7 @@ fn entry_from_earn(request: &pb::EarnRequest) -> pb::Entry {
         idempotency_key: request.idempotency_key.clone(),
         reference: request.reference.clone(),
         description: request.description.clone(),
-        metadata_json: request
-            .metadata_json
-            .clone()
-            .unwrap_or_else(|| "{}".to_owned()),
+        metadata: Some(request.metadata.clone().unwrap_or_default()),
         rule_code: request.rule_code.clone(),
         rule_version: request.amount.as_ref().map(|_| 2),
         amount: request.amount.clone(),
