@@ -69,18 +69,17 @@ pub struct Success<T> {
 impl<T> Success<T> {
     /// 200 OK.
     pub fn ok(data: T) -> Success<T> {
-        Success {
-            status: StatusCode::OK,
-            data,
-        }
+        Success::with_status(StatusCode::OK, data)
     }
 
     /// 201 Created: the call created a merchant, an API key or a ledger entry.
     pub fn created(data: T) -> Success<T> {
-        Success {
-            status: StatusCode::CREATED,
-            data,
-        }
+        Success::with_status(StatusCode::CREATED, data)
+    }
+
+    /// A success with the given status (200 or 201).
+    pub fn with_status(status: StatusCode, data: T) -> Success<T> {
+        Success { status, data }
     }
 }
 

@@ -149,6 +149,13 @@ impl From<tonic::Status> for ApiError {
     }
 }
 
+/// A conversion that cannot fail (`From` seen as `TryFrom`), for the generic forwarding path.
+impl From<std::convert::Infallible> for ApiError {
+    fn from(never: std::convert::Infallible) -> ApiError {
+        match never {}
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(

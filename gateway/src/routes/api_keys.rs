@@ -1,18 +1,6 @@
 //! API keys (`keys:manage`, or `admin` for platform keys): create, list, rotate, revoke.
 
-use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
-use super::{NoQuery, Page, PageQuery, page_size, required};
-use crate::convert::{from_timestamp, to_timestamp_opt};
-use crate::envelope::{ApiResult, Envelope, Success};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, CallContext, OptionalApiJson};
-use crate::pb;
-use crate::state::AppState;
+use super::prelude::*;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -111,127 +99,97 @@ pub struct RotatedApiKey {
     pub previous: ApiKey,
 }
 
-/// List the keys of the calling merchant (platform keys for an admin key without `x-merchant-id`).
-#[utoipa::path(
-    get,
-    path = "/api/v1/api-keys",
-    tag = "api-keys",
-    operation_id = "list_api_keys",
-    params(PageQuery),
-    responses((status = 200, description = "One page of keys.", body = Envelope<Page<ApiKey>>))
-)]
-async fn list_api_keys(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(query): ApiQuery<PageQuery>,
-) -> ApiResult<Page<ApiKey>> {
-    let request = pb::ListApiKeysRequest {
-        page_size: page_size(query.page_size)?,
-        page_token: query.page_token.unwrap_or_default(),
-    };
-    let response = state
-        .backend
-        .api_keys
-        .clone()
-        .list_api_keys(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(Page::from_proto(
-        response.items,
-        response.next_page_token,
-    )))
+reply_from!(ApiKey => pb::ApiKey);
+reply_page!(ApiKey => pb::ListApiKeysResponse);
+super::page_request!(PageQuery => pb::ListApiKeysRequest);
+
+impl From<CreateApiKeyBody> for pb::CreateApiKeyRequest {
+    fn from(body: CreateApiKeyBody) -> pb::CreateApiKeyRequest {
+        pb::CreateApiKeyRequest {
+            name: body.name,
+            scopes: body
+                .scopes
+                .into_iter()
+                .map(|scope| scope.as_str().to_owned())
+                .collect(),
+            expires_at: to_timestamp_opt(body.expires_at),
+        }
+    }
 }
 
-/// Create a key; the plaintext `key` is returned once. Scope `keys:manage`.
-#[utoipa::path(
-    post,
-    path = "/api/v1/api-keys",
-    tag = "api-keys",
-    operation_id = "create_api_key",
-    request_body = CreateApiKeyBody,
-    responses((status = 201, description = "The key was created; `key` holds the plaintext.", body = Envelope<ApiKey>))
-)]
-async fn create_api_key(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiJson(body): ApiJson<CreateApiKeyBody>,
-) -> ApiResult<ApiKey> {
-    let request = pb::CreateApiKeyRequest {
-        name: body.name,
-        scopes: body
-            .scopes
-            .into_iter()
-            .map(|scope| scope.as_str().to_owned())
-            .collect(),
-        expires_at: to_timestamp_opt(body.expires_at),
-    };
-    let key = state
-        .backend
-        .api_keys
-        .clone()
-        .create_api_key(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::created(key.into()))
+impl From<With<String, RotateApiKeyBody>> for pb::RotateApiKeyRequest {
+    fn from(With(key_id, body): With<String, RotateApiKeyBody>) -> pb::RotateApiKeyRequest {
+        pb::RotateApiKeyRequest {
+            key_id,
+            grace_seconds: body.grace_seconds,
+        }
+    }
 }
 
-/// Rotate a key: a new key with the same scopes; the old one works for `grace_seconds` more. Scope `keys:manage`.
-#[utoipa::path(
-    post,
-    path = "/api/v1/api-keys/{key_id}/rotate",
-    tag = "api-keys",
-    operation_id = "rotate_api_key",
-    params(("key_id" = uuid::Uuid, Path, description = "The key to rotate.")),
-    request_body(content = Option<RotateApiKeyBody>, description = "Optional; an empty body means `grace_seconds: 0`."),
-    responses((status = 201, description = "The new key was issued.", body = Envelope<RotatedApiKey>))
-)]
-async fn rotate_api_key(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiPath(key_id): ApiPath<String>,
-    OptionalApiJson(body): OptionalApiJson<RotateApiKeyBody>,
-) -> ApiResult<RotatedApiKey> {
-    let request = pb::RotateApiKeyRequest {
-        key_id,
-        grace_seconds: body.grace_seconds,
-    };
-    let response = state
-        .backend
-        .api_keys
-        .clone()
-        .rotate_api_key(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::created(RotatedApiKey {
-        api_key: required(response.api_key, "api_key")?.into(),
-        previous: required(response.previous, "previous")?.into(),
-    }))
+impl Reply<pb::RotateApiKeyResponse> for RotatedApiKey {
+    fn reply(response: pb::RotateApiKeyResponse) -> Result<RotatedApiKey, ApiError> {
+        Ok(RotatedApiKey {
+            api_key: required(response.api_key, "api_key")?.into(),
+            previous: required(response.previous, "previous")?.into(),
+        })
+    }
 }
 
-/// Revoke a key at once. Scope `keys:manage`.
-#[utoipa::path(
-    delete,
-    path = "/api/v1/api-keys/{key_id}",
-    tag = "api-keys",
-    operation_id = "revoke_api_key",
-    params(("key_id" = uuid::Uuid, Path, description = "The key to revoke.")),
-    responses((status = 200, description = "The revoked key.", body = Envelope<ApiKey>))
-)]
-async fn revoke_api_key(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiPath(key_id): ApiPath<String>,
-) -> ApiResult<ApiKey> {
-    let request = pb::RevokeApiKeyRequest { key_id };
-    let key = state
-        .backend
-        .api_keys
-        .clone()
-        .revoke_api_key(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(key.into()))
+impl From<With<String, NoInput>> for pb::RevokeApiKeyRequest {
+    fn from(With(key_id, NoInput): With<String, NoInput>) -> pb::RevokeApiKeyRequest {
+        pb::RevokeApiKeyRequest { key_id }
+    }
+}
+
+forward! {
+    /// List the keys of the calling merchant (platform keys for an admin key without `x-merchant-id`).
+    #[utoipa::path(
+        get,
+        path = "/api/v1/api-keys",
+        tag = "api-keys",
+        operation_id = "list_api_keys",
+        params(PageQuery),
+        responses((status = 200, description = "One page of keys.", body = Envelope<Page<ApiKey>>))
+    )]
+    fn list_api_keys(query: PageQuery) -> Page<ApiKey> = api_keys.list_api_keys;
+}
+
+forward! {
+    /// Create a key; the plaintext `key` is returned once. Scope `keys:manage`.
+    #[utoipa::path(
+        post,
+        path = "/api/v1/api-keys",
+        tag = "api-keys",
+        operation_id = "create_api_key",
+        request_body = CreateApiKeyBody,
+        responses((status = 201, description = "The key was created; `key` holds the plaintext.", body = Envelope<ApiKey>))
+    )]
+    fn create_api_key(body: CreateApiKeyBody) -> ApiKey = api_keys.create_api_key, created;
+}
+
+forward! {
+    /// Rotate a key: a new key with the same scopes; the old one works for `grace_seconds` more. Scope `keys:manage`.
+    #[utoipa::path(
+        post,
+        path = "/api/v1/api-keys/{key_id}/rotate",
+        tag = "api-keys",
+        operation_id = "rotate_api_key",
+        params(("key_id" = uuid::Uuid, Path, description = "The key to rotate.")),
+        request_body(content = Option<RotateApiKeyBody>, description = "Optional; an empty body means `grace_seconds: 0`."),
+        responses((status = 201, description = "The new key was issued.", body = Envelope<RotatedApiKey>))
+    )]
+    fn rotate_api_key(path: String, optional_body: RotateApiKeyBody) -> RotatedApiKey = api_keys.rotate_api_key, created;
+}
+
+forward! {
+    /// Revoke a key at once. Scope `keys:manage`.
+    #[utoipa::path(
+        delete,
+        path = "/api/v1/api-keys/{key_id}",
+        tag = "api-keys",
+        operation_id = "revoke_api_key",
+        params(("key_id" = uuid::Uuid, Path, description = "The key to revoke.")),
+        responses((status = 200, description = "The revoked key.", body = Envelope<ApiKey>))
+    )]
+    fn revoke_api_key(path: String) -> ApiKey = api_keys.revoke_api_key;
 }

@@ -1,19 +1,7 @@
 //! The tamper-evident audit trail: list, get, verify (`audit:read`; an admin key without `x-merchant-id` reads the
 //! platform audit).
 
-use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
-use super::{NoQuery, Page, page_size, required};
-use crate::convert::{deserialize_query_time, from_timestamp, to_timestamp_opt};
-use crate::envelope::{ApiResult, Envelope, Success};
-use crate::extract::{ApiPath, ApiQuery, CallContext};
-use crate::pb;
-use crate::state::AppState;
+use super::prelude::*;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -164,103 +152,92 @@ pub struct Verification {
     pub verified_at: DateTime<Utc>,
 }
 
-/// Query the audit log, newest first. Scope `audit:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/audit-logs",
-    tag = "audit",
-    operation_id = "list_audit_logs",
-    params(AuditQuery),
-    responses((status = 200, description = "One page of records.", body = Envelope<Page<AuditRecord>>))
-)]
-async fn list_audit_logs(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(query): ApiQuery<AuditQuery>,
-) -> ApiResult<Page<AuditRecord>> {
-    let request = pb::ListAuditLogsRequest {
-        from: to_timestamp_opt(query.from),
-        to: to_timestamp_opt(query.to),
-        method: query.method,
-        outcome_code: query.outcome_code,
-        key_id: query.key_id,
-        uid: query.uid,
-        page_size: page_size(query.page_size)?,
-        page_token: query.page_token.unwrap_or_default(),
-    };
-    let response = state
-        .backend
-        .audit
-        .clone()
-        .list_audit_logs(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(Page::from_proto(
-        response.items,
-        response.next_page_token,
-    )))
+reply_from!(AuditRecord => pb::AuditRecord);
+reply_page!(AuditRecord => pb::ListAuditLogsResponse);
+
+impl TryFrom<AuditQuery> for pb::ListAuditLogsRequest {
+    type Error = ApiError;
+
+    fn try_from(query: AuditQuery) -> Result<pb::ListAuditLogsRequest, ApiError> {
+        Ok(pb::ListAuditLogsRequest {
+            from: to_timestamp_opt(query.from),
+            to: to_timestamp_opt(query.to),
+            method: query.method,
+            outcome_code: query.outcome_code,
+            key_id: query.key_id,
+            uid: query.uid,
+            page_size: page_size(query.page_size)?,
+            page_token: query.page_token.unwrap_or_default(),
+        })
+    }
 }
 
-/// Recompute the blake3 chain and report the first record that does not match. Without bounds it continues from
-/// where the last good verification of the chain ended (`full=true`: from the first record). Scope `audit:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/audit-logs/verify",
-    tag = "audit",
-    operation_id = "verify_audit_log",
-    params(VerifyQuery),
-    responses((status = 200, description = "The verification result.", body = Envelope<Verification>))
-)]
-async fn verify_audit_log(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(query): ApiQuery<VerifyQuery>,
-) -> ApiResult<Verification> {
-    let request = pb::VerifyAuditLogRequest {
-        from_audit_id: query.from_audit_id,
-        to_audit_id: query.to_audit_id,
-        full: query.full.unwrap_or(false),
-    };
-    let response = state
-        .backend
-        .audit
-        .clone()
-        .verify_audit_log(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(Verification {
-        ok: response.ok,
-        checked: response.checked,
-        first_bad_audit_id: response.first_bad_audit_id,
-        reason: response.reason,
-        chain_length: response.chain_length,
-        full: response.full,
-        verified_at: required(from_timestamp(response.verified_at), "verified_at")?,
-    }))
+impl From<VerifyQuery> for pb::VerifyAuditLogRequest {
+    fn from(query: VerifyQuery) -> pb::VerifyAuditLogRequest {
+        pb::VerifyAuditLogRequest {
+            from_audit_id: query.from_audit_id,
+            to_audit_id: query.to_audit_id,
+            full: query.full.unwrap_or(false),
+        }
+    }
 }
 
-/// Get one audit record. Scope `audit:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/audit-logs/{audit_id}",
-    tag = "audit",
-    operation_id = "get_audit_log",
-    params(("audit_id" = String, Path, description = "The record's id.")),
-    responses((status = 200, description = "The record.", body = Envelope<AuditRecord>))
-)]
-async fn get_audit_log(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiPath(audit_id): ApiPath<String>,
-) -> ApiResult<AuditRecord> {
-    let request = pb::GetAuditLogRequest { audit_id };
-    let record = state
-        .backend
-        .audit
-        .clone()
-        .get_audit_log(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(record.into()))
+impl Reply<pb::VerifyAuditLogResponse> for Verification {
+    fn reply(response: pb::VerifyAuditLogResponse) -> Result<Verification, ApiError> {
+        Ok(Verification {
+            ok: response.ok,
+            checked: response.checked,
+            first_bad_audit_id: response.first_bad_audit_id,
+            reason: response.reason,
+            chain_length: response.chain_length,
+            full: response.full,
+            verified_at: required(from_timestamp(response.verified_at), "verified_at")?,
+        })
+    }
+}
+
+impl From<With<String, NoInput>> for pb::GetAuditLogRequest {
+    fn from(With(audit_id, NoInput): With<String, NoInput>) -> pb::GetAuditLogRequest {
+        pb::GetAuditLogRequest { audit_id }
+    }
+}
+
+forward! {
+    /// Query the audit log, newest first. Scope `audit:read`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/audit-logs",
+        tag = "audit",
+        operation_id = "list_audit_logs",
+        params(AuditQuery),
+        responses((status = 200, description = "One page of records.", body = Envelope<Page<AuditRecord>>))
+    )]
+    fn list_audit_logs(query: AuditQuery) -> Page<AuditRecord> = audit.list_audit_logs;
+}
+
+forward! {
+    /// Recompute the blake3 chain and report the first record that does not match. Without bounds it continues from
+    /// where the last good verification of the chain ended (`full=true`: from the first record). Scope `audit:read`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/audit-logs/verify",
+        tag = "audit",
+        operation_id = "verify_audit_log",
+        params(VerifyQuery),
+        responses((status = 200, description = "The verification result.", body = Envelope<Verification>))
+    )]
+    fn verify_audit_log(query: VerifyQuery) -> Verification = audit.verify_audit_log;
+}
+
+forward! {
+    /// Get one audit record. Scope `audit:read`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/audit-logs/{audit_id}",
+        tag = "audit",
+        operation_id = "get_audit_log",
+        params(("audit_id" = String, Path, description = "The record's id.")),
+        responses((status = 200, description = "The record.", body = Envelope<AuditRecord>))
+    )]
+    fn get_audit_log(path: String) -> AuditRecord = audit.get_audit_log;
 }

@@ -1,19 +1,8 @@
 //! Platform administration (`admin` scope): merchants, and `GET /api/v1/me` for any key.
 
-use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
+use super::prelude::*;
 
 use super::api_keys::ApiKey;
-use super::{NoQuery, Page, PageQuery, page_size, required};
-use crate::convert::from_timestamp;
-use crate::envelope::{ApiResult, Envelope, Success};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, CallContext};
-use crate::pb;
-use crate::state::AppState;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -119,149 +108,122 @@ pub struct Me {
     pub api_key: ApiKey,
 }
 
-/// Register a merchant: creates its schema and its first key (plaintext returned once). Scope `admin`.
-#[utoipa::path(
-    post,
-    path = "/api/v1/merchants",
-    tag = "merchants",
-    operation_id = "register_merchant",
-    request_body = RegisterMerchantBody,
-    responses((status = 201, description = "The merchant was registered.", body = Envelope<RegisteredMerchant>))
-)]
-async fn register_merchant(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiJson(body): ApiJson<RegisterMerchantBody>,
-) -> ApiResult<RegisteredMerchant> {
-    let request = pb::RegisterMerchantRequest {
-        slug: body.slug,
-        name: body.name,
-    };
-    let response = state
-        .backend
-        .merchants
-        .clone()
-        .register_merchant(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::created(RegisteredMerchant {
-        merchant: required(response.merchant, "merchant")?.into(),
-        api_key: required(response.api_key, "api_key")?.into(),
-    }))
+reply_from!(Merchant => pb::Merchant);
+reply_page!(Merchant => pb::ListMerchantsResponse);
+super::page_request!(PageQuery => pb::ListMerchantsRequest);
+
+impl From<RegisterMerchantBody> for pb::RegisterMerchantRequest {
+    fn from(body: RegisterMerchantBody) -> pb::RegisterMerchantRequest {
+        pb::RegisterMerchantRequest {
+            slug: body.slug,
+            name: body.name,
+        }
+    }
 }
 
-/// List merchants. Scope `admin`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/merchants",
-    tag = "merchants",
-    operation_id = "list_merchants",
-    params(PageQuery),
-    responses((status = 200, description = "One page of merchants.", body = Envelope<Page<Merchant>>))
-)]
-async fn list_merchants(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(query): ApiQuery<PageQuery>,
-) -> ApiResult<Page<Merchant>> {
-    let request = pb::ListMerchantsRequest {
-        page_size: page_size(query.page_size)?,
-        page_token: query.page_token.unwrap_or_default(),
-    };
-    let response = state
-        .backend
-        .merchants
-        .clone()
-        .list_merchants(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(Page::from_proto(
-        response.items,
-        response.next_page_token,
-    )))
+impl Reply<pb::RegisterMerchantResponse> for RegisteredMerchant {
+    fn reply(response: pb::RegisterMerchantResponse) -> Result<RegisteredMerchant, ApiError> {
+        Ok(RegisteredMerchant {
+            merchant: required(response.merchant, "merchant")?.into(),
+            api_key: required(response.api_key, "api_key")?.into(),
+        })
+    }
 }
 
-/// Get a merchant. Scope `admin`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/merchants/{merchant_id}",
-    tag = "merchants",
-    operation_id = "get_merchant",
-    params(("merchant_id" = uuid::Uuid, Path, description = "The merchant's id.")),
-    responses((status = 200, description = "The merchant.", body = Envelope<Merchant>))
-)]
-async fn get_merchant(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiPath(merchant_id): ApiPath<String>,
-) -> ApiResult<Merchant> {
-    let request = pb::GetMerchantRequest { merchant_id };
-    let merchant = state
-        .backend
-        .merchants
-        .clone()
-        .get_merchant(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(merchant.into()))
+impl From<With<String, NoInput>> for pb::GetMerchantRequest {
+    fn from(With(merchant_id, NoInput): With<String, NoInput>) -> pb::GetMerchantRequest {
+        pb::GetMerchantRequest { merchant_id }
+    }
 }
 
-/// Rename, suspend or reactivate a merchant. Scope `admin`.
-#[utoipa::path(
-    patch,
-    path = "/api/v1/merchants/{merchant_id}",
-    tag = "merchants",
-    operation_id = "update_merchant",
-    params(("merchant_id" = uuid::Uuid, Path, description = "The merchant's id.")),
-    request_body = UpdateMerchantBody,
-    responses((status = 200, description = "The updated merchant.", body = Envelope<Merchant>))
-)]
-async fn update_merchant(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiPath(merchant_id): ApiPath<String>,
-    ApiJson(body): ApiJson<UpdateMerchantBody>,
-) -> ApiResult<Merchant> {
-    let request = pb::UpdateMerchantRequest {
-        merchant_id,
-        name: body.name,
-        status: body.status.map(|status| status.as_str().to_owned()),
-    };
-    let merchant = state
-        .backend
-        .merchants
-        .clone()
-        .update_merchant(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(merchant.into()))
+impl From<With<String, UpdateMerchantBody>> for pb::UpdateMerchantRequest {
+    fn from(
+        With(merchant_id, body): With<String, UpdateMerchantBody>,
+    ) -> pb::UpdateMerchantRequest {
+        pb::UpdateMerchantRequest {
+            merchant_id,
+            name: body.name,
+            status: body.status.map(|status| status.as_str().to_owned()),
+        }
+    }
 }
 
-/// The merchant of the calling key and the key itself. Any valid key.
-#[utoipa::path(
-    get,
-    path = "/api/v1/me",
-    tag = "merchants",
-    operation_id = "get_me",
-    responses((status = 200, description = "The caller.", body = Envelope<Me>))
-)]
-async fn get_me(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-) -> ApiResult<Me> {
-    let response = state
-        .backend
-        .merchants
-        .clone()
-        .get_me(context.request(pb::GetMeRequest {}))
-        .await?
-        .into_inner();
-    Ok(Success::ok(Me {
-        merchant: response.merchant.map(Merchant::from),
-        api_key: required(response.api_key, "api_key")?.into(),
-    }))
+impl From<NoInput> for pb::GetMeRequest {
+    fn from(NoInput: NoInput) -> pb::GetMeRequest {
+        pb::GetMeRequest {}
+    }
+}
+
+impl Reply<pb::GetMeResponse> for Me {
+    fn reply(response: pb::GetMeResponse) -> Result<Me, ApiError> {
+        Ok(Me {
+            merchant: response.merchant.map(Merchant::from),
+            api_key: required(response.api_key, "api_key")?.into(),
+        })
+    }
+}
+
+forward! {
+    /// Register a merchant: creates its schema and its first key (plaintext returned once). Scope `admin`.
+    #[utoipa::path(
+        post,
+        path = "/api/v1/merchants",
+        tag = "merchants",
+        operation_id = "register_merchant",
+        request_body = RegisterMerchantBody,
+        responses((status = 201, description = "The merchant was registered.", body = Envelope<RegisteredMerchant>))
+    )]
+    fn register_merchant(body: RegisterMerchantBody) -> RegisteredMerchant = merchants.register_merchant, created;
+}
+
+forward! {
+    /// List merchants. Scope `admin`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/merchants",
+        tag = "merchants",
+        operation_id = "list_merchants",
+        params(PageQuery),
+        responses((status = 200, description = "One page of merchants.", body = Envelope<Page<Merchant>>))
+    )]
+    fn list_merchants(query: PageQuery) -> Page<Merchant> = merchants.list_merchants;
+}
+
+forward! {
+    /// Get a merchant. Scope `admin`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/merchants/{merchant_id}",
+        tag = "merchants",
+        operation_id = "get_merchant",
+        params(("merchant_id" = uuid::Uuid, Path, description = "The merchant's id.")),
+        responses((status = 200, description = "The merchant.", body = Envelope<Merchant>))
+    )]
+    fn get_merchant(path: String) -> Merchant = merchants.get_merchant;
+}
+
+forward! {
+    /// Rename, suspend or reactivate a merchant. Scope `admin`.
+    #[utoipa::path(
+        patch,
+        path = "/api/v1/merchants/{merchant_id}",
+        tag = "merchants",
+        operation_id = "update_merchant",
+        params(("merchant_id" = uuid::Uuid, Path, description = "The merchant's id.")),
+        request_body = UpdateMerchantBody,
+        responses((status = 200, description = "The updated merchant.", body = Envelope<Merchant>))
+    )]
+    fn update_merchant(path: String, body: UpdateMerchantBody) -> Merchant = merchants.update_merchant;
+}
+
+forward! {
+    /// The merchant of the calling key and the key itself. Any valid key.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/me",
+        tag = "merchants",
+        operation_id = "get_me",
+        responses((status = 200, description = "The caller.", body = Envelope<Me>))
+    )]
+    fn get_me() -> Me = merchants.get_me;
 }

@@ -5,9 +5,11 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod forward;
 pub mod merchants;
 pub mod ops;
 pub mod points;
+mod prelude;
 pub mod reports;
 pub mod rules;
 
@@ -42,19 +44,6 @@ pub struct Page<T> {
     pub next_page_token: Option<String>,
 }
 
-impl<T> Page<T> {
-    /// A page of `items` converted from proto items.
-    pub fn from_proto<P>(items: Vec<P>, next_page_token: String) -> Page<T>
-    where
-        T: From<P>,
-    {
-        Page {
-            items: items.into_iter().map(T::from).collect(),
-            next_page_token: crate::convert::next_page_token(next_page_token),
-        }
-    }
-}
-
 /// The paging parameters of lists without filters.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -73,6 +62,23 @@ pub struct PageQuery {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NoQuery {}
+
+/// `TryFrom<PageQuery>` for list requests that take only `page_size` and `page_token`.
+macro_rules! page_request {
+    ($($query:ty => $request:ty),* $(,)?) => {
+        $(impl TryFrom<$query> for $request {
+            type Error = $crate::error::ApiError;
+
+            fn try_from(query: $query) -> Result<$request, $crate::error::ApiError> {
+                Ok(Self {
+                    page_size: $crate::routes::page_size(query.page_size)?,
+                    page_token: query.page_token.unwrap_or_default(),
+                })
+            }
+        })*
+    };
+}
+pub(crate) use page_request;
 
 /// The proto `page_size`: 0 (the server's default) when absent; 1–500 when given.
 ///

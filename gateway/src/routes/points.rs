@@ -3,24 +3,13 @@
 //! Status rule: a mutation that wrote a new entry answers 201; the replay of an earlier request with the same
 //! idempotency key (`replayed: true`) answers 200, since nothing was created. Batch and calculate answer 200.
 
-use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use super::prelude::*;
+
+use axum::http::StatusCode;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
-use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
 
-use super::{NoQuery, Page, page_size, required};
-use crate::convert::{
-    Metadata, deserialize_query_time, from_timestamp, metadata_object, to_timestamp_opt,
-};
-use crate::envelope::{ApiResult, Envelope, Success};
-use crate::error::ApiError;
-use crate::extract::{ApiJson, ApiPath, ApiQuery, CallContext};
-use crate::pb;
-use crate::state::AppState;
+use crate::convert::{Metadata, metadata_object};
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -126,8 +115,8 @@ pub struct MutationResult {
     pub replayed: bool,
 }
 
-impl MutationResult {
-    fn from_proto(response: pb::MutationResponse) -> Result<MutationResult, ApiError> {
+impl Reply<pb::MutationResponse> for MutationResult {
+    fn reply(response: pb::MutationResponse) -> Result<MutationResult, ApiError> {
         Ok(MutationResult {
             entry: required(response.entry, "entry")?.into(),
             balance: response.balance,
@@ -136,11 +125,11 @@ impl MutationResult {
     }
 
     /// 201 for a new entry, 200 for a replay.
-    fn into_success(self) -> Success<MutationResult> {
+    fn status(&self) -> StatusCode {
         if self.replayed {
-            Success::ok(self)
+            StatusCode::OK
         } else {
-            Success::created(self)
+            StatusCode::CREATED
         }
     }
 }
@@ -648,328 +637,248 @@ impl From<pb::CalculateResponse> for Calculation {
     }
 }
 
-/// Credit points. Scope `points:write`. 201 for a new entry, 200 for a replay.
-#[utoipa::path(
-    post,
-    path = "/api/v1/points/earn",
-    tag = "points",
-    operation_id = "earn",
-    request_body = EarnBody,
-    responses(
-        (status = 201, description = "Points credited.", body = Envelope<MutationResult>),
-        (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
-    )
-)]
-async fn earn(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiJson(body): ApiJson<EarnBody>,
-) -> ApiResult<MutationResult> {
-    let response = state
-        .backend
-        .points
-        .clone()
-        .earn(context.request(body.into()))
-        .await?
-        .into_inner();
-    Ok(MutationResult::from_proto(response)?.into_success())
+reply_from!(Entry => pb::Entry, Account => pb::Account, Calculation => pb::CalculateResponse);
+reply_page!(Entry => pb::ListEntriesResponse, AccountSummary => pb::ListAccountsResponse);
+
+impl From<With<String, ReverseBody>> for pb::ReverseRequest {
+    fn from(With(entry_id, body): With<String, ReverseBody>) -> pb::ReverseRequest {
+        pb::ReverseRequest {
+            entry_id,
+            idempotency_key: body.idempotency_key,
+            reason: body.reason,
+        }
+    }
 }
 
-/// Redeem points. Scope `points:write`. 201 for a new entry, 200 for a replay.
-#[utoipa::path(
-    post,
-    path = "/api/v1/points/spend",
-    tag = "points",
-    operation_id = "spend",
-    request_body = SpendBody,
-    responses(
-        (status = 201, description = "Points redeemed.", body = Envelope<MutationResult>),
-        (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
-    )
-)]
-async fn spend(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiJson(body): ApiJson<SpendBody>,
-) -> ApiResult<MutationResult> {
-    let response = state
-        .backend
-        .points
-        .clone()
-        .spend(context.request(body.into()))
-        .await?
-        .into_inner();
-    Ok(MutationResult::from_proto(response)?.into_success())
+impl From<With<String, NoInput>> for pb::GetEntryRequest {
+    fn from(With(entry_id, NoInput): With<String, NoInput>) -> pb::GetEntryRequest {
+        pb::GetEntryRequest { entry_id }
+    }
 }
 
-/// Correct a balance by a signed delta. Scope `points:write`. 201 for a new entry, 200 for a replay.
-#[utoipa::path(
-    post,
-    path = "/api/v1/points/adjust",
-    tag = "points",
-    operation_id = "adjust",
-    request_body = AdjustBody,
-    responses(
-        (status = 201, description = "Balance adjusted.", body = Envelope<MutationResult>),
-        (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
-    )
-)]
-async fn adjust(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiJson(body): ApiJson<AdjustBody>,
-) -> ApiResult<MutationResult> {
-    let response = state
-        .backend
-        .points
-        .clone()
-        .adjust(context.request(body.into()))
-        .await?
-        .into_inner();
-    Ok(MutationResult::from_proto(response)?.into_success())
+impl From<With<String, NoInput>> for pb::GetAccountRequest {
+    fn from(With(uid, NoInput): With<String, NoInput>) -> pb::GetAccountRequest {
+        pb::GetAccountRequest { uid }
+    }
 }
 
-/// Reverse an entry (each entry once). Scope `points:write`. 201 for a new entry, 200 for a replay.
-#[utoipa::path(
-    post,
-    path = "/api/v1/points/entries/{entry_id}/reverse",
-    tag = "points",
-    operation_id = "reverse",
-    params(("entry_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The entry to reverse.")),
-    request_body = ReverseBody,
-    responses(
-        (status = 201, description = "Entry reversed.", body = Envelope<MutationResult>),
-        (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
-    )
-)]
-async fn reverse(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiPath(entry_id): ApiPath<String>,
-    ApiJson(body): ApiJson<ReverseBody>,
-) -> ApiResult<MutationResult> {
-    let request = pb::ReverseRequest {
-        entry_id,
-        idempotency_key: body.idempotency_key,
-        reason: body.reason,
-    };
-    let response = state
-        .backend
-        .points
-        .clone()
-        .reverse(context.request(request))
-        .await?
-        .into_inner();
-    Ok(MutationResult::from_proto(response)?.into_success())
-}
+impl TryFrom<AccountsQuery> for pb::ListAccountsRequest {
+    type Error = ApiError;
 
-/// Get one entry. Scope `points:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/points/entries/{entry_id}",
-    tag = "points",
-    operation_id = "get_entry",
-    params(("entry_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The entry's id.")),
-    responses((status = 200, description = "The entry.", body = Envelope<Entry>))
-)]
-async fn get_entry(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiPath(entry_id): ApiPath<String>,
-) -> ApiResult<Entry> {
-    let request = pb::GetEntryRequest { entry_id };
-    let entry = state
-        .backend
-        .points
-        .clone()
-        .get_entry(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(entry.into()))
-}
-
-/// A uid's balance and the points expiring in the next 30 days. Scope `points:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/points/accounts/{uid}",
-    tag = "points",
-    operation_id = "get_account",
-    params(("uid" = String, Path, min_length = 1, max_length = 128, description = "The merchant's end-user id (1–128 printable characters).")),
-    responses((status = 200, description = "The account (balance 0 for an unknown uid).", body = Envelope<Account>))
-)]
-async fn get_account(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiPath(uid): ApiPath<String>,
-) -> ApiResult<Account> {
-    let request = pb::GetAccountRequest { uid };
-    let account = state
-        .backend
-        .points
-        .clone()
-        .get_account(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(account.into()))
-}
-
-/// All of the merchant's accounts, by uid or top holders first, with an optional uid prefix. Scope `points:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/points/accounts",
-    tag = "points",
-    operation_id = "list_accounts",
-    params(AccountsQuery),
-    responses((status = 200, description = "One page of accounts.", body = Envelope<Page<AccountSummary>>))
-)]
-async fn list_accounts(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(query): ApiQuery<AccountsQuery>,
-) -> ApiResult<Page<AccountSummary>> {
-    let order = match query.order {
-        None | Some(AccountOrder::Uid) => "uid",
-        Some(AccountOrder::BalanceDesc) => "balance_desc",
-    };
-    let request = pb::ListAccountsRequest {
-        uid_prefix: query.uid_prefix,
-        order: order.to_owned(),
-        page_size: page_size(query.page_size)?,
-        page_token: query.page_token.unwrap_or_default(),
-    };
-    let response = state
-        .backend
-        .points
-        .clone()
-        .list_accounts(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(Page {
-        items: response
-            .items
-            .into_iter()
-            .map(AccountSummary::try_from)
-            .collect::<Result<_, _>>()?,
-        next_page_token: crate::convert::next_page_token(response.next_page_token),
-    }))
-}
-
-/// A uid's entries, newest first. Scope `points:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/points/accounts/{uid}/entries",
-    tag = "points",
-    operation_id = "list_entries",
-    params(("uid" = String, Path, min_length = 1, max_length = 128, description = "The merchant's end-user id."), EntriesQuery),
-    responses((status = 200, description = "One page of entries.", body = Envelope<Page<Entry>>))
-)]
-async fn list_entries(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiPath(uid): ApiPath<String>,
-    ApiQuery(query): ApiQuery<EntriesQuery>,
-) -> ApiResult<Page<Entry>> {
-    let request = pb::ListEntriesRequest {
-        uid,
-        kind: query.kind.map(|kind| kind.as_str().to_owned()),
-        from: to_timestamp_opt(query.from),
-        to: to_timestamp_opt(query.to),
-        page_size: page_size(query.page_size)?,
-        page_token: query.page_token.unwrap_or_default(),
-    };
-    let response = state
-        .backend
-        .points
-        .clone()
-        .list_entries(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(Page::from_proto(
-        response.items,
-        response.next_page_token,
-    )))
-}
-
-/// Apply up to 1,000 earn / spend / adjust operations. Scope `points:write`. Always 200 when the batch was accepted;
-/// each result carries its own `code`.
-#[utoipa::path(
-    post,
-    path = "/api/v1/points/batch",
-    tag = "points",
-    operation_id = "batch",
-    request_body = BatchBody,
-    responses((status = 200, description = "Per-operation results.", body = Envelope<BatchResults>))
-)]
-async fn batch(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiJson(body): ApiJson<BatchBody>,
-) -> ApiResult<BatchResults> {
-    let request = pb::BatchRequest {
-        atomic: body.atomic,
-        operations: body
-            .operations
-            .into_iter()
-            .map(pb::BatchOperation::from)
-            .collect(),
-    };
-    let response = state
-        .backend
-        .points
-        .clone()
-        .batch(context.request(request))
-        .await?
-        .into_inner();
-    let results = response
-        .results
-        .into_iter()
-        .map(|result| {
-            Ok(BatchItemResult {
-                index: result.index,
-                code: result.code,
-                message: result.message,
-                reason: result.reason,
-                data: result.data.map(MutationResult::from_proto).transpose()?,
-            })
+    fn try_from(query: AccountsQuery) -> Result<pb::ListAccountsRequest, ApiError> {
+        let order = match query.order {
+            None | Some(AccountOrder::Uid) => "uid",
+            Some(AccountOrder::BalanceDesc) => "balance_desc",
+        };
+        Ok(pb::ListAccountsRequest {
+            uid_prefix: query.uid_prefix,
+            order: order.to_owned(),
+            page_size: page_size(query.page_size)?,
+            page_token: query.page_token.unwrap_or_default(),
         })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    Ok(Success::ok(BatchResults { results }))
+    }
 }
 
-/// Convert a money amount to points with the rule in effect; writes nothing. Scope `points:read`.
-#[utoipa::path(
-    post,
-    path = "/api/v1/points/calculate",
-    tag = "points",
-    operation_id = "calculate",
-    request_body = CalculateBody,
-    responses((status = 200, description = "The calculation.", body = Envelope<Calculation>))
-)]
-async fn calculate(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiJson(body): ApiJson<CalculateBody>,
-) -> ApiResult<Calculation> {
-    let request = pb::CalculateRequest {
-        amount: body.amount,
-        currency: body.currency,
-        rule_code: body.rule_code,
-        at: to_timestamp_opt(body.at),
-    };
-    let response = state
-        .backend
-        .points
-        .clone()
-        .calculate(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(response.into()))
+impl TryFrom<With<String, EntriesQuery>> for pb::ListEntriesRequest {
+    type Error = ApiError;
+
+    fn try_from(
+        With(uid, query): With<String, EntriesQuery>,
+    ) -> Result<pb::ListEntriesRequest, ApiError> {
+        Ok(pb::ListEntriesRequest {
+            uid,
+            kind: query.kind.map(|kind| kind.as_str().to_owned()),
+            from: to_timestamp_opt(query.from),
+            to: to_timestamp_opt(query.to),
+            page_size: page_size(query.page_size)?,
+            page_token: query.page_token.unwrap_or_default(),
+        })
+    }
+}
+
+impl From<BatchBody> for pb::BatchRequest {
+    fn from(body: BatchBody) -> pb::BatchRequest {
+        pb::BatchRequest {
+            atomic: body.atomic,
+            operations: body
+                .operations
+                .into_iter()
+                .map(pb::BatchOperation::from)
+                .collect(),
+        }
+    }
+}
+
+impl Reply<pb::BatchResponse> for BatchResults {
+    fn reply(response: pb::BatchResponse) -> Result<BatchResults, ApiError> {
+        let results = response
+            .results
+            .into_iter()
+            .map(|result| {
+                Ok(BatchItemResult {
+                    index: result.index,
+                    code: result.code,
+                    message: result.message,
+                    reason: result.reason,
+                    data: result.data.map(MutationResult::reply).transpose()?,
+                })
+            })
+            .collect::<Result<Vec<_>, ApiError>>()?;
+        Ok(BatchResults { results })
+    }
+}
+
+impl From<CalculateBody> for pb::CalculateRequest {
+    fn from(body: CalculateBody) -> pb::CalculateRequest {
+        pb::CalculateRequest {
+            amount: body.amount,
+            currency: body.currency,
+            rule_code: body.rule_code,
+            at: to_timestamp_opt(body.at),
+        }
+    }
+}
+
+forward! {
+    /// Credit points. Scope `points:write`. 201 for a new entry, 200 for a replay.
+    #[utoipa::path(
+        post,
+        path = "/api/v1/points/earn",
+        tag = "points",
+        operation_id = "earn",
+        request_body = EarnBody,
+        responses(
+            (status = 201, description = "Points credited.", body = Envelope<MutationResult>),
+            (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
+        )
+    )]
+    fn earn(body: EarnBody) -> MutationResult = points.earn;
+}
+
+forward! {
+    /// Redeem points. Scope `points:write`. 201 for a new entry, 200 for a replay.
+    #[utoipa::path(
+        post,
+        path = "/api/v1/points/spend",
+        tag = "points",
+        operation_id = "spend",
+        request_body = SpendBody,
+        responses(
+            (status = 201, description = "Points redeemed.", body = Envelope<MutationResult>),
+            (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
+        )
+    )]
+    fn spend(body: SpendBody) -> MutationResult = points.spend;
+}
+
+forward! {
+    /// Correct a balance by a signed delta. Scope `points:write`. 201 for a new entry, 200 for a replay.
+    #[utoipa::path(
+        post,
+        path = "/api/v1/points/adjust",
+        tag = "points",
+        operation_id = "adjust",
+        request_body = AdjustBody,
+        responses(
+            (status = 201, description = "Balance adjusted.", body = Envelope<MutationResult>),
+            (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
+        )
+    )]
+    fn adjust(body: AdjustBody) -> MutationResult = points.adjust;
+}
+
+forward! {
+    /// Reverse an entry (each entry once). Scope `points:write`. 201 for a new entry, 200 for a replay.
+    #[utoipa::path(
+        post,
+        path = "/api/v1/points/entries/{entry_id}/reverse",
+        tag = "points",
+        operation_id = "reverse",
+        params(("entry_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The entry to reverse.")),
+        request_body = ReverseBody,
+        responses(
+            (status = 201, description = "Entry reversed.", body = Envelope<MutationResult>),
+            (status = 200, description = "Replay of an earlier request with the same idempotency key.", body = Envelope<MutationResult>),
+        )
+    )]
+    fn reverse(path: String, body: ReverseBody) -> MutationResult = points.reverse;
+}
+
+forward! {
+    /// Get one entry. Scope `points:read`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/points/entries/{entry_id}",
+        tag = "points",
+        operation_id = "get_entry",
+        params(("entry_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The entry's id.")),
+        responses((status = 200, description = "The entry.", body = Envelope<Entry>))
+    )]
+    fn get_entry(path: String) -> Entry = points.get_entry;
+}
+
+forward! {
+    /// A uid's balance and the points expiring in the next 30 days. Scope `points:read`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/points/accounts/{uid}",
+        tag = "points",
+        operation_id = "get_account",
+        params(("uid" = String, Path, min_length = 1, max_length = 128, description = "The merchant's end-user id (1–128 printable characters).")),
+        responses((status = 200, description = "The account (balance 0 for an unknown uid).", body = Envelope<Account>))
+    )]
+    fn get_account(path: String) -> Account = points.get_account;
+}
+
+forward! {
+    /// All of the merchant's accounts, by uid or top holders first, with an optional uid prefix. Scope `points:read`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/points/accounts",
+        tag = "points",
+        operation_id = "list_accounts",
+        params(AccountsQuery),
+        responses((status = 200, description = "One page of accounts.", body = Envelope<Page<AccountSummary>>))
+    )]
+    fn list_accounts(query: AccountsQuery) -> Page<AccountSummary> = points.list_accounts;
+}
+
+forward! {
+    /// A uid's entries, newest first. Scope `points:read`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/points/accounts/{uid}/entries",
+        tag = "points",
+        operation_id = "list_entries",
+        params(("uid" = String, Path, min_length = 1, max_length = 128, description = "The merchant's end-user id."), EntriesQuery),
+        responses((status = 200, description = "One page of entries.", body = Envelope<Page<Entry>>))
+    )]
+    fn list_entries(path: String, query: EntriesQuery) -> Page<Entry> = points.list_entries;
+}
+
+forward! {
+    /// Apply up to 1,000 earn / spend / adjust operations. Scope `points:write`. Always 200 when the batch was accepted;
+    /// each result carries its own `code`.
+    #[utoipa::path(
+        post,
+        path = "/api/v1/points/batch",
+        tag = "points",
+        operation_id = "batch",
+        request_body = BatchBody,
+        responses((status = 200, description = "Per-operation results.", body = Envelope<BatchResults>))
+    )]
+    fn batch(body: BatchBody) -> BatchResults = points.batch;
+}
+
+forward! {
+    /// Convert a money amount to points with the rule in effect; writes nothing. Scope `points:read`.
+    #[utoipa::path(
+        post,
+        path = "/api/v1/points/calculate",
+        tag = "points",
+        operation_id = "calculate",
+        request_body = CalculateBody,
+        responses((status = 200, description = "The calculation.", body = Envelope<Calculation>))
+    )]
+    fn calculate(body: CalculateBody) -> Calculation = points.calculate;
 }

@@ -1,19 +1,6 @@
 //! Reports: the points liability (SPEC §13).
 
-use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
-use super::required;
-use crate::convert::{deserialize_query_time, from_timestamp, to_timestamp_opt};
-use crate::envelope::{ApiResult, Envelope, Success};
-use crate::error::ApiError;
-use crate::extract::{ApiQuery, CallContext};
-use crate::pb;
-use crate::state::AppState;
+use super::prelude::*;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -173,71 +160,71 @@ pub struct LiabilityReport {
     pub merchants: Vec<MerchantLiability>,
 }
 
-/// The points liability: per-bucket issued, redeemed, expired, adjusted and reversed points, the outstanding
-/// total at each bucket's end, and the reconciliation against the sum of balances. An admin key without
-/// `x-merchant-id` gets the platform total and each merchant's closing figure. Scope `points:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/reports/liability",
-    tag = "reports",
-    operation_id = "get_liability_report",
-    params(LiabilityQuery),
-    responses((status = 200, description = "The report.", body = Envelope<LiabilityReport>))
-)]
-async fn liability_report(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(query): ApiQuery<LiabilityQuery>,
-) -> ApiResult<LiabilityReport> {
-    let request = pb::LiabilityReportRequest {
-        from: to_timestamp_opt(query.from),
-        to: to_timestamp_opt(query.to),
-        bucket: query
-            .bucket
-            .map(Bucket::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        tz: query.tz.unwrap_or_default(),
-    };
-    let report = state
-        .backend
-        .reports
-        .clone()
-        .get_liability_report(context.request(request))
-        .await?
-        .into_inner();
-    let bucket = match report.bucket.as_str() {
-        "week" => Bucket::Week,
-        "month" => Bucket::Month,
-        _ => Bucket::Day,
-    };
-    let reconciliation = required(report.reconciliation, "reconciliation")?;
-    Ok(Success::ok(LiabilityReport {
-        from: required(from_timestamp(report.from), "from")?,
-        to: required(from_timestamp(report.to), "to")?,
-        bucket,
-        tz: report.tz,
-        opening_outstanding: report.opening_outstanding,
-        closing_outstanding: report.closing_outstanding,
-        buckets: report
-            .buckets
-            .into_iter()
-            .map(LiabilityBucket::try_from)
-            .collect::<Result<_, _>>()?,
-        reconciliation: Reconciliation {
-            closing_outstanding: reconciliation.closing_outstanding,
-            sum_of_balances: reconciliation.sum_of_balances,
-            ok: reconciliation.ok,
-            as_of: required(from_timestamp(reconciliation.as_of), "as_of")?,
-        },
-        merchants: report
-            .merchants
-            .into_iter()
-            .map(|merchant| MerchantLiability {
-                merchant_id: merchant.merchant_id,
-                slug: merchant.slug,
-                closing_outstanding: merchant.closing_outstanding,
-            })
-            .collect(),
-    }))
+impl From<LiabilityQuery> for pb::LiabilityReportRequest {
+    fn from(query: LiabilityQuery) -> pb::LiabilityReportRequest {
+        pb::LiabilityReportRequest {
+            from: to_timestamp_opt(query.from),
+            to: to_timestamp_opt(query.to),
+            bucket: query
+                .bucket
+                .map(Bucket::as_str)
+                .unwrap_or_default()
+                .to_owned(),
+            tz: query.tz.unwrap_or_default(),
+        }
+    }
+}
+
+impl Reply<pb::LiabilityReport> for LiabilityReport {
+    fn reply(report: pb::LiabilityReport) -> Result<LiabilityReport, ApiError> {
+        let bucket = match report.bucket.as_str() {
+            "week" => Bucket::Week,
+            "month" => Bucket::Month,
+            _ => Bucket::Day,
+        };
+        let reconciliation = required(report.reconciliation, "reconciliation")?;
+        Ok(LiabilityReport {
+            from: required(from_timestamp(report.from), "from")?,
+            to: required(from_timestamp(report.to), "to")?,
+            bucket,
+            tz: report.tz,
+            opening_outstanding: report.opening_outstanding,
+            closing_outstanding: report.closing_outstanding,
+            buckets: report
+                .buckets
+                .into_iter()
+                .map(LiabilityBucket::try_from)
+                .collect::<Result<_, _>>()?,
+            reconciliation: Reconciliation {
+                closing_outstanding: reconciliation.closing_outstanding,
+                sum_of_balances: reconciliation.sum_of_balances,
+                ok: reconciliation.ok,
+                as_of: required(from_timestamp(reconciliation.as_of), "as_of")?,
+            },
+            merchants: report
+                .merchants
+                .into_iter()
+                .map(|merchant| MerchantLiability {
+                    merchant_id: merchant.merchant_id,
+                    slug: merchant.slug,
+                    closing_outstanding: merchant.closing_outstanding,
+                })
+                .collect(),
+        })
+    }
+}
+
+forward! {
+    /// The points liability: per-bucket issued, redeemed, expired, adjusted and reversed points, the outstanding
+    /// total at each bucket's end, and the reconciliation against the sum of balances. An admin key without
+    /// `x-merchant-id` gets the platform total and each merchant's closing figure. Scope `points:read`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/reports/liability",
+        tag = "reports",
+        operation_id = "get_liability_report",
+        params(LiabilityQuery),
+        responses((status = 200, description = "The report.", body = Envelope<LiabilityReport>))
+    )]
+    fn liability_report(query: LiabilityQuery) -> LiabilityReport = reports.get_liability_report;
 }

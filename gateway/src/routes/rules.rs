@@ -1,18 +1,6 @@
 //! Conversion rules: effective-dated, immutable versions per code; single put and atomic batch sync.
 
-use axum::extract::State;
-use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
-use utoipa_axum::router::OpenApiRouter;
-use utoipa_axum::routes;
-
-use super::{NoQuery, Page, PageQuery, page_size};
-use crate::convert::{deserialize_query_time, from_timestamp, to_timestamp_opt};
-use crate::envelope::{ApiResult, Envelope, Success};
-use crate::extract::{ApiJson, ApiPath, ApiQuery, CallContext};
-use crate::pb;
-use crate::state::AppState;
+use super::prelude::*;
 
 /// The routes of this module.
 pub fn router() -> OpenApiRouter<AppState> {
@@ -260,163 +248,127 @@ pub struct RuleAtQuery {
     pub at: Option<DateTime<Utc>>,
 }
 
-/// The current version of every rule in effect now. Scope `rules:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/rules",
-    tag = "rules",
-    operation_id = "list_rules",
-    params(PageQuery),
-    responses((status = 200, description = "One page of rules.", body = Envelope<Page<RuleVersion>>))
-)]
-async fn list_rules(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(query): ApiQuery<PageQuery>,
-) -> ApiResult<Page<RuleVersion>> {
-    let request = pb::ListRulesRequest {
-        page_size: page_size(query.page_size)?,
-        page_token: query.page_token.unwrap_or_default(),
-    };
-    let response = state
-        .backend
-        .rules
-        .clone()
-        .list_rules(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(Page::from_proto(
-        response.items,
-        response.next_page_token,
-    )))
+reply_from!(RuleVersion => pb::RuleVersion);
+reply_page!(RuleVersion => pb::ListRulesResponse, RuleVersion => pb::ListRuleVersionsResponse);
+super::page_request!(PageQuery => pb::ListRulesRequest);
+
+impl From<SyncRulesBody> for pb::SyncRulesRequest {
+    fn from(body: SyncRulesBody) -> pb::SyncRulesRequest {
+        pb::SyncRulesRequest {
+            mode: body.mode.as_str().to_owned(),
+            rules: body
+                .rules
+                .into_iter()
+                .map(pb::PutRuleRequest::from)
+                .collect(),
+        }
+    }
 }
 
-/// Upsert many rules atomically; `replace` also ends every code absent from the list. Scope `rules:write`.
-#[utoipa::path(
-    put,
-    path = "/api/v1/rules",
-    tag = "rules",
-    operation_id = "sync_rules",
-    request_body = SyncRulesBody,
-    responses((status = 200, description = "The versions created and the codes ended.", body = Envelope<SyncResult>))
-)]
-async fn sync_rules(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiJson(body): ApiJson<SyncRulesBody>,
-) -> ApiResult<SyncResult> {
-    let request = pb::SyncRulesRequest {
-        mode: body.mode.as_str().to_owned(),
-        rules: body
-            .rules
-            .into_iter()
-            .map(pb::PutRuleRequest::from)
-            .collect(),
-    };
-    let response = state
-        .backend
-        .rules
-        .clone()
-        .sync_rules(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(SyncResult {
-        created: response
-            .created
-            .into_iter()
-            .map(RuleVersion::from)
-            .collect(),
-        ended: response.ended,
-    }))
+impl Reply<pb::SyncRulesResponse> for SyncResult {
+    fn reply(response: pb::SyncRulesResponse) -> Result<SyncResult, ApiError> {
+        Ok(SyncResult {
+            created: response
+                .created
+                .into_iter()
+                .map(RuleVersion::from)
+                .collect(),
+            ended: response.ended,
+        })
+    }
 }
 
-/// The version of a rule in effect now, or at `at`. Scope `rules:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/rules/{code}",
-    tag = "rules",
-    operation_id = "get_rule",
-    params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code."), RuleAtQuery),
-    responses((status = 200, description = "The rule version.", body = Envelope<RuleVersion>))
-)]
-async fn get_rule(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiPath(code): ApiPath<String>,
-    ApiQuery(query): ApiQuery<RuleAtQuery>,
-) -> ApiResult<RuleVersion> {
-    let request = pb::GetRuleRequest {
-        code,
-        at: to_timestamp_opt(query.at),
-    };
-    let version = state
-        .backend
-        .rules
-        .clone()
-        .get_rule(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(version.into()))
+impl From<With<String, RuleAtQuery>> for pb::GetRuleRequest {
+    fn from(With(code, query): With<String, RuleAtQuery>) -> pb::GetRuleRequest {
+        pb::GetRuleRequest {
+            code,
+            at: to_timestamp_opt(query.at),
+        }
+    }
 }
 
-/// Create the next version of a rule. Scope `rules:write`. Answers 200 (PUT never answers 201 here).
-#[utoipa::path(
-    put,
-    path = "/api/v1/rules/{code}",
-    tag = "rules",
-    operation_id = "put_rule",
-    params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code, `[a-z0-9_-]{1,40}`.")),
-    request_body = PutRuleBody,
-    responses((status = 200, description = "The version created.", body = Envelope<RuleVersion>))
-)]
-async fn put_rule(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiQuery(NoQuery {}): ApiQuery<NoQuery>,
-    ApiPath(code): ApiPath<String>,
-    ApiJson(body): ApiJson<PutRuleBody>,
-) -> ApiResult<RuleVersion> {
-    let request = body.into_proto(code);
-    let version = state
-        .backend
-        .rules
-        .clone()
-        .put_rule(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(version.into()))
+impl From<With<String, PutRuleBody>> for pb::PutRuleRequest {
+    fn from(With(code, body): With<String, PutRuleBody>) -> pb::PutRuleRequest {
+        body.into_proto(code)
+    }
 }
 
-/// Every version of a rule, newest first. Scope `rules:read`.
-#[utoipa::path(
-    get,
-    path = "/api/v1/rules/{code}/versions",
-    tag = "rules",
-    operation_id = "list_rule_versions",
-    params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code."), PageQuery),
-    responses((status = 200, description = "One page of versions.", body = Envelope<Page<RuleVersion>>))
-)]
-async fn list_rule_versions(
-    State(state): State<AppState>,
-    context: CallContext,
-    ApiPath(code): ApiPath<String>,
-    ApiQuery(query): ApiQuery<PageQuery>,
-) -> ApiResult<Page<RuleVersion>> {
-    let request = pb::ListRuleVersionsRequest {
-        code,
-        page_size: page_size(query.page_size)?,
-        page_token: query.page_token.unwrap_or_default(),
-    };
-    let response = state
-        .backend
-        .rules
-        .clone()
-        .list_rule_versions(context.request(request))
-        .await?
-        .into_inner();
-    Ok(Success::ok(Page::from_proto(
-        response.items,
-        response.next_page_token,
-    )))
+impl TryFrom<With<String, PageQuery>> for pb::ListRuleVersionsRequest {
+    type Error = ApiError;
+
+    fn try_from(
+        With(code, query): With<String, PageQuery>,
+    ) -> Result<pb::ListRuleVersionsRequest, ApiError> {
+        Ok(pb::ListRuleVersionsRequest {
+            code,
+            page_size: page_size(query.page_size)?,
+            page_token: query.page_token.unwrap_or_default(),
+        })
+    }
+}
+
+forward! {
+    /// The current version of every rule in effect now. Scope `rules:read`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/rules",
+        tag = "rules",
+        operation_id = "list_rules",
+        params(PageQuery),
+        responses((status = 200, description = "One page of rules.", body = Envelope<Page<RuleVersion>>))
+    )]
+    fn list_rules(query: PageQuery) -> Page<RuleVersion> = rules.list_rules;
+}
+
+forward! {
+    /// Upsert many rules atomically; `replace` also ends every code absent from the list. Scope `rules:write`.
+    #[utoipa::path(
+        put,
+        path = "/api/v1/rules",
+        tag = "rules",
+        operation_id = "sync_rules",
+        request_body = SyncRulesBody,
+        responses((status = 200, description = "The versions created and the codes ended.", body = Envelope<SyncResult>))
+    )]
+    fn sync_rules(body: SyncRulesBody) -> SyncResult = rules.sync_rules;
+}
+
+forward! {
+    /// The version of a rule in effect now, or at `at`. Scope `rules:read`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/rules/{code}",
+        tag = "rules",
+        operation_id = "get_rule",
+        params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code."), RuleAtQuery),
+        responses((status = 200, description = "The rule version.", body = Envelope<RuleVersion>))
+    )]
+    fn get_rule(path: String, query: RuleAtQuery) -> RuleVersion = rules.get_rule;
+}
+
+forward! {
+    /// Create the next version of a rule. Scope `rules:write`. Answers 200 (PUT never answers 201 here).
+    #[utoipa::path(
+        put,
+        path = "/api/v1/rules/{code}",
+        tag = "rules",
+        operation_id = "put_rule",
+        params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code, `[a-z0-9_-]{1,40}`.")),
+        request_body = PutRuleBody,
+        responses((status = 200, description = "The version created.", body = Envelope<RuleVersion>))
+    )]
+    fn put_rule(path: String, body: PutRuleBody) -> RuleVersion = rules.put_rule;
+}
+
+forward! {
+    /// Every version of a rule, newest first. Scope `rules:read`.
+    #[utoipa::path(
+        get,
+        path = "/api/v1/rules/{code}/versions",
+        tag = "rules",
+        operation_id = "list_rule_versions",
+        params(("code" = String, Path, pattern = "^[a-z0-9_-]{1,40}$", description = "The rule's code."), PageQuery),
+        responses((status = 200, description = "One page of versions.", body = Envelope<Page<RuleVersion>>))
+    )]
+    fn list_rule_versions(path: String, query: PageQuery) -> Page<RuleVersion> = rules.list_rule_versions;
 }
