@@ -11,7 +11,7 @@ use utoipa::OpenApi;
 use utoipa::openapi::example::ExampleBuilder;
 use utoipa::openapi::header::HeaderBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
-use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::schema::{ArrayItems, KnownFormat, ObjectBuilder, Schema, SchemaFormat, Type};
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Required, ResponseBuilder};
 
@@ -160,7 +160,96 @@ const ERROR_RESPONSES: &[ErrorResponseDoc] = &[
 /// The whole document: [`ApiDoc`], the given paths, and the shared conventions.
 pub(crate) fn finish(mut openapi: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     document_conventions(&mut openapi);
+    bound_timestamps(&mut openapi);
     openapi
+}
+
+/// The timestamps the server accepts: RFC 3339 in the years 1970–9999 (protobuf timestamps before 1970 are refused
+/// as a guard against mistaken inputs).
+const TIMESTAMP_PATTERN: &str = "^(19[7-9][0-9]|[2-9][0-9]{3})-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[Tt]\
+     ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
+
+/// Gives every `date-time` string a request can carry (parameters and request bodies, with the schemas they
+/// reference) the accepted range as a pattern, so that the document states what the server enforces, in one place.
+/// Responses keep plain `date-time`: a report's default start may fall before 1970.
+fn bound_timestamps(openapi: &mut utoipa::openapi::OpenApi) {
+    let mut request_schemas = std::collections::BTreeSet::new();
+    for item in openapi.paths.paths.values_mut() {
+        let operations = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ];
+        for operation in operations.into_iter().flatten() {
+            for parameter in operation.parameters.iter_mut().flatten() {
+                if let RefOr::T(parameter) = parameter
+                    && let Some(schema) = parameter.schema.as_mut()
+                {
+                    bound_timestamp(schema, &mut request_schemas);
+                }
+            }
+            if let Some(RefOr::T(body)) = operation.request_body.as_mut() {
+                for content in body.content.values_mut() {
+                    if let RefOr::T(content) = content
+                        && let Some(schema) = content.schema.as_mut()
+                    {
+                        bound_timestamp(schema, &mut request_schemas);
+                    }
+                }
+            }
+        }
+    }
+    let Some(components) = openapi.components.as_mut() else {
+        return;
+    };
+    // Follow the references: a request body's schema may name others (a batch names its operations).
+    let mut done = std::collections::BTreeSet::new();
+    while let Some(name) = request_schemas
+        .iter()
+        .find(|name| !done.contains(*name))
+        .cloned()
+    {
+        done.insert(name.clone());
+        if let Some(schema) = components.schemas.get_mut(&name) {
+            bound_timestamp(schema, &mut request_schemas);
+        }
+    }
+}
+
+/// Bounds the timestamps of one schema and notes the component schemas it references.
+fn bound_timestamp(
+    schema: &mut RefOr<Schema>,
+    references: &mut std::collections::BTreeSet<String>,
+) {
+    let schema = match schema {
+        RefOr::Ref(reference) => {
+            if let Some(name) = reference.ref_location.strip_prefix("#/components/schemas/") {
+                references.insert(name.to_owned());
+            }
+            return;
+        }
+        RefOr::T(schema) => schema,
+    };
+    let mut bound = |schema: &mut RefOr<Schema>| bound_timestamp(schema, references);
+    match schema {
+        Schema::Object(object) => {
+            if object.format == Some(SchemaFormat::KnownFormat(KnownFormat::DateTime)) {
+                object.pattern = Some(TIMESTAMP_PATTERN.to_owned());
+            }
+            object.properties.values_mut().for_each(bound);
+        }
+        Schema::Array(array) => {
+            if let ArrayItems::RefOrSchema(items) = &mut array.items {
+                bound(items);
+            }
+        }
+        Schema::OneOf(one_of) => one_of.items.iter_mut().for_each(bound),
+        Schema::AllOf(all_of) => all_of.items.iter_mut().for_each(bound),
+        Schema::AnyOf(any_of) => any_of.items.iter_mut().for_each(bound),
+        _ => {}
+    }
 }
 
 /// Adds the security scheme, shared header parameters, shared error responses and the `x-request-id` header.
@@ -213,7 +302,12 @@ fn add_api_conventions(operation: &mut Operation) {
         .description(Some(
             "With an admin key: act for this merchant (like Stripe's `Stripe-Account`).",
         ))
-        .schema(Some(ObjectBuilder::new().schema_type(Type::String)))
+        .schema(Some(
+            // A merchant id (a UUID, hyphenated); an empty header counts as absent.
+            ObjectBuilder::new().schema_type(Type::String).pattern(Some(
+                "^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})?$",
+            )),
+        ))
         .build();
     operation
         .parameters

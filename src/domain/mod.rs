@@ -99,6 +99,19 @@ pub fn parse_name(field: &str, value: &str, length_max: usize) -> ServiceResult<
     Ok(trimmed.to_owned())
 }
 
+/// The most digits a record id (entry, audit record) is written with: ids stay far below 10^18.
+pub const RECORD_ID_DIGITS_MAX: usize = 18;
+
+/// Parses a record id as the API writes it: a positive decimal without sign or leading zeros (`^[1-9][0-9]{0,17}$`),
+/// so that one record has one spelling and the OpenAPI pattern states exactly what is accepted.
+pub fn parse_record_id(value: &str) -> Option<i64> {
+    let canonical = !value.is_empty()
+        && value.len() <= RECORD_ID_DIGITS_MAX
+        && !value.starts_with('0')
+        && value.bytes().all(|byte| byte.is_ascii_digit());
+    canonical.then(|| value.parse::<i64>().ok()).flatten()
+}
+
 /// Parses an id that must be a UUID; a malformed one is simply not found.
 pub fn parse_uuid(field: &str, value: &str) -> ServiceResult<uuid::Uuid> {
     uuid::Uuid::parse_str(value)

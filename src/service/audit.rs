@@ -47,10 +47,7 @@ fn parse_bounded(
 
 /// A record id as the API shows it (a decimal string).
 pub fn parse_audit_id(field: &str, value: &str) -> ServiceResult<i64> {
-    value
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
+    crate::domain::parse_record_id(value)
         .ok_or_else(|| ServiceError::invalid(format!("{field} must be an audit record id")))
 }
 

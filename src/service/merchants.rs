@@ -95,7 +95,8 @@ pub async fn list(
     }))
 }
 
-/// Renames, suspends or reactivates. Suspension takes effect on every instance within a second.
+/// Renames, suspends or reactivates. Suspension takes effect on every instance within a second. Like a JSON merge
+/// patch, an update that names nothing changes nothing and answers the merchant as it is.
 pub async fn update(
     services: &Services,
     call: &CallContext,
@@ -108,11 +109,6 @@ pub async fn update(
         .map(|name| parse_name("name", name, NAME_LENGTH_MAX))
         .transpose()?;
     let status = status.map(MerchantStatus::parse).transpose()?;
-    if name.is_none() && status.is_none() {
-        return Err(ServiceError::invalid(
-            "nothing to update: give name and/or status",
-        ));
-    }
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     let merchant = store::merchants::update(

@@ -531,11 +531,6 @@ export interface components {
         };
         /** @description A signed manual correction; a negative delta cannot take the balance below zero. */
         AdjustBody: {
-            /**
-             * Format: int64
-             * @description Non-zero; positive credits, negative debits.
-             * @example -20
-             */
             delta: number;
             /**
              * @description 1–128 characters, unique per merchant.
@@ -543,7 +538,7 @@ export interface components {
              */
             idempotency_key: string;
             /**
-             * @description Why the correction was made.
+             * @description Why the correction was made (not blank; newlines and tabs allowed).
              * @example goodwill correction
              */
             reason: string;
@@ -732,7 +727,7 @@ export interface components {
              * @example EUR
              */
             currency?: string | null;
-            /** @description Free text. */
+            /** @description Free text (newlines and tabs allowed). */
             description?: string | null;
             /**
              * Format: date-time
@@ -773,7 +768,7 @@ export interface components {
              */
             uid: string;
         } | {
-            /** @description Free text. */
+            /** @description Free text (newlines and tabs allowed). */
             description?: string | null;
             /**
              * @description 1–128 characters, unique per merchant.
@@ -801,11 +796,6 @@ export interface components {
              */
             uid: string;
         } | {
-            /**
-             * Format: int64
-             * @description Non-zero; positive credits, negative debits.
-             * @example -20
-             */
             delta: number;
             /**
              * @description 1–128 characters, unique per merchant.
@@ -818,7 +808,7 @@ export interface components {
              */
             op: "adjust";
             /**
-             * @description Why the correction was made.
+             * @description Why the correction was made (not blank; newlines and tabs allowed).
              * @example goodwill correction
              */
             reason: string;
@@ -962,7 +952,7 @@ export interface components {
              * @example EUR
              */
             currency?: string | null;
-            /** @description Free text. */
+            /** @description Free text (newlines and tabs allowed). */
             description?: string | null;
             /**
              * Format: date-time
@@ -2621,7 +2611,7 @@ export interface components {
              */
             idempotency_key: string;
             /**
-             * @description Why the entry is reversed.
+             * @description Why the entry is reversed (newlines and tabs allowed).
              * @example order refunded
              */
             reason?: string | null;
@@ -2721,7 +2711,7 @@ export interface components {
         Scope: "admin" | "points:read" | "points:write" | "rules:read" | "rules:write" | "audit:read" | "keys:manage";
         /** @description Redeems points; the lots that expire first are used first. */
         SpendBody: {
-            /** @description Free text. */
+            /** @description Free text (newlines and tabs allowed). */
             description?: string | null;
             /**
              * @description 1–128 characters, unique per merchant.
@@ -2786,9 +2776,13 @@ export interface components {
             /**
              * Format: int64
              * @description Cap on points per transaction.
+             * @example 1000
              */
             max_points?: number | null;
-            /** @description Amounts below this earn nothing. */
+            /**
+             * @description Amounts below this earn nothing.
+             * @example 5.00
+             */
             min_amount?: string | null;
             /**
              * Format: int64
@@ -2799,6 +2793,7 @@ export interface components {
             /**
              * Format: int32
              * @description How long earned points live.
+             * @example 365
              */
             points_ttl_days?: number | null;
             /** @description Rounding of the converted amount. */
@@ -3496,7 +3491,7 @@ export interface operations {
     list_accounts: {
         parameters: {
             query?: {
-                /** @description Only uids that start with this (case-sensitive, 1–128 printable characters). */
+                /** @description Only uids that start with this (case-sensitive, up to 128 printable characters; empty means all). */
                 uid_prefix?: string;
                 /** @description `uid` (default) or `balance_desc` (top holders first). */
                 order?: components["schemas"]["AccountOrder"];
@@ -3976,7 +3971,7 @@ export interface operations {
                 /** @description `day` (default), `week` or `month`. */
                 bucket?: components["schemas"]["Bucket"];
                 /**
-                 * @description IANA time zone of the bucket boundaries (default `UTC`), e.g. `Europe/Paris`.
+                 * @description IANA time zone of the bucket boundaries (default `UTC`, also when empty), e.g. `Europe/Paris`.
                  * @example Europe/Paris
                  */
                 tz?: string;

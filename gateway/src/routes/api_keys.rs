@@ -72,7 +72,12 @@ pub use points_api::Scope;
 #[serde(deny_unknown_fields)]
 pub struct CreateApiKeyBody {
     /// What the key is for, 1–100 characters.
-    #[schema(example = "POS terminal 3", min_length = 1, max_length = 100)]
+    #[schema(
+        example = "POS terminal 3",
+        min_length = 1,
+        max_length = 100,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
     /// The scopes of the new key.
     #[schema(example = json!(["points:read", "points:write"]))]

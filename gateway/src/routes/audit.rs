@@ -100,12 +100,23 @@ pub struct AuditQuery {
     #[param(value_type = Option<String>, format = DateTime)]
     pub to: Option<DateTime<Utc>>,
     /// Only this gRPC method, e.g. `/points.v1.PointsService/Earn`.
+    #[param(
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub method: Option<String>,
     /// Only this outcome code (0 for success).
     pub outcome_code: Option<i32>,
     /// Only calls made with this key.
+    #[param(value_type = Option<uuid::Uuid>)]
     pub key_id: Option<String>,
     /// Only calls about this uid.
+    #[param(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub uid: Option<String>,
     /// Items per page, 1–500 (default 50).
     #[param(minimum = 1, maximum = 500)]
@@ -120,8 +131,10 @@ pub struct AuditQuery {
 #[into_params(parameter_in = Query)]
 pub struct VerifyQuery {
     /// First record to check (inclusive); default the first.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     pub from_audit_id: Option<String>,
     /// Last record to check (inclusive); default the last.
+    #[param(pattern = "^[1-9][0-9]{0,17}$")]
     pub to_audit_id: Option<String>,
     /// Without bounds, a verification continues from where the last good one of this chain ended; `true`
     /// re-checks the whole chain from its first record.
@@ -236,7 +249,7 @@ forward! {
         path = "/api/v1/audit-logs/{audit_id}",
         tag = "audit",
         operation_id = "get_audit_log",
-        params(("audit_id" = String, Path, description = "The record's id.")),
+        params(("audit_id" = String, Path, pattern = "^[1-9][0-9]{0,17}$", description = "The record's id.")),
         responses((status = 200, description = "The record.", body = Envelope<AuditRecord>))
     )]
     fn get_audit_log(path: String) -> AuditRecord = audit.get_audit_log;

@@ -56,7 +56,12 @@ pub struct RegisterMerchantBody {
     )]
     pub slug: String,
     /// Display name.
-    #[schema(example = "Coffee Corner", min_length = 1)]
+    #[schema(
+        example = "Coffee Corner",
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: String,
 }
 
@@ -93,7 +98,12 @@ impl MerchantStatus {
 #[serde(deny_unknown_fields)]
 pub struct UpdateMerchantBody {
     /// New display name.
-    #[schema(example = "Coffee Corner & Bakery", min_length = 1)]
+    #[schema(
+        example = "Coffee Corner & Bakery",
+        min_length = 1,
+        max_length = 200,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub name: Option<String>,
     /// New status.
     pub status: Option<MerchantStatus>,

@@ -7,7 +7,9 @@ use super::prelude::*;
 
 use axum::http::StatusCode;
 use utoipa::openapi::RefOr;
-use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type};
+use utoipa::openapi::schema::{
+    KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type,
+};
 
 use crate::convert::{Metadata, metadata_object};
 
@@ -25,6 +27,24 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(batch))
         .routes(routes!(calculate))
 }
+
+/// A non-zero points delta within the per-operation bound (10^18 either way).
+fn nonzero_delta() -> Schema {
+    let range = |minimum: i64, maximum: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(minimum))
+            .maximum(Some(maximum))
+    };
+    OneOfBuilder::new()
+        .item(range(1, POINTS_PER_OPERATION_MAX))
+        .item(range(-POINTS_PER_OPERATION_MAX, -1))
+        .into()
+}
+
+/// The largest number of points one operation moves (the server's bound).
+const POINTS_PER_OPERATION_MAX: i64 = 1_000_000_000_000_000;
 
 /// A free-form JSON object.
 type JsonObject = serde_json::Map<String, serde_json::Value>;
@@ -147,16 +167,19 @@ pub struct EarnBody {
     )]
     pub uid: String,
     /// Points to credit (> 0); omit when giving `amount`.
-    #[schema(example = 120, minimum = 1)]
+    #[schema(example = 120, minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     pub points: Option<i64>,
     /// Money amount to convert (decimal string); needs `currency`.
-    #[schema(example = "12.50", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
+    #[schema(
+        example = "12.50",
+        pattern = "^([1-9][0-9]{0,25}(\\.[0-9]{1,2})?|0\\.(0[1-9]|[1-9][0-9]?))$"
+    )]
     pub amount: Option<String>,
     /// ISO-4217 currency of `amount`.
     #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: Option<String>,
     /// The conversion rule (default "default").
-    #[schema(example = "default")]
+    #[schema(example = "default", pattern = "^[a-z0-9_-]{1,40}$")]
     pub rule_code: Option<String>,
     /// 1–128 characters, unique per merchant; a retry with the same key and body replays the first result.
     #[schema(
@@ -167,9 +190,18 @@ pub struct EarnBody {
     )]
     pub idempotency_key: String,
     /// The merchant's own reference, e.g. an order number.
-    #[schema(example = "order-1001")]
+    #[schema(
+        example = "order-1001",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub reference: Option<String>,
-    /// Free text.
+    /// Free text (newlines and tabs allowed).
+    #[schema(
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub description: Option<String>,
     /// A JSON object of at most 4 KiB.
     #[schema(value_type = Option<Object>, example = json!({"store": "downtown"}))]
@@ -208,7 +240,7 @@ pub struct SpendBody {
     )]
     pub uid: String,
     /// Points to redeem (> 0).
-    #[schema(example = 50, minimum = 1)]
+    #[schema(example = 50, minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     pub points: i64,
     /// 1–128 characters, unique per merchant.
     #[schema(
@@ -219,8 +251,17 @@ pub struct SpendBody {
     )]
     pub idempotency_key: String,
     /// The merchant's own reference.
+    #[schema(
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub reference: Option<String>,
-    /// Free text.
+    /// Free text (newlines and tabs allowed).
+    #[schema(
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub description: Option<String>,
     /// A JSON object of at most 4 KiB.
     #[schema(value_type = Option<Object>)]
@@ -252,11 +293,15 @@ pub struct AdjustBody {
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
     )]
     pub uid: String,
-    /// Non-zero; positive credits, negative debits.
-    #[schema(example = -20)]
+    /// Non-zero, at most 10^18 either way; positive credits, negative debits.
+    #[schema(example = -20, schema_with = nonzero_delta)]
     pub delta: i64,
-    /// Why the correction was made.
-    #[schema(example = "goodwill correction")]
+    /// Why the correction was made (not blank; newlines and tabs allowed).
+    #[schema(
+        example = "goodwill correction",
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*[^\\s\\u0000-\\u001f\\u007f-\\u009f][^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub reason: String,
     /// 1–128 characters, unique per merchant.
     #[schema(
@@ -291,8 +336,12 @@ pub struct ReverseBody {
         pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
     )]
     pub idempotency_key: String,
-    /// Why the entry is reversed.
-    #[schema(example = "order refunded")]
+    /// Why the entry is reversed (newlines and tabs allowed).
+    #[schema(
+        example = "order refunded",
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub reason: Option<String>,
 }
 
@@ -392,11 +441,11 @@ pub enum AccountOrder {
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AccountsQuery {
-    /// Only uids that start with this (case-sensitive, 1–128 printable characters).
+    /// Only uids that start with this (case-sensitive, up to 128 printable characters; empty means all).
     #[param(
-        min_length = 1,
+        min_length = 0,
         max_length = 128,
-        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
     )]
     pub uid_prefix: Option<String>,
     /// `uid` (default) or `balance_desc` (top holders first).
@@ -529,7 +578,7 @@ pub struct BatchBody {
     #[schema(example = false)]
     pub atomic: bool,
     /// The operations, applied in order.
-    #[schema(max_items = 1000)]
+    #[schema(min_items = 1, max_items = 1000)]
     pub operations: Vec<BatchOperationBody>,
 }
 
@@ -564,13 +613,16 @@ pub struct BatchItemResult {
 #[serde(deny_unknown_fields)]
 pub struct CalculateBody {
     /// Money amount (decimal string).
-    #[schema(example = "12.50", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
+    #[schema(
+        example = "12.50",
+        pattern = "^([1-9][0-9]{0,25}(\\.[0-9]{1,2})?|0\\.(0[1-9]|[1-9][0-9]?))$"
+    )]
     pub amount: String,
     /// ISO-4217 currency.
     #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// The rule (default "default").
-    #[schema(example = "default")]
+    #[schema(example = "default", pattern = "^[a-z0-9_-]{1,40}$")]
     pub rule_code: Option<String>,
     /// Use the version in effect at this time (default now).
     pub at: Option<DateTime<Utc>>,

@@ -45,11 +45,11 @@ pub struct LiabilityQuery {
     pub to: Option<DateTime<Utc>>,
     /// `day` (default), `week` or `month`.
     pub bucket: Option<Bucket>,
-    /// IANA time zone of the bucket boundaries (default `UTC`), e.g. `Europe/Paris`.
+    /// IANA time zone of the bucket boundaries (default `UTC`, also when empty), e.g. `Europe/Paris`.
     #[param(
-        min_length = 1,
+        min_length = 0,
         max_length = 64,
-        pattern = "^[A-Za-z0-9/_+-]+$",
+        pattern = "^[A-Za-z0-9/_+-]*$",
         example = "Europe/Paris"
     )]
     pub tz: Option<String>,

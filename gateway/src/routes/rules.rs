@@ -26,7 +26,7 @@ pub struct RuleVersion {
     #[schema(example = "1.00")]
     pub unit_amount: String,
     /// Points per step.
-    #[schema(example = 10)]
+    #[schema(example = 10, minimum = 1)]
     pub points_per_unit: i64,
     /// "floor", "round" (half away from zero) or "ceil".
     #[schema(example = "floor")]
@@ -35,10 +35,10 @@ pub struct RuleVersion {
     #[schema(example = "5.00")]
     pub min_amount: Option<String>,
     /// Cap on points per transaction.
-    #[schema(example = 1000)]
+    #[schema(example = 1000, minimum = 1)]
     pub max_points: Option<i64>,
     /// How long earned points live; null for forever.
-    #[schema(example = 365)]
+    #[schema(example = 365, minimum = 1, maximum = 36500)]
     pub points_ttl_days: Option<i32>,
     /// Start of validity.
     pub effective_from: Option<DateTime<Utc>>,
@@ -97,21 +97,24 @@ pub struct PutRuleBody {
     #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// Money per step (decimal string > 0).
-    #[schema(example = "1.00", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
+    #[schema(
+        example = "1.00",
+        pattern = "^([1-9][0-9]{0,25}(\\.[0-9]{1,2})?|0\\.(0[1-9]|[1-9][0-9]?))$"
+    )]
     pub unit_amount: String,
     /// Points per step.
-    #[schema(example = 10)]
+    #[schema(example = 10, minimum = 1)]
     pub points_per_unit: i64,
     /// Rounding of the converted amount.
     pub rounding: Rounding,
     /// Amounts below this earn nothing.
-    #[schema(example = "5.00", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
+    #[schema(example = "5.00", pattern = "^(0|[1-9][0-9]{0,25})(\\.[0-9]{1,2})?$")]
     pub min_amount: Option<String>,
     /// Cap on points per transaction.
-    #[schema(example = 1000)]
+    #[schema(example = 1000, minimum = 1)]
     pub max_points: Option<i64>,
     /// How long earned points live.
-    #[schema(example = 365)]
+    #[schema(example = 365, minimum = 1, maximum = 36500)]
     pub points_ttl_days: Option<i32>,
     /// Start of validity (default now).
     pub effective_from: Option<DateTime<Utc>>,
@@ -147,18 +150,24 @@ pub struct SyncRuleBody {
     #[schema(example = "EUR", pattern = "^[A-Z]{3}$")]
     pub currency: String,
     /// Money per step (decimal string > 0).
-    #[schema(example = "1.00", pattern = "^[0-9]{1,30}(\\.[0-9]{1,30})?$")]
+    #[schema(
+        example = "1.00",
+        pattern = "^([1-9][0-9]{0,25}(\\.[0-9]{1,2})?|0\\.(0[1-9]|[1-9][0-9]?))$"
+    )]
     pub unit_amount: String,
     /// Points per step.
-    #[schema(example = 10)]
+    #[schema(example = 10, minimum = 1)]
     pub points_per_unit: i64,
     /// Rounding of the converted amount.
     pub rounding: Rounding,
     /// Amounts below this earn nothing.
+    #[schema(example = "5.00", pattern = "^(0|[1-9][0-9]{0,25})(\\.[0-9]{1,2})?$")]
     pub min_amount: Option<String>,
     /// Cap on points per transaction.
+    #[schema(example = 1000, minimum = 1)]
     pub max_points: Option<i64>,
     /// How long earned points live.
+    #[schema(example = 365, minimum = 1, maximum = 36500)]
     pub points_ttl_days: Option<i32>,
     /// Start of validity (default now).
     pub effective_from: Option<DateTime<Utc>>,

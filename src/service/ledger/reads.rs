@@ -18,10 +18,7 @@ use crate::{
 
 /// Parses an entry id: a positive integer.
 pub fn parse_entry_id(value: &str) -> ServiceResult<i64> {
-    value
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
+    crate::domain::parse_record_id(value)
         .ok_or_else(|| ServiceError::invalid("entry_id must be a positive integer"))
 }
 
