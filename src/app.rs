@@ -166,12 +166,14 @@ impl Application {
             background.clone(),
         ));
 
-        tasks.spawn(crate::service::ledger::run_expiry_sweeper(
-            services.clone(),
-            config.expiry_sweep_interval,
-            config.expiry_sweep_batch_size,
-            background.clone(),
-        ));
+        if let Some(interval) = config.expiry_sweep_interval {
+            tasks.spawn(crate::service::ledger::run_expiry_sweeper(
+                services.clone(),
+                interval,
+                config.expiry_sweep_batch_size,
+                background.clone(),
+            ));
+        }
 
         tasks.spawn(crate::service::reports::run_liability_roller(
             services.clone(),

@@ -48,7 +48,8 @@ pub struct Config {
     pub key_cache_ttl: Duration,
     pub last_used_flush_interval: Duration,
     pub shutdown_timeout: Duration,
-    pub expiry_sweep_interval: Duration,
+    /// `None` when the expiry sweeper is off (`POINTS_EXPIRY_SWEEP_INTERVAL_MS=0`).
+    pub expiry_sweep_interval: Option<Duration>,
     pub expiry_sweep_batch_size: i64,
     pub audit_flush_interval: Duration,
     pub audit_buffer_capacity: usize,
@@ -173,13 +174,14 @@ impl Config {
                 3_600_000,
             )?,
             shutdown_timeout: millis(&get, "POINTS_SHUTDOWN_TIMEOUT_MS", 20_000, 1, 600_000)?,
-            expiry_sweep_interval: millis(
+            expiry_sweep_interval: Some(millis(
                 &get,
                 "POINTS_EXPIRY_SWEEP_INTERVAL_MS",
                 30_000,
-                10,
+                0,
                 86_400_000,
-            )?,
+            )?)
+            .filter(|interval| !interval.is_zero()),
             expiry_sweep_batch_size: bounded(
                 &get,
                 "POINTS_EXPIRY_SWEEP_BATCH_SIZE",
@@ -352,6 +354,14 @@ mod tests {
         let other = config_with(&[]).expect("defaults");
         assert_eq!(config.gateway_token.len(), 64);
         assert_ne!(config.gateway_token, other.gateway_token);
+    }
+
+    #[test]
+    fn an_expiry_sweep_interval_of_zero_turns_the_sweeper_off() {
+        let default = config_with(&[]).expect("defaults").expiry_sweep_interval;
+        assert_eq!(default, Some(Duration::from_secs(30)));
+        let off = config_with(&[("POINTS_EXPIRY_SWEEP_INTERVAL_MS", "0")]).expect("off");
+        assert_eq!(off.expiry_sweep_interval, None);
     }
 
     #[test]

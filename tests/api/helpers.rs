@@ -93,6 +93,9 @@ pub fn base_settings(database_name: &str) -> HashMap<String, String> {
         ),
         ("POINTS_KEY_CACHE_TTL_MS".to_owned(), "30000".to_owned()),
         ("POINTS_AUDIT_FLUSH_MS".to_owned(), "20".to_owned()),
+        // The expiry sweeper is off: a test that expires lots sweeps them itself, when it means to; the tests of the
+        // sweeper turn it on.
+        ("POINTS_EXPIRY_SWEEP_INTERVAL_MS".to_owned(), "0".to_owned()),
     ])
 }
 
@@ -222,6 +225,23 @@ impl TestApp {
     }
 }
 
+/// Moves a key's expiry into the past, as the passing of time would, and drops the key from `app`'s cache at once
+/// (the trigger's notification does the same a moment later), so the next call reads the expired key.
+pub async fn expire_key_now(app: &TestApp, key_id: &str) {
+    let key_id = uuid::Uuid::parse_str(key_id).expect("a key id");
+    let updated = app
+        .db()
+        .await
+        .execute(
+            "UPDATE public.api_keys SET expires_at = now() - interval '1 second' WHERE key_id = $1",
+            &[&key_id],
+        )
+        .await
+        .expect("expire the key");
+    assert_eq!(updated, 1, "no key {key_id}");
+    app.services.auth_cache.invalidate_key(key_id);
+}
+
 /// Asserts a status has the gRPC code and the SPEC reason.
 #[track_caller]
 pub fn assert_status(
@@ -238,34 +258,45 @@ pub fn assert_status(
     status
 }
 
-/// Lists services through reflection v1, as grpcurl does.
-pub async fn list_services_by_reflection(channel: Channel) -> Vec<String> {
-    use tonic_reflection::pb::v1::{
-        ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
-        server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
-    };
-    let mut client = ServerReflectionClient::new(channel);
-    let request = ServerReflectionRequest {
-        host: String::new(),
-        message_request: Some(MessageRequest::ListServices(String::new())),
-    };
-    let mut responses = client
-        .server_reflection_info(tokio_stream::iter([request]))
-        .await
-        .expect("reflection")
-        .into_inner();
-    let response = responses
-        .message()
-        .await
-        .expect("message")
-        .expect("a response");
-    match response.message_response {
-        Some(MessageResponse::ListServicesResponse(list)) => {
-            list.service.into_iter().map(|s| s.name).collect()
+/// Defines `$name(channel) -> Vec<String>`: the services listed through reflection `$version` (the two versions
+/// have the same messages in different packages).
+macro_rules! list_services_through {
+    ($name:ident, $version:ident) => {
+        pub async fn $name(channel: Channel) -> Vec<String> {
+            use tonic_reflection::pb::$version::{
+                ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
+                server_reflection_request::MessageRequest,
+                server_reflection_response::MessageResponse,
+            };
+            let mut client = ServerReflectionClient::new(channel);
+            let request = ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(MessageRequest::ListServices(String::new())),
+            };
+            let mut responses = client
+                .server_reflection_info(tokio_stream::iter([request]))
+                .await
+                .expect("reflection")
+                .into_inner();
+            let response = responses
+                .message()
+                .await
+                .expect("message")
+                .expect("a response");
+            match response.message_response {
+                Some(MessageResponse::ListServicesResponse(list)) => {
+                    list.service.into_iter().map(|s| s.name).collect()
+                }
+                other => panic!("unexpected reflection response {other:?}"),
+            }
         }
-        other => panic!("unexpected reflection response {other:?}"),
-    }
+    };
 }
+
+// Reflection v1, as grpcurl speaks it first.
+list_services_through!(list_services_by_reflection, v1);
+// Reflection v1alpha, the only one Python's grpcio-reflection client speaks.
+list_services_through!(list_services_by_reflection_v1alpha, v1alpha);
 
 /// A merchant key's points client, ready to use.
 pub type PointsClient = PointsServiceClient<Intercepted>;

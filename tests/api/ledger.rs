@@ -1173,3 +1173,76 @@ async fn two_instances_sweeping_the_same_tenant_write_each_expiry_exactly_once()
     );
     assert_ledger_invariants(&db, &merchant.merchant_id).await;
 }
+
+/// The sweeper as the server runs it (the other tests keep it off and sweep by hand): on, it writes off an
+/// expired lot by itself, wholly, and leaves the lots that have not expired.
+#[tokio::test]
+async fn the_running_expiry_sweeper_writes_off_expired_lots_by_itself() {
+    let app = spawn_app_with(|settings| {
+        settings.insert("POINTS_EXPIRY_SWEEP_INTERVAL_MS".into(), "50".into());
+    })
+    .await;
+    let (merchant, key) = app.register_merchant("swept-shop").await;
+    let mut points = app.points(app.caller(&key));
+    let in_a_day = Some(points::grpc::timestamp(
+        chrono::Utc::now() + chrono::Duration::days(1),
+    ));
+    for (uid, points_earned) in [("expiring", 7), ("keeping", 9)] {
+        points
+            .earn(pb::EarnRequest {
+                expires_at: in_a_day,
+                ..earn_request(uid, points_earned, &idem())
+            })
+            .await
+            .expect("earn");
+    }
+    let db = app.db().await;
+    let schema = schema_of(&merchant.merchant_id);
+    db.execute(
+        &format!("UPDATE {schema}.lots SET expires_at = now() - interval '1 second' WHERE uid = 'expiring'"),
+        &[],
+    )
+    .await
+    .expect("expire one lot");
+    let expire_entries =
+        format!("SELECT uid, delta FROM {schema}.entries WHERE kind = 'expire' ORDER BY entry_id");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let written: Vec<(String, i64)> = loop {
+        let rows = db
+            .query(&expire_entries, &[])
+            .await
+            .expect("expire entries");
+        if !rows.is_empty() {
+            break rows.iter().map(|row| (row.get(0), row.get(1))).collect();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the sweeper wrote nothing"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(written, [("expiring".to_owned(), -7)]);
+    let merchant_id: uuid::Uuid = merchant.merchant_id.parse().expect("uuid");
+    let left = points::service::ledger::sweep_expired(&app.services, merchant_id, 100)
+        .await
+        .expect("sweep");
+    assert_eq!(left, 0, "the running sweeper left nothing to write off");
+    let balance = |uid: &str| {
+        let mut points = points.clone();
+        let uid = uid.to_owned();
+        async move {
+            points
+                .get_account(pb::GetAccountRequest { uid })
+                .await
+                .expect("account")
+                .into_inner()
+                .balance
+        }
+    };
+    assert_eq!(
+        (balance("expiring").await, balance("keeping").await),
+        (0, 9)
+    );
+    assert_ledger_invariants(&db, &merchant.merchant_id).await;
+    app.stop().await.expect("stop");
+}

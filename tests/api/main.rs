@@ -1,7 +1,9 @@
 //! Integration tests: one binary, each test on its own freshly created PostgreSQL database.
 
+mod append_only;
 mod audit;
 mod binary;
+mod bootstrap;
 mod error_table;
 mod helpers;
 mod hostile;
@@ -15,4 +17,5 @@ mod resilience;
 mod rest;
 mod rest_audit;
 mod rules;
+mod scopes;
 mod spine;

@@ -89,6 +89,9 @@ async fn connect(grpc_port: u16) -> Channel {
     }
 }
 
+/// Earns acknowledged in each round before the SIGKILL lands.
+const ACKNOWLEDGED_PER_ROUND: usize = 200;
+
 /// Each idempotency key the load sent: its request, and the entry id if the server acknowledged it.
 type Sent = Arc<Mutex<HashMap<String, (pb::EarnRequest, Option<String>)>>>;
 
@@ -157,7 +160,21 @@ async fn kill_dash_nine_under_sixteen_client_load_three_times_loses_nothing_ackn
                 }
             }));
         }
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        // Killed mid-load: once this round has had a good number of earns acknowledged (not after a set time, so
+        // a slow machine still kills under load and a fast one does not wait).
+        let acknowledged = |sent: &Sent| {
+            sent.lock()
+                .unwrap()
+                .values()
+                .filter(|(_, id)| id.is_some())
+                .count()
+        };
+        let target = acknowledged(&sent) + ACKNOWLEDGED_PER_ROUND;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acknowledged(&sent) < target {
+            assert!(Instant::now() < deadline, "the load is not acknowledged");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         child.kill().expect("SIGKILL");
         child.wait().expect("reaped");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -379,11 +396,12 @@ async fn postgres_stopped_for_ten_seconds_under_load_gives_only_unavailable_and_
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(
-        successes.load(std::sync::atomic::Ordering::Relaxed) > 0,
-        "load before the stop"
-    );
+    // The load runs (some earns acknowledged) before the database stops.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while successes.load(std::sync::atomic::Ordering::Relaxed) < 20 {
+        assert!(Instant::now() < deadline, "no load before the stop");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 
     let mut health = HealthClient::new(app.channel.clone());
     tokio::task::block_in_place(|| cluster.stop());

@@ -51,6 +51,41 @@ async fn earn_sends_the_callers_headers_as_grpc_metadata() {
     );
 }
 
+/// Only the gateway says a call came over REST (SPEC §7's transport): it sends its own configured token, never one a
+/// client put in a header, and none at all when it has none.
+#[tokio::test]
+async fn the_gateway_token_sent_is_the_gateways_own_never_a_clients() {
+    const OWN_TOKEN: &str = "the-gateways-own-token-0123456789abcdef";
+    const FORGED: &str = "a-client-guessing-the-token-0123456789abcdef";
+    for own_token in [Some(OWN_TOKEN), None] {
+        let backend = start_fake_backend(FakePoints::default(), true).await;
+        let config = GatewayConfig {
+            gateway_token: own_token.map(str::to_owned),
+            ..config(&backend.grpc_url)
+        };
+        let app = router(&config).await.expect("builds");
+        let request = Request::get("/api/v1/points/accounts/u1")
+            .header("x-api-key", "lp_live_abc")
+            .header("x-points-gateway-token", FORGED)
+            .body(Body::empty())
+            .expect("valid");
+        send(&app, request).await.assert_success(200);
+        let calls = backend.points.calls();
+        assert_eq!(calls.len(), 1);
+        let sent: Vec<&str> = calls[0]
+            .metadata
+            .get_all("x-points-gateway-token")
+            .iter()
+            .map(|value| value.to_str().expect("ascii"))
+            .collect();
+        assert_eq!(
+            sent,
+            own_token.into_iter().collect::<Vec<_>>(),
+            "{own_token:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn earn_converts_metadata_and_timestamps_both_ways_and_answers_201() {
     let (app, backend) = gateway_with_fake().await;
