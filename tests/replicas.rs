@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -144,35 +145,34 @@ struct Tally {
     applied: HashMap<String, i64>,
 }
 
-/// Earns through the gateway from `WORKERS` workers until `stop`; every call has its own idempotency key.
+/// Earns through the gateway from `WORKERS` workers until `stop` (a call in flight then finishes, so every applied
+/// earn is counted); every call has its own idempotency key.
 async fn load(
     http: reqwest::Client,
     base: String,
     key: String,
     phase: &'static str,
-    stop: Arc<tokio::sync::Notify>,
+    stop: Arc<AtomicBool>,
 ) -> Tally {
     let mut workers = Vec::new();
     for worker in 0..WORKERS {
         let (http, base, key, stop) = (http.clone(), base.clone(), key.clone(), stop.clone());
         workers.push(tokio::spawn(async move {
             let mut tally = Tally::default();
-            let stopped = stop.notified();
-            tokio::pin!(stopped);
             for call in 0u64.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
                 let uid = format!("{phase}-{worker}-{}", call % 10);
                 let body = json!({"uid": uid, "points": 1 + (call % 7) as i64,
                     "idempotency_key": format!("{phase}-{worker}-{call}")});
                 let began = Instant::now();
-                let request = http
+                let response = http
                     .post(format!("{base}/api/v1/points/earn"))
                     .header("x-api-key", &key)
                     .json(&body)
-                    .send();
-                let response = tokio::select! {
-                    response = request => response,
-                    () = &mut stopped => break,
-                };
+                    .send()
+                    .await;
                 tally.latencies_us.push(began.elapsed().as_micros() as u64);
                 let outcome = match response {
                     Ok(response) if response.status().is_success() => {
@@ -223,7 +223,7 @@ async fn load_for(
     duration: Duration,
     during: impl std::future::Future<Output = ()>,
 ) -> Tally {
-    let stop = Arc::new(tokio::sync::Notify::new());
+    let stop = Arc::new(AtomicBool::new(false));
     let running = tokio::spawn(load(
         http.clone(),
         base.to_owned(),
@@ -234,7 +234,7 @@ async fn load_for(
     let started = Instant::now();
     during.await;
     tokio::time::sleep(duration.saturating_sub(started.elapsed())).await;
-    stop.notify_waiters();
+    stop.store(true, Ordering::Relaxed);
     let mut tally = running.await.expect("load");
     let seconds = duration.as_secs_f64();
     println!(
@@ -409,6 +409,8 @@ async fn the_gateway_keeps_serving_when_a_replica_is_killed_under_load() {
     }
     println!("balances checked: {checked} uids, all equal to the points applied");
 
+    // The gateway's graceful shutdown waits for open connections: close the client's idle keep-alive ones first.
+    drop(http);
     stop_gateway.notify_waiters();
     gateway.await.expect("gateway task").expect("gateway");
     a.kill().await;

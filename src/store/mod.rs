@@ -155,9 +155,11 @@ pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
         let statement = format!("CREATE DATABASE {}", quote_identifier(&database));
         match client.batch_execute(&statement).await {
             Ok(()) => tracing::info!(database, "created database"),
-            // Another instance created it between our check and our CREATE.
+            // Another instance created it between our check and our CREATE: PostgreSQL says so with
+            // duplicate_database, or, when both CREATEs ran at once, with a unique violation of pg_database's index.
             Err(error)
-                if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE)
+                    || is_unique_violation(&error, "pg_database_datname_index") => {}
             Err(error) => return Err(error.into()),
         }
     }
