@@ -9,7 +9,8 @@
 //! Each migration is sent one statement at a time ([`split_statements`]): Citus forwards a tenant schema's DDL to
 //! the worker holding it and cannot forward several commands in one message. On Citus, triggers on tables of
 //! distributed schemas also need `citus.enable_unsafe_triggers`, set for the migrating transaction only (the
-//! triggers refuse changes to append-only rows of their own table, which is safe wherever the shard lives).
+//! triggers refuse changes to append-only rows of their own table, which is safe wherever the shard lives). A new
+//! merchant's schema is migrated before it is distributed (see [`create_tenant_schema`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -264,17 +265,45 @@ pub async fn upsert_tenant_status(
 }
 
 /// Creates the schema of a new merchant and migrates it, inside the registration transaction.
+///
+/// On Citus the schema is created as a regular one, migrated, then distributed with `citus_schema_distribute`, all in
+/// this transaction: Citus 13.2 cannot run every migration statement inside a distributed schema (an `INSERT ..
+/// SELECT` between two of its tables, which have no distribution column, reaches the worker as invalid SQL), while
+/// the finished schema moves to a worker, data included, as a whole. The copies left behind on the coordinator are
+/// truncated.
 pub async fn create_tenant_schema(
     transaction: &mut Transaction<'_>,
     schema: &TenantSchema,
 ) -> anyhow::Result<i32> {
+    let citus = on_citus();
+    if citus {
+        transaction
+            .batch_execute("SELECT set_config('citus.enable_schema_based_sharding', 'off', true)")
+            .await?;
+    }
     transaction
         .batch_execute(&format!(
             "CREATE SCHEMA {}",
             quote_identifier(schema.name())
         ))
         .await?;
-    migrate_tenant_in(transaction, schema).await
+    let version = migrate_tenant_in(transaction, schema).await?;
+    if citus {
+        transaction
+            .execute(
+                "SELECT citus_schema_distribute($1::text::regnamespace)",
+                &[&schema.name()],
+            )
+            .await?;
+        transaction
+            .execute(
+                "SELECT truncate_local_data_after_distributing_table(c.oid) FROM pg_catalog.pg_class c \
+                 WHERE c.relnamespace = $1::text::regnamespace AND c.relkind = 'r'",
+                &[&schema.name()],
+            )
+            .await?;
+    }
+    Ok(version)
 }
 
 /// Splits SQL text into its statements (without the `;`), dropping those that are only blanks. A `;` inside a

@@ -36,6 +36,10 @@ chown postgres "$work"
 server_pid=
 cleanup() {
     [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    if [ -n "${CITUS_KEEP:-}" ]; then
+        echo "CITUS_KEEP: the cluster is still running in $work (stop: pg_ctl -D $work/<port> stop)"
+        return
+    fi
     for port in "$coordinator_port" "${worker_ports[@]}"; do
         [ -d "$work/$port" ] && runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/$port" -m fast stop >/dev/null 2>&1
     done
@@ -67,7 +71,7 @@ CONF
     psql_on "$port" -d postgres -c "CREATE DATABASE points"
     psql_on "$port" -d points -c "CREATE EXTENSION citus"
 done
-psql_on "$coordinator_port" -d points <<SQL
+psql_on "$coordinator_port" -d points >/dev/null <<SQL
 SELECT citus_set_coordinator_host('127.0.0.1', $coordinator_port);
 SELECT citus_add_node('127.0.0.1', ${worker_ports[0]});
 SELECT citus_add_node('127.0.0.1', ${worker_ports[1]});
@@ -104,7 +108,16 @@ stop_server() {
 echo "== the service on the coordinator"
 start_server
 echo "== REST flows"
-python3 tests/citus/flows.py "http://127.0.0.1:$http_port" "$admin_key" 4 | tee "$work/flows.out" | grep -v '^MERCHANTS'
+flows() {
+    if ! python3 tests/citus/flows.py "http://127.0.0.1:$http_port" "$admin_key" "$1" >"$work/flows.out"; then
+        cat "$work/flows.out"
+        echo "-- server log:" >&2
+        grep -v '"level":"INFO"' "$work/server.log" | tail -20 >&2
+        exit 1
+    fi
+    grep -v '^MERCHANTS' "$work/flows.out"
+}
+flows 4
 
 echo "== where the merchant schemas landed"
 psql_on "$coordinator_port" -d points -P pager=off -A -F ' | ' <<'SQL'
@@ -161,6 +174,6 @@ PY
 echo "== restart: every tenant schema is migrated again at start (a no-op)"
 stop_server
 start_server
-python3 tests/citus/flows.py "http://127.0.0.1:$http_port" "$admin_key" 1 | grep -v '^MERCHANTS'
+flows 1
 stop_server
 echo "== Citus run passed"
