@@ -49,9 +49,11 @@ pub struct Application {
     config: Config,
     grpc_listener: TcpListener,
     http_listener: Option<TcpListener>,
+    metrics_listener: Option<TcpListener>,
     services: Arc<Services>,
     authenticator: Arc<Authenticator>,
     pg_config: tokio_postgres::Config,
+    listen_pg_config: tokio_postgres::Config,
     shutdown: CancellationToken,
     /// What start-up did about the platform admin key; `Created` holds a key to print once.
     pub bootstrap: Bootstrap,
@@ -67,33 +69,49 @@ impl Application {
             );
         }
         let services = Arc::new(connect(&config).await?);
+        let migrating = std::time::Instant::now();
         let tenant_migrations =
             store::migrations::migrate_all_tenants(&services.pool, config.migration_concurrency)
                 .await?;
         tracing::info!(
+            elapsed_ms = migrating.elapsed().as_millis() as u64,
             migrated = tenant_migrations.migrated,
             failed = tenant_migrations.failed.len(),
             "tenant schemas migrated"
         );
         let bootstrap =
             bootstrap::ensure_admin_key(&services, config.bootstrap_admin_key.as_deref()).await?;
-        let authenticator = Arc::new(Authenticator::new(
-            services.pool.clone(),
-            services.hasher.clone(),
-            services.auth_cache.clone(),
-            Arc::new(LastUsed::default()),
-            store::migrations::tenant_version_latest(),
-        ));
+        let authenticator = Arc::new(
+            Authenticator::new(
+                services.pool.clone(),
+                services.hasher.clone(),
+                services.auth_cache.clone(),
+                Arc::new(LastUsed::default()),
+                store::migrations::tenant_version_latest(),
+            )
+            .with_previous_hasher(
+                config
+                    .key_hash_secret_previous
+                    .as_deref()
+                    .map(KeyHasher::new),
+            ),
+        );
         let grpc_listener = TcpListener::bind(config.grpc_addr).await?;
         let http_listener = match config.http_addr {
             Some(addr) => Some(TcpListener::bind(addr).await?),
             None => None,
         };
+        let metrics_listener = match config.metrics_addr {
+            Some(addr) => Some(TcpListener::bind(addr).await?),
+            None => None,
+        };
         Ok(Application {
             pg_config: store::postgres_config(&config)?,
+            listen_pg_config: store::listen_postgres_config(&config)?,
             config,
             grpc_listener,
             http_listener,
+            metrics_listener,
             services,
             authenticator,
             shutdown: CancellationToken::new(),
@@ -116,6 +134,15 @@ impl Application {
         })
     }
 
+    /// The address of the server's own `/metrics` listener, when `POINTS_METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().map(|listener| {
+            listener
+                .local_addr()
+                .expect("a bound listener has an address")
+        })
+    }
+
     /// Cancel this token to shut down gracefully.
     pub fn shutdown_token(&self) -> CancellationToken {
         self.shutdown.clone()
@@ -132,17 +159,31 @@ impl Application {
             config,
             grpc_listener,
             http_listener,
+            metrics_listener,
             services,
             authenticator,
             pg_config,
+            listen_pg_config,
             shutdown,
             ..
         } = self;
         let background = CancellationToken::new();
         let mut tasks = tokio::task::JoinSet::new();
+        if let Some(listener) = metrics_listener {
+            // Up until the background tasks stop, so the last flushes still show.
+            let stop = background.clone();
+            tracing::info!(metrics = %listener.local_addr()?, "serving /metrics");
+            tasks.spawn(async move {
+                if let Err(error) =
+                    points_gateway::metrics::serve_metrics(listener, stop.cancelled_owned()).await
+                {
+                    tracing::error!(%error, "the /metrics listener failed");
+                }
+            });
+        }
         tasks.spawn(run_listener(
             services.auth_cache.clone(),
-            pg_config.clone(),
+            listen_pg_config,
             background.clone(),
         ));
         tasks.spawn(run_last_used_flusher(
@@ -312,8 +353,14 @@ impl Application {
 }
 
 /// Creates the database if needed, migrates `public`, and builds the shared services.
+///
+/// The first connect is retried with backoff for up to `POINTS_DB_STARTUP_RETRY_MS`: a server started beside its
+/// database (compose, a host booting) waits for it rather than exiting.
 pub async fn connect(config: &Config) -> anyhow::Result<Services> {
-    store::ensure_database(config).await?;
+    // Every process records through the one Prometheus recorder (the in-process gateway's `/metrics` or the
+    // server's own listener shows it).
+    points_gateway::install_metrics_recorder();
+    store::ensure_database_with_retry(config).await?;
     let pool = store::build_pool(config)?;
     {
         let mut client = pool.get().await?;
@@ -345,11 +392,7 @@ async fn gateway_task(
     let Some(listener) = listener else {
         return Ok(());
     };
-    let loopback = if grpc_addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], grpc_addr.port()))
-    } else {
-        grpc_addr
-    };
+    let loopback = loopback(grpc_addr);
     let mut gateway_config = points_gateway::GatewayConfig::from_env()?;
     gateway_config.grpc_url = format!("http://{loopback}");
     gateway_config.gateway_token = Some(gateway_token);
@@ -358,6 +401,51 @@ async fn gateway_task(
         shutdown.cancelled().await
     })
     .await
+}
+
+/// Where this host reaches a listener bound to `addr`: loopback for an unspecified address (`0.0.0.0`).
+fn loopback(addr: SocketAddr) -> SocketAddr {
+    if addr.ip().is_unspecified() {
+        SocketAddr::from(([127, 0, 0, 1], addr.port()))
+    } else {
+        addr
+    }
+}
+
+/// `points healthcheck`: asks the gRPC health service of the server `config` describes, on this host, about the
+/// server as a whole (`""`, which follows the database). Ok when SERVING.
+pub async fn healthcheck(config: &Config, timeout: Duration) -> anyhow::Result<()> {
+    use tonic_health::pb::{
+        HealthCheckRequest, health_check_response::ServingStatus, health_client::HealthClient,
+    };
+    let address = loopback(config.grpc_addr);
+    let check = async {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{address}"))?
+            .connect_timeout(timeout)
+            .connect()
+            .await?;
+        let response = HealthClient::new(channel)
+            .check(HealthCheckRequest {
+                service: String::new(),
+            })
+            .await?;
+        anyhow::Ok(response.into_inner().status())
+    };
+    let status = tokio::time::timeout(timeout, check)
+        .await
+        .map_err(|_| {
+            anyhow::anyhow!(
+                "no health answer from {address} within {} ms",
+                timeout.as_millis()
+            )
+        })?
+        .map_err(|error| anyhow::anyhow!("gRPC health of {address}: {error:#}"))?;
+    if status == ServingStatus::Serving {
+        println!("{address}: SERVING");
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!("gRPC health of {address}: {status:?}"))
+    }
 }
 
 /// The method name of the platform audit record that summarises an address's refused calls over its budget.

@@ -30,15 +30,27 @@ pub const KEY_HASH_SECRET_LENGTH_MIN: usize = 32;
 #[derive(Debug, Clone)]
 pub struct Config {
     pub database_url: String,
+    /// A direct connection for LISTEN/NOTIFY (`POINTS_LISTEN_DATABASE_URL`), when `database_url` goes through a pooler
+    /// that cannot keep a session's LISTEN (pgbouncer in transaction mode); `None`: `database_url`.
+    pub listen_database_url: Option<String>,
     pub grpc_addr: SocketAddr,
     /// `None` when the in-process REST gateway is disabled (`POINTS_HTTP_ADDR=off`).
     pub http_addr: Option<SocketAddr>,
+    /// The server's own Prometheus `/metrics` listener (`POINTS_METRICS_ADDR`), for deployments whose REST gateway
+    /// runs in another process; `None` (unset or `off`): only the in-process gateway's `/metrics` shows them.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long the first database connect at start is retried, with backoff, before giving up
+    /// (`POINTS_DB_STARTUP_RETRY_MS`; 0: one attempt).
+    pub db_startup_retry: Duration,
     pub db_pool_size: usize,
     pub db_pool_wait_timeout: Duration,
     pub db_connect_timeout: Duration,
     pub db_statement_timeout: Duration,
     pub key_hash_secret: String,
     pub key_hash_secret_is_default: bool,
+    /// The secret being rotated away from (`POINTS_KEY_HASH_SECRET_PREVIOUS`): a key whose hash under the current
+    /// secret is unknown is looked up under this one too, and re-hashed under the current secret when found.
+    pub key_hash_secret_previous: Option<String>,
     pub key_environment: KeyEnvironment,
     pub bootstrap_admin_key: Option<String>,
     pub log_format: LogFormat,
@@ -101,6 +113,29 @@ impl Config {
                 "POINTS_KEY_HASH_SECRET must be at least {KEY_HASH_SECRET_LENGTH_MIN} characters"
             )));
         }
+        let key_hash_secret_previous = get("POINTS_KEY_HASH_SECRET_PREVIOUS");
+        if let Some(previous) = &key_hash_secret_previous {
+            if previous.len() < KEY_HASH_SECRET_LENGTH_MIN {
+                return Err(ConfigError(format!(
+                    "POINTS_KEY_HASH_SECRET_PREVIOUS must be at least {KEY_HASH_SECRET_LENGTH_MIN} characters"
+                )));
+            }
+            if *previous == key_hash_secret {
+                return Err(ConfigError(
+                    "POINTS_KEY_HASH_SECRET_PREVIOUS equals POINTS_KEY_HASH_SECRET: set it to the secret being \
+                     replaced, or unset it"
+                        .to_owned(),
+                ));
+            }
+        }
+        let metrics_addr = match get("POINTS_METRICS_ADDR").as_deref() {
+            None | Some("off") => None,
+            Some(value) => Some(parse_value(
+                "POINTS_METRICS_ADDR",
+                value,
+                "a socket address like 0.0.0.0:9090 or off",
+            )?),
+        };
         let http_addr = match get("POINTS_HTTP_ADDR").as_deref() {
             Some("off") => None,
             Some(value) => Some(parse_value(
@@ -116,8 +151,17 @@ impl Config {
                 "DATABASE_URL is not a valid PostgreSQL URL: {error}"
             ))
         })?;
+        let listen_database_url = get("POINTS_LISTEN_DATABASE_URL");
+        if let Some(url) = &listen_database_url {
+            tokio_postgres::Config::from_str(url).map_err(|error| {
+                ConfigError(format!(
+                    "POINTS_LISTEN_DATABASE_URL is not a valid PostgreSQL URL: {error}"
+                ))
+            })?;
+        }
         let config = Config {
             database_url,
+            listen_database_url,
             grpc_addr: parse_or(
                 &get,
                 "POINTS_GRPC_ADDR",
@@ -125,6 +169,8 @@ impl Config {
                 "a socket address",
             )?,
             http_addr,
+            metrics_addr,
+            db_startup_retry: millis(&get, "POINTS_DB_STARTUP_RETRY_MS", 60_000, 0, 3_600_000)?,
             db_pool_size: bounded(&get, "POINTS_DB_POOL_SIZE", 16, 1, 1000)?,
             db_pool_wait_timeout: millis(&get, "POINTS_DB_POOL_WAIT_MS", 2000, 1, 600_000)?,
             db_connect_timeout: millis(&get, "POINTS_DB_CONNECT_TIMEOUT_MS", 3000, 1, 600_000)?,
@@ -137,6 +183,7 @@ impl Config {
             )?,
             key_hash_secret,
             key_hash_secret_is_default,
+            key_hash_secret_previous,
             key_environment: match get("POINTS_KEY_ENVIRONMENT").as_deref() {
                 None | Some("live") => KeyEnvironment::Live,
                 Some("test") => KeyEnvironment::Test,
@@ -372,12 +419,23 @@ mod tests {
             ("POINTS_GRPC_ADDR", "nowhere"),
             ("POINTS_LOG_FORMAT", "xml"),
             ("POINTS_KEY_HASH_SECRET", "short"),
+            ("POINTS_KEY_HASH_SECRET_PREVIOUS", "short"),
+            (
+                "POINTS_KEY_HASH_SECRET_PREVIOUS",
+                super::DEVELOPMENT_KEY_HASH_SECRET,
+            ),
+            ("POINTS_METRICS_ADDR", "everywhere"),
+            ("POINTS_DB_STARTUP_RETRY_MS", "-1"),
             ("POINTS_GATEWAY_TOKEN", "short"),
             (
                 "POINTS_GATEWAY_TOKEN",
                 "a token with spaces in it, long enough to pass the length",
             ),
             ("DATABASE_URL", "postgres://a:b@/x?sslmode=nonsense"),
+            (
+                "POINTS_LISTEN_DATABASE_URL",
+                "postgres://a:b@/x?sslmode=nonsense",
+            ),
         ] {
             let error = config_with(&[(name, value)]).expect_err(name).to_string();
             assert!(error.contains(name), "{error}");

@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use points::{
-    app::{Application, connect},
+    app::{Application, connect, healthcheck},
     cli::{AdminCommand, Cli, Command},
     config::Config,
     service::bootstrap::{self, Bootstrap},
@@ -25,9 +25,22 @@ async fn main() -> ExitCode {
     let result = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(config).await,
+        Command::Healthcheck { timeout_ms } => {
+            healthcheck(&config, std::time::Duration::from_millis(timeout_ms)).await
+        }
         Command::Admin {
             command: AdminCommand::CreateKey { name },
         } => create_admin_key(config, &name).await,
+        Command::Admin {
+            command: AdminCommand::MakeKey,
+        } => {
+            // Only the key on stdout, so `$(points admin make-key)` captures it.
+            println!(
+                "{}",
+                points::domain::api_key::ApiKeyPlaintext::generate(config.key_environment).expose()
+            );
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use crate::admin::AdminUi;
 
-/// The env var naming the gRPC server, e.g. `http://127.0.0.1:50051`.
+/// The env var naming the gRPC server, e.g. `http://127.0.0.1:50051`, or several replicas separated by commas
+/// (`http://points-1:50051,http://points-2:50051`), balanced with failover (see [`crate::backend`]).
 pub const ENV_GRPC_URL: &str = "POINTS_GATEWAY_GRPC_URL";
 /// The env var of the request body limit in bytes.
 pub const ENV_BODY_LIMIT_BYTES: &str = "POINTS_HTTP_BODY_LIMIT_BYTES";
@@ -54,7 +55,7 @@ pub const REQUEST_TIMEOUT_MS_MAX: u64 = 600_000;
 /// How the gateway is set up.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GatewayConfig {
-    /// The gRPC server, e.g. `"http://127.0.0.1:50051"`.
+    /// The gRPC server, e.g. `"http://127.0.0.1:50051"`, or several separated by commas (see [`Self::grpc_urls`]).
     pub grpc_url: String,
     /// The largest accepted request body; larger bodies get 400 / 40001.
     pub body_limit_bytes: usize,
@@ -222,6 +223,15 @@ impl GatewayConfig {
         Ok(config)
     }
 
+    /// The gRPC backends `grpc_url` lists (one or more, comma-separated, blanks around commas ignored).
+    pub fn grpc_urls(&self) -> Vec<&str> {
+        self.grpc_url
+            .split(',')
+            .map(str::trim)
+            .filter(|url| !url.is_empty())
+            .collect()
+    }
+
     /// Checks a configuration built in code (the router calls it too).
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_named("grpc_url", "body_limit_bytes", "request_timeout")
@@ -233,7 +243,24 @@ impl GatewayConfig {
         body_limit_name: &'static str,
         timeout_name: &'static str,
     ) -> Result<(), ConfigError> {
-        validate_grpc_url(grpc_url_name, &self.grpc_url)?;
+        let urls = self.grpc_urls();
+        if urls.is_empty() {
+            return Err(ConfigError::GrpcUrl {
+                variable: grpc_url_name,
+                value: self.grpc_url.clone(),
+                reason: "no URL given".to_owned(),
+            });
+        }
+        for (index, url) in urls.iter().enumerate() {
+            validate_grpc_url(grpc_url_name, url)?;
+            if urls[..index].contains(url) {
+                return Err(ConfigError::GrpcUrl {
+                    variable: grpc_url_name,
+                    value: self.grpc_url.clone(),
+                    reason: format!("{url} is listed twice"),
+                });
+            }
+        }
         let body_limit = self.body_limit_bytes as u64;
         if !(BODY_LIMIT_BYTES_MIN as u64..=BODY_LIMIT_BYTES_MAX as u64).contains(&body_limit) {
             return Err(ConfigError::OutOfRange {
@@ -347,6 +374,19 @@ mod tests {
     }
 
     #[test]
+    fn several_backends_are_listed_with_commas() {
+        let config = config_from(&[(
+            ENV_GRPC_URL,
+            "http://points-1:50051, http://points-2:50051,",
+        )])
+        .expect("valid");
+        assert_eq!(
+            config.grpc_urls(),
+            ["http://points-1:50051", "http://points-2:50051"]
+        );
+    }
+
+    #[test]
     fn an_empty_admin_dir_disables_admin() {
         for value in ["", "off"] {
             let config = config_from(&[(ENV_ADMIN_UI_DIR, value)]).expect("valid");
@@ -361,6 +401,9 @@ mod tests {
             (ENV_GRPC_URL, "https://points:50051"),
             (ENV_GRPC_URL, "http://points:50051/v1"),
             (ENV_GRPC_URL, "not a url"),
+            (ENV_GRPC_URL, " , "),
+            (ENV_GRPC_URL, "http://a:50051,http://a:50051"),
+            (ENV_GRPC_URL, "http://a:50051,b:50051"),
             (ENV_BODY_LIMIT_BYTES, "lots"),
             (ENV_BODY_LIMIT_BYTES, "10"),
             (ENV_BODY_LIMIT_BYTES, "1000000000000"),

@@ -11,6 +11,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod backend;
 pub mod config;
 pub mod connections;
 mod convert;

@@ -57,3 +57,30 @@ fn install() -> PrometheusHandle {
     }
     handle
 }
+
+/// Serves `/metrics` alone on `listener` until `shutdown` completes: the server process's own metrics when its REST
+/// gateway runs in another process (`POINTS_METRICS_ADDR`).
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let handle = install_metrics_recorder();
+    let app = axum::Router::new().route(
+        "/metrics",
+        axum::routing::get(move || {
+            let body = handle.render();
+            async move {
+                (
+                    [(
+                        axum::http::header::CONTENT_TYPE,
+                        "text/plain; version=0.0.4; charset=utf-8",
+                    )],
+                    body,
+                )
+            }
+        }),
+    );
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+}

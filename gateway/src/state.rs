@@ -3,14 +3,14 @@
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use tonic::transport::{Channel, Endpoint};
 use tonic_health::pb::health_client::HealthClient;
 
 use crate::config::GatewayConfig;
 use crate::ratelimit::CaptureRateLimit;
 
-/// The channel every client uses: the lazily connected gRPC channel, noting each response's rate-limit fields.
-pub type GrpcChannel = CaptureRateLimit<Channel>;
+/// The channel every client uses: the lazily connected gRPC backends (one, or several balanced with failover),
+/// noting each response's rate-limit fields.
+pub type GrpcChannel = CaptureRateLimit<crate::backend::Balanced>;
 use crate::pb::api_key_service_client::ApiKeyServiceClient;
 use crate::pb::audit_service_client::AuditServiceClient;
 use crate::pb::merchant_service_client::MerchantServiceClient;
@@ -22,7 +22,8 @@ use crate::pb::rule_service_client::RuleServiceClient;
 /// times over.
 const GRPC_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
 
-/// One client per points.v1 service plus the health client, all over one lazily connected channel.
+/// One client per points.v1 service plus the health client, all over one lazily connected channel (balanced over
+/// the backends `POINTS_GATEWAY_GRPC_URL` lists).
 ///
 /// Clients are cheap to clone (they share the channel); handlers clone the one they need because tonic's calls take
 /// `&mut self`.
@@ -50,12 +51,10 @@ impl Backend {
     /// Builds the clients without connecting: the first call connects, and a lost connection is re-established by
     /// the channel, so the gateway starts (and answers 503) while the gRPC server is still down.
     pub fn connect_lazy(config: &GatewayConfig) -> anyhow::Result<Backend> {
-        let endpoint = Endpoint::from_shared(config.grpc_url.clone())?
-            .connect_timeout(config.request_timeout.min(Duration::from_secs(5)))
-            .tcp_nodelay(true)
-            .http2_keep_alive_interval(Duration::from_secs(30))
-            .keep_alive_timeout(Duration::from_secs(10));
-        let channel = CaptureRateLimit(endpoint.connect_lazy());
+        let channel = CaptureRateLimit(crate::backend::Balanced::new(
+            &config.grpc_urls(),
+            config.request_timeout.min(Duration::from_secs(5)),
+        )?);
         Ok(Backend {
             merchants: MerchantServiceClient::new(channel.clone())
                 .max_decoding_message_size(GRPC_MESSAGE_BYTES_MAX),

@@ -49,6 +49,8 @@ impl AuthFailure {
 pub struct Authenticator {
     pool: deadpool_postgres::Pool,
     hasher: KeyHasher,
+    /// The hasher of `POINTS_KEY_HASH_SECRET_PREVIOUS` while the secret is being rotated.
+    previous_hasher: Option<KeyHasher>,
     pub cache: Arc<AuthCache>,
     pub last_used: Arc<LastUsed>,
     tenant_version_latest: i32,
@@ -73,11 +75,19 @@ impl Authenticator {
         Authenticator {
             pool,
             hasher,
+            previous_hasher: None,
             cache,
             last_used,
             tenant_version_latest,
             unknown: std::sync::Mutex::default(),
         }
+    }
+
+    /// During a rotation of the key-hash secret: keys not found under the current secret are looked up under
+    /// `previous` too, and re-hashed under the current one when found, so nobody is locked out.
+    pub fn with_previous_hasher(mut self, previous: Option<KeyHasher>) -> Authenticator {
+        self.previous_hasher = previous;
+        self
     }
 
     fn known_unknown(&self, key_hash: &[u8; 32]) -> bool {
@@ -132,7 +142,7 @@ impl Authenticator {
                         ))
                     });
                 }
-                self.load_key(&key_hash)
+                self.load_key(&key_hash, &plaintext)
                     .await
                     .map_err(AuthFailure::anonymous)?
             }
@@ -240,11 +250,19 @@ impl Authenticator {
     async fn load_key(
         &self,
         key_hash: &[u8; 32],
+        plaintext: &ApiKeyPlaintext,
     ) -> ServiceResult<Option<Arc<store::api_keys::KeyAccessRow>>> {
         // The caller has looked in the cache already.
         let generation = self.cache.generation();
         let client = self.pool.get().await?;
-        let row = store::api_keys::access_by_hash(&**client, key_hash).await?;
+        let mut row = store::api_keys::access_by_hash(&**client, key_hash).await?;
+        if let (None, Some(previous)) = (&row, &self.previous_hasher) {
+            let previous_hash = previous.hash(plaintext);
+            if store::api_keys::rehash(&**client, &previous_hash, key_hash).await? > 0 {
+                tracing::info!("an API key was re-hashed under the current key-hash secret");
+            }
+            row = store::api_keys::access_by_hash(&**client, key_hash).await?;
+        }
         Ok(row.map(|row| self.cache.insert_key(*key_hash, row, generation)))
     }
 

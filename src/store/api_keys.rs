@@ -164,6 +164,21 @@ pub async fn access_by_hash(
     }))
 }
 
+/// Replaces a key's hash made with the previous key-hash secret by its hash under the current one (secret rotation:
+/// the key is re-hashed at its first use). Returns how many rows changed (0 when another instance did it first).
+pub async fn rehash(
+    client: &impl GenericClient,
+    previous_hash: &[u8],
+    current_hash: &[u8],
+) -> Result<u64, tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE public.api_keys SET key_hash = $2 WHERE key_hash = $1",
+            &[&previous_hash, &current_hash],
+        )
+        .await
+}
+
 /// True when an active, unexpired platform admin key exists.
 pub async fn active_admin_key_exists(
     client: &impl GenericClient,

@@ -337,7 +337,8 @@ pub async fn remember_verified_position(
     let sql = format!(
         "INSERT INTO {table} AS verification (chain, verified_seq, verified_hash, verified_at) \
          VALUES ($1, $2, $3, now()) ON CONFLICT (chain) DO UPDATE \
-         SET verified_seq = excluded.verified_seq, verified_hash = excluded.verified_hash, verified_at = now() \
+         SET verified_seq = excluded.verified_seq, verified_hash = excluded.verified_hash, \
+         verified_at = excluded.verified_at \
          WHERE verification.verified_seq <= excluded.verified_seq"
     );
     client

@@ -5,6 +5,14 @@
 //! the merchant row, the schema, its tables and its first key in one transaction, so a failure leaves nothing).
 //! [`TxMigrator`] adapts an open transaction to refinery's driver traits, running each refinery "transaction" as a
 //! savepoint. Tenant DDL is unqualified and lands in the schema set by `set_config('search_path', .., true)`.
+//!
+//! Each migration is sent one statement at a time ([`split_statements`]): Citus forwards a tenant schema's DDL to
+//! the worker holding it and cannot forward several commands in one message. On Citus, triggers on tables of
+//! distributed schemas also need `citus.enable_unsafe_triggers`, set for the migrating transaction only (the
+//! triggers refuse changes to append-only rows of their own table, which is safe wherever the shard lives). A new
+//! merchant's schema is migrated before it is distributed (see [`create_tenant_schema`]).
+
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::{StreamExt, stream};
 use refinery::{Migration, Runner};
@@ -24,6 +32,14 @@ mod embedded {
 
 /// The refinery history table of the `public` set.
 const PUBLIC_HISTORY_TABLE: &str = "public.refinery_schema_history";
+
+/// Whether the database has the Citus extension, learnt when `public` is migrated (every start does that first).
+static CITUS: AtomicBool = AtomicBool::new(false);
+
+/// True when the database runs Citus (seen at start).
+pub fn on_citus() -> bool {
+    CITUS.load(Ordering::Relaxed)
+}
 
 /// The newest tenant migration version this build knows; a tenant below it is refused until migrated.
 pub fn tenant_version_latest() -> i32 {
@@ -48,7 +64,9 @@ impl AsyncTransaction for TxMigrator<'_, '_> {
         let savepoint = self.0.transaction().await?;
         let mut count = 0;
         for query in queries {
-            savepoint.batch_execute(query).await?;
+            for statement in split_statements(query) {
+                savepoint.batch_execute(statement).await?;
+            }
             count += 1;
         }
         savepoint.commit().await?;
@@ -96,6 +114,14 @@ pub async fn migrate_public(client: &mut tokio_postgres::Client) -> anyhow::Resu
         .set_migration_table_name(PUBLIC_HISTORY_TABLE)
         .run_async(&mut TxMigrator(&mut transaction))
         .await?;
+    let citus: bool = transaction
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')",
+            &[],
+        )
+        .await?
+        .get(0);
+    CITUS.store(citus, Ordering::Relaxed);
     transaction.commit().await?;
     for migration in report.applied_migrations() {
         tracing::info!(
@@ -118,6 +144,11 @@ pub async fn migrate_tenant_in(
             &[&schema.quoted()],
         )
         .await?;
+    if on_citus() {
+        transaction
+            .batch_execute("SELECT set_config('citus.enable_unsafe_triggers', 'on', true)")
+            .await?;
+    }
     let mut runner: Runner = embedded::tenant::migrations::runner();
     runner
         .set_migration_table_name(format!("{}.refinery_schema_history", schema.quoted()))
@@ -234,15 +265,176 @@ pub async fn upsert_tenant_status(
 }
 
 /// Creates the schema of a new merchant and migrates it, inside the registration transaction.
+///
+/// On Citus the schema is created as a regular one, migrated, then distributed with `citus_schema_distribute`, all in
+/// this transaction: Citus 13.2 cannot run every migration statement inside a distributed schema (an `INSERT ..
+/// SELECT` between two of its tables, which have no distribution column, reaches the worker as invalid SQL), while
+/// the finished schema moves to a worker, data included, as a whole. The copies left behind on the coordinator are
+/// truncated.
 pub async fn create_tenant_schema(
     transaction: &mut Transaction<'_>,
     schema: &TenantSchema,
 ) -> anyhow::Result<i32> {
+    let citus = on_citus();
+    if citus {
+        transaction
+            .batch_execute("SELECT set_config('citus.enable_schema_based_sharding', 'off', true)")
+            .await?;
+    }
     transaction
         .batch_execute(&format!(
             "CREATE SCHEMA {}",
             quote_identifier(schema.name())
         ))
         .await?;
-    migrate_tenant_in(transaction, schema).await
+    let version = migrate_tenant_in(transaction, schema).await?;
+    if citus {
+        transaction
+            .execute(
+                "SELECT citus_schema_distribute($1::text::regnamespace)",
+                &[&schema.name()],
+            )
+            .await?;
+        transaction
+            .execute(
+                "SELECT truncate_local_data_after_distributing_table(c.oid) FROM pg_catalog.pg_class c \
+                 WHERE c.relnamespace = $1::text::regnamespace AND c.relkind = 'r'",
+                &[&schema.name()],
+            )
+            .await?;
+    }
+    Ok(version)
+}
+
+/// Splits SQL text into its statements (without the `;`), dropping those that are only blanks. A `;` inside a
+/// quoted string or identifier (`'..'`, `".."`, doubled quotes included), a dollar-quoted body (`$$..$$`,
+/// `$tag$..$tag$`) or a comment (`-- ..`, nested `/* .. */`) does not end a statement.
+pub fn split_statements(sql: &str) -> Vec<&str> {
+    let bytes = sql.as_bytes();
+    let mut statements = Vec::new();
+    let mut start = 0;
+    let mut at = 0;
+    while at < bytes.len() {
+        at = match bytes[at] {
+            quote @ (b'\'' | b'"') => {
+                let mut end = at + 1;
+                while end < bytes.len() {
+                    if bytes[end] == quote {
+                        if bytes.get(end + 1) == Some(&quote) {
+                            end += 2;
+                            continue;
+                        }
+                        break;
+                    }
+                    end += 1;
+                }
+                end + 1
+            }
+            b'-' if bytes.get(at + 1) == Some(&b'-') => bytes[at..]
+                .iter()
+                .position(|&byte| byte == b'\n')
+                .map_or(bytes.len(), |offset| at + offset + 1),
+            b'/' if bytes.get(at + 1) == Some(&b'*') => {
+                let (mut depth, mut end) = (1, at + 2);
+                while end < bytes.len() && depth > 0 {
+                    if bytes[end..].starts_with(b"/*") {
+                        depth += 1;
+                        end += 2;
+                    } else if bytes[end..].starts_with(b"*/") {
+                        depth -= 1;
+                        end += 2;
+                    } else {
+                        end += 1;
+                    }
+                }
+                end
+            }
+            b'$' => match dollar_tag(bytes, at) {
+                Some(tag) => {
+                    let body = at + tag.len();
+                    sql[body..]
+                        .find(tag)
+                        .map_or(bytes.len(), |offset| body + offset + tag.len())
+                }
+                None => at + 1,
+            },
+            b';' => {
+                push_statement(&mut statements, &sql[start..at]);
+                start = at + 1;
+                at + 1
+            }
+            _ => at + 1,
+        };
+    }
+    push_statement(&mut statements, &sql[start.min(sql.len())..]);
+    statements
+}
+
+fn push_statement<'s>(statements: &mut Vec<&'s str>, statement: &'s str) {
+    let statement = statement.trim();
+    if !statement.is_empty() {
+        statements.push(statement);
+    }
+}
+
+/// The dollar-quote tag (`$$` or `$name$`) starting at `at`, if one does: not a parameter (`$1`) nor the `$` inside
+/// an identifier (`a$b`).
+fn dollar_tag(bytes: &[u8], at: usize) -> Option<&str> {
+    let identifier = |byte: u8| byte.is_ascii_alphanumeric() || byte == b'_' || byte == b'$';
+    if at > 0 && identifier(bytes[at - 1]) {
+        return None;
+    }
+    let name_length = bytes[at + 1..]
+        .iter()
+        .take_while(|&&byte| byte.is_ascii_alphanumeric() || byte == b'_')
+        .count();
+    let name = &bytes[at + 1..at + 1 + name_length];
+    if name.first().is_some_and(u8::is_ascii_digit)
+        || bytes.get(at + 1 + name_length) != Some(&b'$')
+    {
+        return None;
+    }
+    std::str::from_utf8(&bytes[at..at + name_length + 2]).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statements_split_on_semicolons_outside_quotes_bodies_and_comments() {
+        let sql = "CREATE TABLE a (x text DEFAULT 'a;b''c');\n\
+                   -- a comment; still a comment\n\
+                   CREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$\n\
+                   BEGIN RAISE EXCEPTION 'no; never'; RETURN NULL; END $$;\n\
+                   /* outer /* nested; */ still; */ CREATE TABLE \"b;c\" (y int);\n\
+                   SELECT $body$ ; $$ ; $body$, $1, a$b;;\n  \n";
+        assert_eq!(
+            split_statements(sql),
+            [
+                "CREATE TABLE a (x text DEFAULT 'a;b''c')",
+                "-- a comment; still a comment\nCREATE FUNCTION f() RETURNS trigger LANGUAGE plpgsql AS $$\nBEGIN RAISE EXCEPTION 'no; never'; RETURN NULL; END $$",
+                "/* outer /* nested; */ still; */ CREATE TABLE \"b;c\" (y int)",
+                "SELECT $body$ ; $$ ; $body$, $1, a$b",
+            ]
+        );
+    }
+
+    #[test]
+    fn every_embedded_migration_splits_into_whole_statements() {
+        for runner in [
+            embedded::public::migrations::runner(),
+            embedded::tenant::migrations::runner(),
+        ] {
+            for migration in runner.get_migrations() {
+                let sql = migration.sql().unwrap_or_default();
+                let statements = split_statements(sql);
+                assert!(!statements.is_empty(), "{}", migration.name());
+                for statement in statements {
+                    // No statement ends inside a function body.
+                    assert_eq!(statement.matches("$$").count() % 2, 0, "{statement}");
+                }
+            }
+        }
+    }
 }

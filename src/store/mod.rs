@@ -44,6 +44,25 @@ pub fn postgres_config(config: &Config) -> anyhow::Result<tokio_postgres::Config
     Ok(pg)
 }
 
+/// The settings of the LISTEN/NOTIFY connection: `POINTS_LISTEN_DATABASE_URL` when set (a direct connection past a
+/// transaction-mode pooler), else the pool's; with the same session defaults.
+pub fn listen_postgres_config(config: &Config) -> anyhow::Result<tokio_postgres::Config> {
+    let mut pg = postgres_config(config)?;
+    if let Some(url) = &config.listen_database_url {
+        let options = pg.get_options().map(str::to_owned);
+        let connect_timeout = pg.get_connect_timeout().copied();
+        pg = tokio_postgres::Config::from_str(url)?;
+        if let Some(options) = options {
+            pg.options(options);
+        }
+        if let Some(timeout) = connect_timeout {
+            pg.connect_timeout(timeout);
+        }
+        pg.application_name("points-listen");
+    }
+    Ok(pg)
+}
+
 /// Builds the bounded pool. Connections are opened lazily; a failed connect surfaces as UNAVAILABLE.
 pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
     let manager = Manager::from_config(
@@ -61,6 +80,61 @@ pub fn build_pool(config: &Config) -> anyhow::Result<Pool> {
         .runtime(Runtime::Tokio1)
         .build()?;
     Ok(pool)
+}
+
+/// The first and the longest pause between two attempts of [`ensure_database_with_retry`].
+const STARTUP_RETRY_PAUSE_FIRST: std::time::Duration = std::time::Duration::from_millis(250);
+const STARTUP_RETRY_PAUSE_MAX: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`ensure_database`], retried while the database is unreachable or still starting, with a pause doubling from
+/// 250 ms to 5 s, for at most `config.db_startup_retry`. Errors that waiting cannot fix (a wrong password, a
+/// missing role) fail at once.
+pub async fn ensure_database_with_retry(config: &Config) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + config.db_startup_retry;
+    let mut pause = STARTUP_RETRY_PAUSE_FIRST;
+    let mut attempt = 1u32;
+    loop {
+        let error = match ensure_database(config).await {
+            Ok(()) => return Ok(()),
+            Err(error) => error,
+        };
+        let now = tokio::time::Instant::now();
+        if !is_transient_connect_error(&error) || now >= deadline {
+            return Err(error.context(format!(
+                "cannot reach the database after {attempt} attempt(s) (POINTS_DB_STARTUP_RETRY_MS={})",
+                config.db_startup_retry.as_millis()
+            )));
+        }
+        tracing::warn!(
+            attempt,
+            retry_in_ms = pause.as_millis() as u64,
+            error = format!("{error:#}"),
+            "database not reachable yet, retrying"
+        );
+        // The last attempt is at the deadline.
+        tokio::time::sleep(pause.min(deadline - now)).await;
+        pause = (pause * 2).min(STARTUP_RETRY_PAUSE_MAX);
+        attempt += 1;
+    }
+}
+
+/// True for errors that go away by waiting: no connection (refused, reset, timed out) or a server that is starting,
+/// shutting down or full.
+fn is_transient_connect_error(error: &anyhow::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    let Some(error) = error.downcast_ref::<tokio_postgres::Error>() else {
+        return false;
+    };
+    match error.code() {
+        None => error.as_db_error().is_none(),
+        Some(code) => [
+            SqlState::CANNOT_CONNECT_NOW,
+            SqlState::ADMIN_SHUTDOWN,
+            SqlState::CRASH_SHUTDOWN,
+            SqlState::TOO_MANY_CONNECTIONS,
+        ]
+        .contains(code),
+    }
 }
 
 /// Creates the configured database if it does not exist (SPEC §2), connecting to the `postgres` database.
@@ -81,9 +155,11 @@ pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
         let statement = format!("CREATE DATABASE {}", quote_identifier(&database));
         match client.batch_execute(&statement).await {
             Ok(()) => tracing::info!(database, "created database"),
-            // Another instance created it between our check and our CREATE.
+            // Another instance created it between our check and our CREATE: PostgreSQL says so with
+            // duplicate_database, or, when both CREATEs ran at once, with a unique violation of pg_database's index.
             Err(error)
-                if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE) => {}
+                if error.code() == Some(&tokio_postgres::error::SqlState::DUPLICATE_DATABASE)
+                    || is_unique_violation(&error, "pg_database_datname_index") => {}
             Err(error) => return Err(error.into()),
         }
     }
