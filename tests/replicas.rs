@@ -72,6 +72,13 @@ impl Server {
         }
     }
 
+    fn set_env(&mut self, name: &str, value: Option<&str>) {
+        self.env.retain(|(existing, _)| existing != name);
+        if let Some(value) = value {
+            self.env.push((name.to_owned(), value.to_owned()));
+        }
+    }
+
     fn start(&mut self) {
         let child = Command::new(POINTS)
             .arg("serve")
@@ -415,6 +422,10 @@ async fn the_gateway_keeps_serving_when_a_replica_is_killed_under_load() {
     gateway.await.expect("gateway task").expect("gateway");
     a.kill().await;
     b.kill().await;
+    drop_database(&database).await;
+}
+
+async fn drop_database(database: &str) {
     admin_postgres()
         .await
         .batch_execute(&format!(
@@ -422,6 +433,95 @@ async fn the_gateway_keeps_serving_when_a_replica_is_killed_under_load() {
         ))
         .await
         .expect("drop the test database");
+}
+
+/// `POINTS_KEY_HASH_SECRET` rotated with `POINTS_KEY_HASH_SECRET_PREVIOUS`: during the transition every key works and
+/// is re-hashed at its first use; afterwards the keys used during the transition still work, the others do not.
+#[tokio::test]
+async fn the_key_hash_secret_rotates_without_locking_used_keys_out() {
+    const NEW_SECRET: &str = "rotated-key-hash-secret-fedcba9876543210fedcba";
+    let database = format!("points_test_{}", uuid::Uuid::new_v4().simple());
+    let admin_key =
+        points::domain::api_key::ApiKeyPlaintext::generate(points::config::KeyEnvironment::Live)
+            .expose()
+            .to_owned();
+    let mut server = Server::new(
+        &format!("postgres://postgres@127.0.0.1:5432/{database}"),
+        &admin_key,
+    );
+    let http_addr = format!("127.0.0.1:{}", free_port());
+    server.set_env("POINTS_HTTP_ADDR", Some(&http_addr));
+    let base = format!("http://{http_addr}");
+    let http = reqwest::Client::new();
+    let me = |key: String| {
+        let (http, base) = (http.clone(), base.clone());
+        async move {
+            http.get(format!("{base}/api/v1/me"))
+                .header("x-api-key", key)
+                .send()
+                .await
+                .expect("GET /me")
+                .status()
+                .as_u16()
+        }
+    };
+    server.start();
+    server.wait_healthy().await;
+    let mut keys = Vec::new();
+    for slug in ["used-in-transition", "idle-in-transition"] {
+        let registered: Value = http
+            .post(format!("{base}/api/v1/merchants"))
+            .header("x-api-key", &admin_key)
+            .json(&json!({"slug": slug, "name": slug}))
+            .send()
+            .await
+            .expect("register")
+            .json()
+            .await
+            .expect("envelope");
+        keys.push(
+            registered["data"]["api_key"]["key"]
+                .as_str()
+                .expect("key")
+                .to_owned(),
+        );
+    }
+    server.kill().await;
+
+    // Step 1: the new secret, the old one as previous.
+    server.set_env("POINTS_KEY_HASH_SECRET", Some(NEW_SECRET));
+    server.set_env("POINTS_KEY_HASH_SECRET_PREVIOUS", Some(SECRET));
+    server.start();
+    server.wait_healthy().await;
+    assert_eq!(
+        me(keys[0].clone()).await,
+        200,
+        "a key works during the transition"
+    );
+    assert_eq!(me(admin_key.clone()).await, 200);
+    server.kill().await;
+
+    // Step 2: the previous secret removed.
+    server.set_env("POINTS_KEY_HASH_SECRET_PREVIOUS", None);
+    server.start();
+    server.wait_healthy().await;
+    assert_eq!(
+        me(keys[0].clone()).await,
+        200,
+        "used during the transition: re-hashed"
+    );
+    assert_eq!(
+        me(admin_key.clone()).await,
+        200,
+        "the bootstrap key is installed again"
+    );
+    assert_eq!(
+        me(keys[1].clone()).await,
+        401,
+        "never used during the transition"
+    );
+    server.kill().await;
+    drop_database(&database).await;
 }
 
 #[tokio::test]

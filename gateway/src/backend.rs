@@ -240,11 +240,13 @@ async fn probe_health(members: Weak<Members>) {
             let check = client.check(HealthCheckRequest {
                 service: String::new(),
             });
-            let status = match tokio::time::timeout(PROBE_TIMEOUT, check).await {
-                Ok(Ok(response)) => response.into_inner().status(),
-                Ok(Err(_)) | Err(_) => ServingStatus::Unknown,
-            };
-            member.set_healthy(status == ServingStatus::Serving, status.as_str_name());
+            match tokio::time::timeout(PROBE_TIMEOUT, check).await {
+                Ok(Ok(response)) => {
+                    let status = response.into_inner().status();
+                    member.set_healthy(status == ServingStatus::Serving, status.as_str_name());
+                }
+                Ok(Err(_)) | Err(_) => member.set_healthy(false, "no health answer"),
+            }
         });
         futures_util::future::join_all(checks).await;
     }

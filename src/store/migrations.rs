@@ -6,11 +6,11 @@
 //! [`TxMigrator`] adapts an open transaction to refinery's driver traits, running each refinery "transaction" as a
 //! savepoint. Tenant DDL is unqualified and lands in the schema set by `set_config('search_path', .., true)`.
 //!
-//! Each migration is sent one statement at a time ([`split_statements`]): Citus forwards a tenant schema's DDL to
-//! the worker holding it and cannot forward several commands in one message. On Citus, triggers on tables of
-//! distributed schemas also need `citus.enable_unsafe_triggers`, set for the migrating transaction only (the
-//! triggers refuse changes to append-only rows of their own table, which is safe wherever the shard lives). A new
-//! merchant's schema is migrated before it is distributed (see [`create_tenant_schema`]).
+//! On Citus each migration is sent one statement at a time ([`split_statements`]; elsewhere in one message): Citus
+//! forwards a tenant schema's DDL to the worker holding it and cannot forward several commands in one message. There,
+//! triggers on tables of distributed schemas also need `citus.enable_unsafe_triggers`, set for the migrating
+//! transaction only (the triggers refuse changes to append-only rows of their own table, which is safe wherever the
+//! shard lives). A new merchant's schema is migrated before it is distributed (see [`create_tenant_schema`]).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -64,8 +64,12 @@ impl AsyncTransaction for TxMigrator<'_, '_> {
         let savepoint = self.0.transaction().await?;
         let mut count = 0;
         for query in queries {
-            for statement in split_statements(query) {
-                savepoint.batch_execute(statement).await?;
+            if on_citus() {
+                for statement in split_statements(query) {
+                    savepoint.batch_execute(statement).await?;
+                }
+            } else {
+                savepoint.batch_execute(query).await?;
             }
             count += 1;
         }

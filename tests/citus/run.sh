@@ -25,6 +25,7 @@ http_port=56030
 
 if [ ! -f /usr/lib/postgresql/15/lib/citus.so ]; then
     echo "== building Citus (missing)"
+    apt-get update -qq
     bash "$shared/vendor/citus/build.sh"
 fi
 if [ ! -x "$points" ]; then
