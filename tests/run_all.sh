@@ -5,7 +5,7 @@
 # Chromium, graceful SIGTERM) and the admin app's end-to-end tests (Playwright driving Debian's Chromium against the
 # release binary, which embeds admin-ui/dist).
 # Needs PostgreSQL on 127.0.0.1:5432 (trust auth for user postgres), Python 3 with pip, Node 20 with npm, and
-# Chromium at /usr/bin/chromium.
+# Chromium at /usr/bin/chromium; the Citus run builds Citus from ../shared/vendor/citus when it is missing (root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The connection tests open a few thousand sockets in one process.
@@ -41,4 +41,9 @@ fi
 echo "== admin app: end-to-end tests (Playwright, Chromium) against the release binary"
 POINTS_BIN="$(cd "${CARGO_TARGET_DIR:-target}/release" && pwd)/points"
 (cd admin-ui && POINTS_BIN="$POINTS_BIN" npm run e2e)
+echo "== deployment files: hadolint and the Compose Specification"
+bash tests/deploy/lint.sh
+
+echo "== scale-out: the service on a Citus cluster (coordinator + 2 workers on this machine), REST flows against it"
+bash tests/citus/run.sh "$POINTS_BIN"
 echo "== all tests passed"
