@@ -1,10 +1,12 @@
 //! The ledger's fast path (SPEC §5 semantics, unchanged): earns of points, spends and adjusts that arrive while
 //! a batch of the same tenant is in flight are coalesced into the next batch, applied by one call of the tenant's
-//! `ledger_apply_batch` function (migrations V5, V6): one statement, one round trip and one commit for the batch.
+//! `ledger_apply_batch` function (migrations V5, V6): one statement and one commit for the batch.
 //!
 //! * **Lanes.** Each tenant has `lanes` lanes; a uid always goes to the same one (by a hash of it), so operations
 //!   on one uid keep their arrival order, and the lanes of a tenant never wait on each other's account locks.
-//!   Each lane has one batch in flight at most; lanes of different tenants, and of one tenant, run in parallel.
+//!   Each lane applies one batch at a time; the next starts as soon as the statement of the one before is done,
+//!   while that one commits (the wait for the disk overlaps the next batch's work; operations on the same uids
+//!   wait in PostgreSQL for the commit, in order). Lanes of different tenants, and of one tenant, run in parallel.
 //! * **No timer.** A lane's worker takes the first operation it is given, then whatever queued meanwhile, up to
 //!   [`BATCH_MAX`]. An operation arriving at an idle lane is applied at once, alone.
 //! * **Own results.** The function returns each operation's result; a refused one (insufficient points, a
