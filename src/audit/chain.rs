@@ -97,13 +97,21 @@ impl Canonical {
     }
 }
 
+/// The ledger entries of a page of records by entry id: built once per page, so digesting each record costs
+/// only its own entries (a map per record made sealing quadratic in the page size).
+pub type EntriesById = HashMap<i64, LedgerEntryFacts>;
+
+/// Indexes `entries` by entry id.
+pub fn entries_by_id(entries: Vec<LedgerEntryFacts>) -> EntriesById {
+    entries
+        .into_iter()
+        .map(|entry| (entry.entry_id, entry))
+        .collect()
+}
+
 /// The digest of the ledger entries a record lists, in the record's order; a listed entry that no longer exists
 /// is encoded as absent, so deleting it changes the digest as well. Hex.
-pub fn entries_digest(entry_ids: &[i64], entries: &[LedgerEntryFacts]) -> String {
-    let by_id: HashMap<i64, &LedgerEntryFacts> = entries
-        .iter()
-        .map(|entry| (entry.entry_id, entry))
-        .collect();
+pub fn entries_digest(entry_ids: &[i64], by_id: &EntriesById) -> String {
     let mut canonical = Canonical::new(ENTRIES_DOMAIN);
     canonical.int(entry_ids.len() as i64);
     for entry_id in entry_ids {
@@ -179,18 +187,20 @@ async fn listed_entries(
     transaction: &tokio_postgres::Transaction<'_>,
     chain: &Chain,
     records: &[StoredRecord],
-) -> ServiceResult<Vec<LedgerEntryFacts>> {
+) -> ServiceResult<EntriesById> {
     let Chain::Merchant(schema) = chain else {
-        return Ok(Vec::new());
+        return Ok(EntriesById::new());
     };
     let entry_ids: Vec<i64> = records
         .iter()
         .flat_map(|record| record.entry_ids.iter().copied())
         .collect();
     if entry_ids.is_empty() {
-        return Ok(Vec::new());
+        return Ok(EntriesById::new());
     }
-    Ok(store::audit::ledger_entries(transaction, schema, &entry_ids).await?)
+    Ok(entries_by_id(
+        store::audit::ledger_entries(transaction, schema, &entry_ids).await?,
+    ))
 }
 
 /// Now, at the microsecond precision the database stores, so the hashed `sealed_at` is the stored one.
@@ -523,7 +533,7 @@ fn check_record(
     record: &StoredRecord,
     previous_seq: i64,
     previous_hash: &[u8],
-    entries: &[LedgerEntryFacts],
+    entries: &EntriesById,
 ) -> Option<String> {
     let seq = record.seq?;
     let expected_seq = previous_seq + 1;
@@ -710,15 +720,15 @@ mod tests {
             expires_at: None,
             created_at: DateTime::from_timestamp_micros(1).expect("time"),
         };
-        let base = entries_digest(&[1], std::slice::from_ref(&entry));
+        let base = entries_digest(&[1], &entries_by_id(vec![entry.clone()]));
         let changed = LedgerEntryFacts {
             delta: 11,
             ..entry.clone()
         };
-        assert_ne!(base, entries_digest(&[1], &[changed]));
+        assert_ne!(base, entries_digest(&[1], &entries_by_id(vec![changed])));
         assert_ne!(
             base,
-            entries_digest(&[1], &[]),
+            entries_digest(&[1], &EntriesById::new()),
             "a deleted entry changes the digest"
         );
         assert_eq!(base.len(), 64);
@@ -733,17 +743,22 @@ mod tests {
         good.seq = Some(3);
         good.sealed_at = Some(sealed_at);
         good.record_hash = Some(record_hash(&GENESIS_HASH, &good, 3, sealed_at).to_vec());
-        assert_eq!(check_record(&good, 2, &GENESIS_HASH, &[]), None);
-        assert!(
-            check_record(&good, 1, &GENESIS_HASH, &[]).is_some_and(|reason| reason.contains("gap"))
+        assert_eq!(
+            check_record(&good, 2, &GENESIS_HASH, &EntriesById::new()),
+            None
         );
         assert!(
-            check_record(&good, 2, &[9; 32], &[]).is_some_and(|reason| reason.contains("hash"))
+            check_record(&good, 1, &GENESIS_HASH, &EntriesById::new())
+                .is_some_and(|reason| reason.contains("gap"))
+        );
+        assert!(
+            check_record(&good, 2, &[9; 32], &EntriesById::new())
+                .is_some_and(|reason| reason.contains("hash"))
         );
         let mut changed = good.clone();
         changed.outcome_code = 50001;
         assert!(
-            check_record(&changed, 2, &GENESIS_HASH, &[])
+            check_record(&changed, 2, &GENESIS_HASH, &EntriesById::new())
                 .is_some_and(|reason| reason.contains("hash"))
         );
     }

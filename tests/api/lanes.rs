@@ -345,3 +345,87 @@ async fn a_connection_killed_mid_batch_reports_success_only_for_what_committed()
     assert_ledger_invariants(&app.db().await, &merchant.merchant_id).await;
     app.stop().await.expect("stop");
 }
+
+#[tokio::test]
+async fn credits_of_one_batch_get_running_balances_in_arrival_order_beside_a_uid_with_expired_points()
+ {
+    let app = one_lane_app().await;
+    let (merchant, key) = app.register_merchant("running-shop").await;
+    let schema = schema_of(&merchant.merchant_id);
+    let points = app.points(app.caller(&key));
+    let db = app.db().await;
+    // dave holds 7 points whose lot has expired: his next earn must write them off first (the per-operation way).
+    points
+        .clone()
+        .earn(earn_request("dave", 7, &idem()))
+        .await
+        .expect("dave's first earn");
+    db.execute(
+        &format!(
+            "UPDATE {schema}.lots SET expires_at = now() - interval '1 minute' WHERE uid = 'dave'"
+        ),
+        &[],
+    )
+    .await
+    .expect("expire dave's lot");
+    let blocker = Blocker::hold(&app, &points, &schema, "blocker").await;
+
+    let mut calls = Vec::new();
+    for (uid, earned) in [("bob", 3), ("bob", 4), ("dave", 2), ("bob", 5)] {
+        let mut client = points.clone();
+        let request = earn_request(uid, earned, &idem());
+        send(&mut calls, async move { client.earn(request).await }).await;
+    }
+    blocker.release().await.expect("the blocked earn");
+    let mut balances = Vec::new();
+    let mut entries = Vec::new();
+    for call in calls {
+        let response = call.await.expect("call task").expect("earn").into_inner();
+        balances.push(response.balance);
+        entries.push(response.entry.expect("entry"));
+    }
+    // bob's three credits, set-based, each answered with the balance after it, in the order they arrived.
+    assert_eq!(balances, vec![3, 7, 2, 12]);
+    assert_eq!(
+        entries.iter().map(|e| e.balance_after).collect::<Vec<_>>(),
+        vec![3, 7, 2, 12]
+    );
+    let batch = transaction_of(&db, &schema, &entries[0].entry_id).await;
+    for entry in &entries {
+        assert_eq!(transaction_of(&db, &schema, &entry.entry_id).await, batch);
+    }
+    // dave's expired 7 points were written off in the same transaction, before his earn.
+    let expire = db
+        .query_one(
+            &format!(
+                "SELECT entry_id::text, delta, balance_after FROM {schema}.entries WHERE uid = 'dave' AND kind = 'expire'"
+            ),
+            &[],
+        )
+        .await
+        .expect("dave's expire entry");
+    assert_eq!(expire.get::<_, i64>(1), -7);
+    assert_eq!(expire.get::<_, i64>(2), 0);
+    assert_eq!(
+        transaction_of(&db, &schema, &expire.get::<_, String>(0)).await,
+        batch
+    );
+    // Each applied credit has its idempotency record and its own audit record.
+    for entry in &entries {
+        let id: i64 = entry.entry_id.parse().expect("id");
+        let found: (i64, i64) = db
+            .query_one(
+                &format!(
+                    "SELECT (SELECT count(*) FROM {schema}.idempotency_records WHERE entry_id = $1), \
+                     (SELECT count(*) FROM {schema}.audit_records WHERE $1 = ANY (entry_ids) AND outcome_code = 0)"
+                ),
+                &[&id],
+            )
+            .await
+            .map(|row| (row.get(0), row.get(1)))
+            .expect("records");
+        assert_eq!(found, (1, 1), "entry {id}");
+    }
+    assert_ledger_invariants(&db, &merchant.merchant_id).await;
+    app.stop().await.expect("stop");
+}

@@ -1,10 +1,12 @@
 //! The ledger's fast path (SPEC §5 semantics, unchanged): earns of points, spends and adjusts that arrive while
 //! a batch of the same tenant is in flight are coalesced into the next batch, applied by one call of the tenant's
-//! `ledger_apply_batch` function (migration V5): one statement, one round trip and one commit for the batch.
+//! `ledger_apply_batch` function (migrations V5, V6): one statement and one commit for the batch.
 //!
 //! * **Lanes.** Each tenant has `lanes` lanes; a uid always goes to the same one (by a hash of it), so operations
 //!   on one uid keep their arrival order, and the lanes of a tenant never wait on each other's account locks.
-//!   Each lane has one batch in flight at most; lanes of different tenants, and of one tenant, run in parallel.
+//!   Each lane applies one batch at a time; the next starts as soon as the statement of the one before is done,
+//!   while that one commits (the wait for the disk overlaps the next batch's work; operations on the same uids
+//!   wait in PostgreSQL for the commit, in order). Lanes of different tenants, and of one tenant, run in parallel.
 //! * **No timer.** A lane's worker takes the first operation it is given, then whatever queued meanwhile, up to
 //!   [`BATCH_MAX`]. An operation arriving at an idle lane is applied at once, alone.
 //! * **Own results.** The function returns each operation's result; a refused one (insufficient points, a
@@ -27,6 +29,7 @@ use crate::{
     call::CallContext,
     domain::points::Entry,
     error::{ErrorCode, ServiceError, ServiceResult},
+    store,
     tenancy::TenantSchema,
 };
 
@@ -123,15 +126,18 @@ impl Lanes {
     }
 }
 
-/// A lane's worker: one batch in flight, the next made of what queued meanwhile.
+/// A lane's worker: the next batch is made of what queued meanwhile, and starts as soon as the one before it has
+/// been applied (its accounts locked, its statement done) — while that one commits. Operations of the new batch
+/// on the same uids then wait in PostgreSQL for that commit, so each uid's operations keep their arrival order,
+/// and the wait for the disk is shared instead of stalling the lane.
 async fn run_lane(
     pool: deadpool_postgres::Pool,
     merchant_id: Uuid,
     mut receiver: mpsc::UnboundedReceiver<Pending>,
 ) {
     let schema = TenantSchema::for_merchant(merchant_id);
-    let mut batch = Vec::with_capacity(BATCH_MAX);
     while let Some(first) = receiver.recv().await {
+        let mut batch = Vec::new();
         batch.push(first);
         while batch.len() < BATCH_MAX {
             match receiver.try_recv() {
@@ -140,28 +146,49 @@ async fn run_lane(
             }
         }
         metrics::histogram!("ledger_batch_operations").record(batch.len() as f64);
-        match apply_batch(&pool, &schema, merchant_id, &batch).await {
-            Ok(results) => {
-                for (pending, result) in batch.drain(..).zip(results) {
-                    let _ = pending.reply.send(result);
-                }
+        let (applied, committing) = oneshot::channel();
+        tokio::spawn(run_batch(
+            pool.clone(),
+            schema.clone(),
+            merchant_id,
+            batch,
+            applied,
+        ));
+        // Sent once the batch's statement is done, dropped if it failed before: either way the next may start.
+        let _ = committing.await;
+    }
+}
+
+/// Applies and commits one batch and answers each of its callers.
+async fn run_batch(
+    pool: deadpool_postgres::Pool,
+    schema: TenantSchema,
+    merchant_id: Uuid,
+    batch: Vec<Pending>,
+    applied: oneshot::Sender<()>,
+) {
+    match apply_batch(&pool, &schema, merchant_id, &batch, applied).await {
+        Ok(results) => {
+            for (pending, result) in batch.into_iter().zip(results) {
+                let _ = pending.reply.send(result);
             }
-            Err(error) => {
-                // Nothing committed: dropping the replies sends each caller to the ordinary path.
-                metrics::counter!("ledger_batch_fallbacks_total").increment(1);
-                tracing::debug!(%merchant_id, %error, operations = batch.len(), "batch fell back to single operations");
-                batch.clear();
-            }
+        }
+        Err(error) => {
+            // Nothing committed: dropping the replies sends each caller to the ordinary path.
+            metrics::counter!("ledger_batch_fallbacks_total").increment(1);
+            tracing::debug!(%merchant_id, %error, operations = batch.len(), "batch fell back to single operations");
         }
     }
 }
 
-/// Applies `batch` in one statement (its own transaction); each operation's result in order.
+/// Applies `batch` in one statement in a transaction of its own, tells `applied` once the statement is done (the
+/// batch's account locks are held until the commit), then commits; each operation's result in order.
 async fn apply_batch(
     pool: &deadpool_postgres::Pool,
     schema: &TenantSchema,
     merchant_id: Uuid,
     batch: &[Pending],
+    applied: oneshot::Sender<()>,
 ) -> Result<Vec<ServiceResult<Applied>>, ServiceError> {
     let count = batch.len();
     let mut kinds = Vec::with_capacity(count);
@@ -227,7 +254,7 @@ async fn apply_batch(
         request_ids.push(pending.audit.request_id.as_str());
         latencies.push(pending.audit.latency_us);
     }
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
     let statement = client
         .prepare_typed_cached(
             &format!(
@@ -257,7 +284,8 @@ async fn apply_batch(
             ],
         )
         .await?;
-    let rows = client
+    let transaction = client.transaction().await?;
+    let rows = transaction
         .query(
             &statement,
             &[
@@ -281,18 +309,42 @@ async fn apply_batch(
                 &latencies,
             ],
         )
-        .await?;
-    if rows.len() != count {
-        return Err(ServiceError::internal(&std::io::Error::other(format!(
-            "the batch function answered {} results for {count} operations",
-            rows.len()
-        ))));
+        .await
+        .map_err(batch_failed)?;
+    let _ = applied.send(());
+    transaction.commit().await.map_err(batch_failed)?;
+    // Rows come in any order (set-based ones first); `idx` (1-based) names the operation each answers.
+    let mut results: Vec<Option<ServiceResult<Applied>>> = (0..count).map(|_| None).collect();
+    for row in &rows {
+        let idx: i32 = row.get("idx");
+        let slot = usize::try_from(idx)
+            .ok()
+            .and_then(|idx| idx.checked_sub(1))
+            .filter(|index| results.get(*index).is_some_and(Option::is_none))
+            .ok_or_else(|| {
+                batch_answer_error(format!("a result for operation {idx}, unexpected"))
+            })?;
+        results[slot] = Some(result_of(row, &batch[slot].mutation));
     }
-    Ok(rows
-        .iter()
-        .zip(batch)
-        .map(|(row, pending)| result_of(row, &pending.mutation))
-        .collect())
+    results
+        .into_iter()
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| batch_answer_error(format!("{} results for {count} operations", rows.len())))
+}
+
+/// Why a batch failed as a whole. A key that another transaction recorded after the batch looked (a concurrent
+/// duplicate) is expected now and then, not an internal error: its operations are retried one at a time.
+fn batch_failed(error: tokio_postgres::Error) -> ServiceError {
+    if store::is_unique_violation(&error, store::ledger::IDEMPOTENCY_CONSTRAINT) {
+        return ServiceError::unavailable("a concurrent duplicate idempotency key");
+    }
+    ServiceError::from(error)
+}
+
+fn batch_answer_error(what: String) -> ServiceError {
+    ServiceError::internal(&std::io::Error::other(format!(
+        "the batch function answered {what}"
+    )))
 }
 
 /// One row of the batch function as the operation's result.
