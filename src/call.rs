@@ -304,6 +304,37 @@ pub fn elapsed_us(started: std::time::Instant) -> i64 {
 impl NewRecord {
     /// The record of an authenticated call with `outcome`. Entry ids are kept only for a success: a failed call's
     /// entries were rolled back.
+    /// A record of the server's own work in a merchant's chain (a sweeper's run): transport `system`, no key,
+    /// no request; the caller sets the method and what was done.
+    pub fn for_system(
+        schema: TenantSchema,
+        merchant_id: Uuid,
+        occurred_at: DateTime<Utc>,
+        started: Instant,
+    ) -> NewRecord {
+        NewRecord {
+            chain: Chain::Merchant(schema),
+            occurred_at,
+            merchant_id: Some(merchant_id),
+            key_id: None,
+            key_prefix: None,
+            transport: Transport::System,
+            method: String::new(),
+            request_id: Uuid::new_v4().to_string(),
+            request_digest: String::new(),
+            outcome: Outcome::Ok,
+            latency_us: elapsed_us(started),
+            entry_ids: Vec::new(),
+            uid: None,
+            amount: None,
+            currency: None,
+            rule_code: None,
+            rule_version: None,
+            points: None,
+            unless_committed: None,
+        }
+    }
+
     pub fn for_call(call: &CallContext, outcome: Outcome) -> NewRecord {
         let notes = call.notes().clone();
         NewRecord {

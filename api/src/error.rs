@@ -32,6 +32,8 @@ pub enum ErrorCode {
     InsufficientPoints,
     /// 42202, HTTP 422, FAILED_PRECONDITION: no conversion rule applies to the amount, currency or time.
     NoApplicableRule,
+    /// 42203, HTTP 422, FAILED_PRECONDITION: capture or void of a hold that is captured, voided or expired.
+    HoldNotActive,
     /// 42901, HTTP 429, RESOURCE_EXHAUSTED: too many requests; retry after `Retry-After` / `RetryInfo`.
     RateLimited,
     /// 50001, HTTP 500, INTERNAL: an internal fault; the cause is logged, never returned.
@@ -43,7 +45,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every row, in SPEC order.
-    pub const ALL: [ErrorCode; 11] = [
+    pub const ALL: [ErrorCode; 12] = [
         ErrorCode::InvalidArgument,
         ErrorCode::Unauthenticated,
         ErrorCode::PermissionDenied,
@@ -52,6 +54,7 @@ impl ErrorCode {
         ErrorCode::IdempotencyConflict,
         ErrorCode::InsufficientPoints,
         ErrorCode::NoApplicableRule,
+        ErrorCode::HoldNotActive,
         ErrorCode::RateLimited,
         ErrorCode::Internal,
         ErrorCode::Unavailable,
@@ -68,6 +71,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyConflict => "IDEMPOTENCY_CONFLICT",
             ErrorCode::InsufficientPoints => "INSUFFICIENT_POINTS",
             ErrorCode::NoApplicableRule => "NO_APPLICABLE_RULE",
+            ErrorCode::HoldNotActive => "HOLD_NOT_ACTIVE",
             ErrorCode::RateLimited => "RATE_LIMITED",
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::Unavailable => "UNAVAILABLE",
@@ -85,6 +89,7 @@ impl ErrorCode {
             ErrorCode::IdempotencyConflict => 40902,
             ErrorCode::InsufficientPoints => 42201,
             ErrorCode::NoApplicableRule => 42202,
+            ErrorCode::HoldNotActive => 42203,
             ErrorCode::RateLimited => 42901,
             ErrorCode::Internal => 50001,
             ErrorCode::Unavailable => 50301,
@@ -99,9 +104,9 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::AlreadyExists | ErrorCode::IdempotencyConflict => StatusCode::CONFLICT,
-            ErrorCode::InsufficientPoints | ErrorCode::NoApplicableRule => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            ErrorCode::InsufficientPoints
+            | ErrorCode::NoApplicableRule
+            | ErrorCode::HoldNotActive => StatusCode::UNPROCESSABLE_ENTITY,
             ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -116,7 +121,9 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => Code::PermissionDenied,
             ErrorCode::NotFound => Code::NotFound,
             ErrorCode::AlreadyExists | ErrorCode::IdempotencyConflict => Code::AlreadyExists,
-            ErrorCode::InsufficientPoints | ErrorCode::NoApplicableRule => Code::FailedPrecondition,
+            ErrorCode::InsufficientPoints
+            | ErrorCode::NoApplicableRule
+            | ErrorCode::HoldNotActive => Code::FailedPrecondition,
             ErrorCode::RateLimited => Code::ResourceExhausted,
             ErrorCode::Internal => Code::Internal,
             ErrorCode::Unavailable => Code::Unavailable,
@@ -201,6 +208,7 @@ mod tests {
             ("IDEMPOTENCY_CONFLICT", 40902, 409, Code::AlreadyExists),
             ("INSUFFICIENT_POINTS", 42201, 422, Code::FailedPrecondition),
             ("NO_APPLICABLE_RULE", 42202, 422, Code::FailedPrecondition),
+            ("HOLD_NOT_ACTIVE", 42203, 422, Code::FailedPrecondition),
             ("RATE_LIMITED", 42901, 429, Code::ResourceExhausted),
             ("INTERNAL", 50001, 500, Code::Internal),
             ("UNAVAILABLE", 50301, 503, Code::Unavailable),

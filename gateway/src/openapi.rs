@@ -130,6 +130,7 @@ const ERROR_RESPONSES: &[ErrorResponseDoc] = &[
                 ErrorCode::NoApplicableRule,
                 "no rule default in effect for EUR",
             ),
+            (ErrorCode::HoldNotActive, "hold 7 is captured"),
         ],
     ),
     doc(

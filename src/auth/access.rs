@@ -78,6 +78,26 @@ pub const METHOD_ACCESS: &[(&str, Requirement)] = &[
         Merchant(Scope::PointsRead),
     ),
     (
+        "/points.v1.PointsService/CreateHold",
+        Merchant(Scope::PointsWrite),
+    ),
+    (
+        "/points.v1.PointsService/CaptureHold",
+        Merchant(Scope::PointsWrite),
+    ),
+    (
+        "/points.v1.PointsService/VoidHold",
+        Merchant(Scope::PointsWrite),
+    ),
+    (
+        "/points.v1.PointsService/GetHold",
+        Merchant(Scope::PointsRead),
+    ),
+    (
+        "/points.v1.PointsService/ListHolds",
+        Merchant(Scope::PointsRead),
+    ),
+    (
         "/points.v1.RuleService/ListRules",
         Merchant(Scope::RulesRead),
     ),

@@ -1,6 +1,7 @@
 //! Domain types, parsed once at the edge ("parse, don't validate"): a value of these types is always valid.
 
 pub mod api_key;
+pub mod holds;
 pub mod money;
 pub mod points;
 pub mod rules;

@@ -200,6 +200,8 @@ pub struct Entry {
     pub currency: Option<String>,
     pub reverses_entry_id: Option<i64>,
     pub lot_id: Option<i64>,
+    /// For the spend entry of a capture: its hold.
+    pub hold_id: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
 }

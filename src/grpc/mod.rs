@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod gateway;
+pub mod holds;
 pub mod merchants;
 pub mod points;
 pub mod reports;

@@ -3,6 +3,10 @@
 use prost::Message;
 use tonic::{Request, Response, Status};
 
+use super::holds::{
+    account_message, capture_hold_mutation, create_hold_mutation, hold_message, hold_response,
+    void_hold_mutation,
+};
 use super::{Handlers, handle, parse_timestamp, timestamp, timestamp_opt};
 use crate::{
     domain::points::{
@@ -11,7 +15,9 @@ use crate::{
     },
     error::{ServiceError, ServiceResult},
     pb::{self, points_service_server::PointsService},
-    service::ledger::{self, Credit, Mutation, MutationKind, MutationResult, Outcome},
+    service::ledger::{
+        self, Credit, Mutation, MutationKind, MutationResult, Operation, OperationResult, Outcome,
+    },
 };
 
 pub fn entry_message(row: Entry) -> pb::Entry {
@@ -31,13 +37,14 @@ pub fn entry_message(row: Entry) -> pb::Entry {
         currency: row.currency,
         reverses_entry_id: row.reverses_entry_id.map(|id| id.to_string()),
         expires_at: timestamp_opt(row.expires_at),
+        hold_id: row.hold_id.map(|id| id.to_string()),
         created_at: Some(timestamp(row.created_at)),
     }
 }
 
 /// The stored metadata object as a `Struct` (always an object; metadata stored before it travelled as a `Struct`
 /// may hold integers beyond ±2^53, shown rounded).
-fn metadata_message(metadata: &serde_json::Value) -> prost_types::Struct {
+pub(super) fn metadata_message(metadata: &serde_json::Value) -> prost_types::Struct {
     match metadata.as_object() {
         Some(object) => points_api::metadata::to_struct_rounding(object),
         None => {
@@ -48,7 +55,7 @@ fn metadata_message(metadata: &serde_json::Value) -> prost_types::Struct {
 }
 
 /// A request's metadata `Struct` as a JSON object.
-fn metadata_object(
+pub(super) fn metadata_object(
     metadata: Option<&prost_types::Struct>,
 ) -> ServiceResult<Option<serde_json::Map<String, serde_json::Value>>> {
     metadata
@@ -66,7 +73,7 @@ fn mutation_message(result: MutationResult) -> pb::MutationResponse {
 }
 
 /// Identifies a request for idempotency: the operation and the exact request fields.
-fn digest(operation: &str, message: &impl Message) -> String {
+pub(super) fn digest(operation: &str, message: &impl Message) -> String {
     let mut hasher = blake3::Hasher::new();
     hasher.update(operation.as_bytes());
     hasher.update(&[0]);
@@ -154,14 +161,46 @@ pub fn reverse_mutation(message: &pb::ReverseRequest) -> ServiceResult<Mutation>
     })
 }
 
-fn batch_item(operation: &pb::BatchOperation) -> ServiceResult<Mutation> {
+fn batch_item(operation: &pb::BatchOperation) -> ServiceResult<Operation> {
+    use pb::batch_operation::Op;
     match &operation.op {
-        Some(pb::batch_operation::Op::Earn(earn)) => earn_mutation(earn),
-        Some(pb::batch_operation::Op::Spend(spend)) => spend_mutation(spend),
-        Some(pb::batch_operation::Op::Adjust(adjust)) => adjust_mutation(adjust),
+        Some(Op::Earn(earn)) => earn_mutation(earn).map(Operation::Ledger),
+        Some(Op::Spend(spend)) => spend_mutation(spend).map(Operation::Ledger),
+        Some(Op::Adjust(adjust)) => adjust_mutation(adjust).map(Operation::Ledger),
+        Some(Op::Hold(hold)) => create_hold_mutation(hold).map(Operation::Hold),
+        Some(Op::Capture(capture)) => capture_hold_mutation(capture).map(Operation::Hold),
+        Some(Op::Void(void)) => void_hold_mutation(void).map(Operation::Hold),
         None => Err(ServiceError::invalid(
-            "operation must be one of earn, spend, adjust",
+            "operation must be one of earn, spend, adjust, hold, capture, void",
         )),
+    }
+}
+
+fn batch_result(index: usize, result: ledger::ItemResult) -> pb::BatchResult {
+    let index = index as i32;
+    match result {
+        Ok(result) => {
+            let (data, hold_data) = match result {
+                OperationResult::Ledger(result) => (Some(mutation_message(result)), None),
+                OperationResult::Hold(result) => (None, Some(hold_response(result))),
+            };
+            pb::BatchResult {
+                index,
+                code: 0,
+                message: "OK".to_owned(),
+                reason: "OK".to_owned(),
+                data,
+                hold_data,
+            }
+        }
+        Err(error) => pb::BatchResult {
+            index,
+            code: error.code.envelope_code(),
+            message: error.message,
+            reason: error.code.reason().to_owned(),
+            data: None,
+            hold_data: None,
+        },
     }
 }
 
@@ -236,21 +275,9 @@ impl PointsService for Handlers {
         request: Request<pb::GetAccountRequest>,
     ) -> Result<Response<pb::Account>, Status> {
         handle(request, |call, message| async move {
-            let account = ledger::get_account(&self.services, &call, &message.uid).await?;
-            Ok(pb::Account {
-                uid: account.uid,
-                balance: account.balance,
-                held: account.held,
-                available: account.available,
-                expiring: account
-                    .expiring
-                    .into_iter()
-                    .map(|(points, at)| pb::ExpiringPoints {
-                        points,
-                        expires_at: Some(timestamp(at)),
-                    })
-                    .collect(),
-            })
+            Ok(account_message(
+                ledger::get_account(&self.services, &call, &message.uid).await?,
+            ))
         })
         .await
     }
@@ -318,22 +345,7 @@ impl PointsService for Handlers {
             let results = results
                 .into_iter()
                 .enumerate()
-                .map(|(index, result)| match result {
-                    Ok(result) => pb::BatchResult {
-                        index: index as i32,
-                        code: 0,
-                        message: "OK".to_owned(),
-                        reason: "OK".to_owned(),
-                        data: Some(mutation_message(result)),
-                    },
-                    Err(error) => pb::BatchResult {
-                        index: index as i32,
-                        code: error.code.envelope_code(),
-                        message: error.message,
-                        reason: error.code.reason().to_owned(),
-                        data: None,
-                    },
-                })
+                .map(|(index, result)| batch_result(index, result))
                 .collect();
             Ok(pb::BatchResponse { results })
         })
@@ -346,6 +358,78 @@ impl PointsService for Handlers {
     ) -> Result<Response<pb::CalculateResponse>, Status> {
         handle(request, |call, message| async move {
             super::rules::calculate_response(&self.services, &call, message).await
+        })
+        .await
+    }
+
+    async fn create_hold(
+        &self,
+        request: Request<pb::CreateHoldRequest>,
+    ) -> Result<Response<pb::HoldResponse>, Status> {
+        handle(request, |call, message| async move {
+            let mutation = create_hold_mutation(&message)?;
+            Ok(hold_response(
+                ledger::mutate_hold(&self.services, &call, &mutation).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn capture_hold(
+        &self,
+        request: Request<pb::CaptureHoldRequest>,
+    ) -> Result<Response<pb::HoldResponse>, Status> {
+        handle(request, |call, message| async move {
+            let mutation = capture_hold_mutation(&message)?;
+            Ok(hold_response(
+                ledger::mutate_hold(&self.services, &call, &mutation).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn void_hold(
+        &self,
+        request: Request<pb::VoidHoldRequest>,
+    ) -> Result<Response<pb::HoldResponse>, Status> {
+        handle(request, |call, message| async move {
+            let mutation = void_hold_mutation(&message)?;
+            Ok(hold_response(
+                ledger::mutate_hold(&self.services, &call, &mutation).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn get_hold(
+        &self,
+        request: Request<pb::GetHoldRequest>,
+    ) -> Result<Response<pb::Hold>, Status> {
+        handle(request, |call, message| async move {
+            Ok(hold_message(
+                ledger::get_hold(&self.services, &call, &message.hold_id).await?,
+            ))
+        })
+        .await
+    }
+
+    async fn list_holds(
+        &self,
+        request: Request<pb::ListHoldsRequest>,
+    ) -> Result<Response<pb::ListHoldsResponse>, Status> {
+        handle(request, |call, message| async move {
+            let (holds, next_page_token) = ledger::list_holds(
+                &self.services,
+                &call,
+                &message.uid,
+                message.page_size,
+                &message.page_token,
+            )
+            .await?;
+            Ok(pb::ListHoldsResponse {
+                items: holds.into_iter().map(hold_message).collect(),
+                next_page_token,
+            })
         })
         .await
     }

@@ -13,7 +13,7 @@ use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use crate::domain::points::{Entry, EntryKind};
 
 const ENTRY_COLUMNS: &str = "entry_id, uid, kind, delta, balance_after, idempotency_key, reference, description, \
-    metadata, rule_code, rule_version, amount, currency, reverses_entry_id, lot_id, expires_at, created_at";
+    metadata, rule_code, rule_version, amount, currency, reverses_entry_id, lot_id, hold_id, expires_at, created_at";
 
 impl Entry {
     /// The entry of a row that has every entry column by name.
@@ -21,7 +21,7 @@ impl Entry {
         from_columns!(row => Entry {
             entry_id, uid, kind, delta, balance_after, idempotency_key, reference, description,
             metadata, rule_code, rule_version, amount, currency, reverses_entry_id, lot_id,
-            expires_at, created_at
+            hold_id, expires_at, created_at
         })
     }
 }
@@ -43,6 +43,7 @@ pub struct NewEntry<'a> {
     pub currency: Option<&'a str>,
     pub reverses_entry_id: Option<i64>,
     pub lot_id: Option<i64>,
+    pub hold_id: Option<i64>,
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -64,6 +65,7 @@ impl NewEntry<'static> {
             currency: None,
             reverses_entry_id: None,
             lot_id: None,
+            hold_id: None,
             expires_at: None,
         }
     }
@@ -144,8 +146,8 @@ pub async fn insert_entry(
     let statement = client
         .prepare_cached(&format!(
             "INSERT INTO entries (uid, kind, delta, balance_after, idempotency_key, reference, description, metadata, \
-             rule_code, rule_version, amount, currency, reverses_entry_id, lot_id, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) RETURNING {ENTRY_COLUMNS}"
+             rule_code, rule_version, amount, currency, reverses_entry_id, lot_id, expires_at, hold_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING {ENTRY_COLUMNS}"
         ))
         .await?;
     let row = client
@@ -167,6 +169,7 @@ pub async fn insert_entry(
                 &entry.reverses_entry_id,
                 &entry.lot_id,
                 &entry.expires_at,
+                &entry.hold_id,
             ],
         )
         .await?;
@@ -386,12 +389,13 @@ pub async fn restore_lot(
     Ok(())
 }
 
-/// A stored idempotency record.
+/// A stored idempotency record: the entry it wrote, the hold it concerned (hold operations), or both (a capture).
 #[derive(Debug, Clone)]
 pub struct IdempotencyRow {
     pub operation: String,
     pub request_digest: String,
-    pub entry_id: i64,
+    pub entry_id: Option<i64>,
+    pub hold_id: Option<i64>,
 }
 
 pub async fn find_idempotency(
@@ -399,7 +403,7 @@ pub async fn find_idempotency(
     key: &str,
 ) -> Result<Option<IdempotencyRow>, tokio_postgres::Error> {
     let statement = client
-        .prepare_cached("SELECT operation, request_digest, entry_id FROM idempotency_records WHERE idempotency_key = $1")
+        .prepare_cached("SELECT operation, request_digest, entry_id, hold_id FROM idempotency_records WHERE idempotency_key = $1")
         .await?;
     Ok(client
         .query_opt(&statement, &[&key])
@@ -408,24 +412,41 @@ pub async fn find_idempotency(
             operation: row.get(0),
             request_digest: row.get(1),
             entry_id: row.get(2),
+            hold_id: row.get(3),
         }))
 }
 
 /// The constraint a concurrent duplicate of an idempotency key violates.
 pub const IDEMPOTENCY_CONSTRAINT: &str = "idempotency_records_pkey";
 
+/// What an idempotency record points at: the entry written, the hold concerned, or both.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Recorded {
+    pub entry_id: Option<i64>,
+    pub hold_id: Option<i64>,
+}
+
 pub async fn insert_idempotency(
     client: &Transaction<'_>,
     key: &str,
     operation: &str,
     request_digest: &str,
-    entry_id: i64,
+    recorded: Recorded,
 ) -> Result<(), tokio_postgres::Error> {
     let statement = client
-        .prepare_cached("INSERT INTO idempotency_records (idempotency_key, operation, request_digest, entry_id) VALUES ($1, $2, $3, $4)")
+        .prepare_cached("INSERT INTO idempotency_records (idempotency_key, operation, request_digest, entry_id, hold_id) VALUES ($1, $2, $3, $4, $5)")
         .await?;
     client
-        .execute(&statement, &[&key, &operation, &request_digest, &entry_id])
+        .execute(
+            &statement,
+            &[
+                &key,
+                &operation,
+                &request_digest,
+                &recorded.entry_id,
+                &recorded.hold_id,
+            ],
+        )
         .await?;
     Ok(())
 }
@@ -485,6 +506,8 @@ pub struct AccountSummaryRow {
     pub uid: String,
     /// The balance a reader sees (expired but not yet swept points excluded).
     pub balance: i64,
+    /// Points reserved by active, unexpired holds.
+    pub held: i64,
     pub updated_at: DateTime<Utc>,
 }
 
@@ -529,7 +552,9 @@ pub async fn list_accounts(
     };
     let sql = format!(
         "SELECT a.uid, a.balance - coalesce((SELECT sum(l.remaining) FROM lots l WHERE l.uid = a.uid \
-             AND l.remaining > 0 AND l.expires_at <= now()), 0)::bigint AS balance, a.updated_at, a.balance AS stored \
+             AND l.remaining > 0 AND l.expires_at <= now()), 0)::bigint AS balance, a.updated_at, a.balance AS stored, \
+             coalesce((SELECT sum(h.points) FROM holds h WHERE h.uid = a.uid AND h.status = 'active' \
+             AND h.expires_at > now()), 0)::bigint AS held \
          FROM accounts a \
          WHERE ($1::text IS NULL OR a.uid COLLATE \"C\" >= $1::text COLLATE \"C\") \
            AND ($2::text IS NULL OR a.uid COLLATE \"C\" < $2::text COLLATE \"C\") \
@@ -550,6 +575,7 @@ pub async fn list_accounts(
                 AccountSummaryRow {
                     uid: row.get(0),
                     balance: row.get(1),
+                    held: row.get(4),
                     updated_at: row.get(2),
                 },
                 row.get(3),

@@ -14,6 +14,7 @@ macro_rules! from_columns {
 
 pub mod api_keys;
 pub mod audit;
+pub mod holds;
 pub mod ledger;
 pub mod merchants;
 pub mod migrations;

@@ -6,6 +6,7 @@ mod binary;
 mod bootstrap;
 mod error_table;
 mod helpers;
+mod holds;
 mod hostile;
 mod hostile_grpc;
 mod lanes;

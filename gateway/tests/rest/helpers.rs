@@ -201,6 +201,7 @@ fn entry_from_earn(request: &pb::EarnRequest) -> pb::Entry {
         amount: request.amount.clone(),
         currency: request.currency.clone(),
         reverses_entry_id: None,
+        hold_id: None,
         expires_at: request.expires_at,
         created_at: Some(prost_types::Timestamp {
             seconds: 1_700_000_000,
@@ -335,6 +336,7 @@ impl PointsService for FakePoints {
                             entry: Some(entry),
                             replayed: false,
                         }),
+                        hold_data: None,
                     }
                 }
                 _ => pb::BatchResult {
@@ -343,6 +345,7 @@ impl PointsService for FakePoints {
                     message: "balance too low".to_owned(),
                     reason: "INSUFFICIENT_POINTS".to_owned(),
                     data: None,
+                    hold_data: None,
                 },
             })
             .collect();
@@ -355,6 +358,46 @@ impl PointsService for FakePoints {
     ) -> Result<tonic::Response<pb::CalculateResponse>, Status> {
         self.record("Calculate", &request);
         Err(Status::unimplemented("calculate"))
+    }
+
+    async fn create_hold(
+        &self,
+        request: tonic::Request<pb::CreateHoldRequest>,
+    ) -> Result<tonic::Response<pb::HoldResponse>, Status> {
+        self.record("CreateHold", &request);
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn get_hold(
+        &self,
+        request: tonic::Request<pb::GetHoldRequest>,
+    ) -> Result<tonic::Response<pb::Hold>, Status> {
+        self.record("GetHold", &request);
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn list_holds(
+        &self,
+        request: tonic::Request<pb::ListHoldsRequest>,
+    ) -> Result<tonic::Response<pb::ListHoldsResponse>, Status> {
+        self.record("ListHolds", &request);
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn capture_hold(
+        &self,
+        request: tonic::Request<pb::CaptureHoldRequest>,
+    ) -> Result<tonic::Response<pb::HoldResponse>, Status> {
+        self.record("CaptureHold", &request);
+        Err(Status::unimplemented("not faked"))
+    }
+
+    async fn void_hold(
+        &self,
+        request: tonic::Request<pb::VoidHoldRequest>,
+    ) -> Result<tonic::Response<pb::HoldResponse>, Status> {
+        self.record("VoidHold", &request);
+        Err(Status::unimplemented("not faked"))
     }
 }
 

@@ -8,7 +8,10 @@ use super::{ApplyError, Credit, Mutation, MutationKind, MutationResult, Outcome}
 use crate::{
     domain::points::{Entry, EntryKind},
     error::{ErrorCode, ServiceError},
-    store::{self, ledger::NewEntry},
+    store::{
+        self,
+        ledger::{IdempotencyRow, NewEntry, Recorded},
+    },
 };
 
 /// Applies one mutation inside `transaction` (a transaction or a savepoint).
@@ -36,28 +39,19 @@ pub(super) async fn apply(
 
     // Checked after the account lock, so a duplicate on the same uid sees the first one's committed record.
     let key = mutation.idempotency_key.as_str();
-    // Two independent reads under the lock: issued together, tokio-postgres pipelines them in one round trip.
-    let (record, expired) = tokio::join!(
+    // Independent reads under the lock: issued together, tokio-postgres pipelines them in one round trip.
+    let (record, expired, held) = tokio::join!(
         store::ledger::find_idempotency(transaction, key),
         store::ledger::expired_lots(transaction, &uid, now),
+        store::holds::held_points(transaction, &uid, now),
     );
     if let Some(record) = record? {
-        if record.operation != mutation.kind.operation()
-            || record.request_digest != mutation.request_digest
-        {
-            return Err(ServiceError::new(
-                ErrorCode::IdempotencyConflict,
-                "idempotency_key was already used for a different request",
-            )
-            .into());
+        check_replay(&record, mutation.kind.operation(), &mutation.request_digest)?;
+        let entry = match record.entry_id {
+            Some(entry_id) => store::ledger::get_entry(transaction, entry_id).await?,
+            None => None,
         }
-        let entry = store::ledger::get_entry(transaction, record.entry_id)
-            .await?
-            .ok_or_else(|| {
-                ServiceError::internal(&std::io::Error::other(
-                    "idempotency record without its entry",
-                ))
-            })?;
+        .ok_or_else(|| broken("idempotency record without its entry"))?;
         return Ok(MutationResult {
             balance: entry.balance_after,
             entry,
@@ -70,6 +64,7 @@ pub(super) async fn apply(
         transaction,
         uid: &uid,
         balance: stored_balance,
+        held: held?,
         now,
         created: Vec::new(),
     };
@@ -174,7 +169,10 @@ pub(super) async fn apply(
             key,
             mutation.kind.operation(),
             &mutation.request_digest,
-            entry.entry_id
+            Recorded {
+                entry_id: Some(entry.entry_id),
+                hold_id: None,
+            },
         ),
         store::ledger::set_balance(transaction, &uid, ledger.balance),
     );
@@ -193,6 +191,8 @@ pub(super) struct Ledger<'a, 't> {
     pub(super) transaction: &'a Transaction<'t>,
     pub(super) uid: &'a str,
     pub(super) balance: i64,
+    /// Points reserved by the uid's active holds: a debit may not take them (a capture sets 0: it takes its own).
+    pub(super) held: i64,
     pub(super) now: DateTime<Utc>,
     pub(super) created: Vec<i64>,
 }
@@ -209,6 +209,11 @@ impl Ledger<'_, '_> {
         self.balance = balance_after;
         self.created.push(row.entry_id);
         Ok(row)
+    }
+
+    /// What a debit may take: the balance less what active holds reserve.
+    fn available(&self) -> i64 {
+        self.balance.saturating_sub(self.held)
     }
 
     /// Writes one `expire` entry per expired lot remainder of this uid.
@@ -254,14 +259,14 @@ impl Ledger<'_, '_> {
     }
 
     /// Takes points from the lots that expire first (never-expiring last).
-    async fn debit(
+    pub(super) async fn debit(
         &mut self,
         points: i64,
         entry: NewEntry<'_>,
         key: &str,
     ) -> Result<Entry, ApplyError> {
-        if self.balance < points {
-            return Err(insufficient(self.balance, points).into());
+        if self.available() < points {
+            return Err(insufficient(self.available(), points).into());
         }
         let row = self
             .append(
@@ -346,6 +351,18 @@ impl Ledger<'_, '_> {
                 )
                 .into());
             }
+            if self.available() < target.delta {
+                return Err(ServiceError::new(
+                    ErrorCode::InsufficientPoints,
+                    format!(
+                        "{} of the {} points of entry {} are reserved by holds",
+                        target.delta - self.available().max(0),
+                        target.delta,
+                        target.entry_id
+                    ),
+                )
+                .into());
+            }
             store::ledger::set_lot_remaining(self.transaction, lot.lot_id, 0).await?;
             self.append(-target.delta, entry).await
         } else {
@@ -359,9 +376,31 @@ impl Ledger<'_, '_> {
     }
 }
 
-pub(super) fn insufficient(balance: i64, wanted: i64) -> ServiceError {
+/// INSUFFICIENT_POINTS for a debit of `wanted` when only `available` points (the balance less held points) are
+/// there.
+pub(super) fn insufficient(available: i64, wanted: i64) -> ServiceError {
     ServiceError::new(
         ErrorCode::InsufficientPoints,
-        format!("balance {balance} is less than the {wanted} points requested"),
+        format!("available balance {available} is less than the {wanted} points requested"),
     )
+}
+
+/// Same key: the same operation with the same request is a replay (Ok); anything else is IDEMPOTENCY_CONFLICT.
+pub(super) fn check_replay(
+    record: &IdempotencyRow,
+    operation: &str,
+    request_digest: &str,
+) -> Result<(), ServiceError> {
+    if record.operation != operation || record.request_digest != request_digest {
+        return Err(ServiceError::new(
+            ErrorCode::IdempotencyConflict,
+            "idempotency_key was already used for a different request",
+        ));
+    }
+    Ok(())
+}
+
+/// An internal fault: stored data that contradicts itself.
+pub(super) fn broken(what: &'static str) -> ServiceError {
+    ServiceError::internal(&std::io::Error::other(what))
 }

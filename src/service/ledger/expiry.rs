@@ -1,4 +1,4 @@
-//! The expiry sweep: writes off expired lots of uids no request touches.
+//! The expiry sweep: writes off expired lots of uids no request touches, and closes expired holds.
 
 use chrono::Utc;
 
@@ -37,6 +37,8 @@ pub async fn sweep_expired(
             transaction: &transaction,
             uid: &uid,
             balance,
+            // Writing off expired lots takes nothing that holds reserve: expired points are no one's.
+            held: 0,
             now,
             created: Vec::new(),
         };
@@ -53,25 +55,10 @@ pub async fn sweep_expired(
         return Ok(0);
     }
     let record = crate::call::NewRecord {
-        chain: crate::call::Chain::Merchant(schema.clone()),
-        occurred_at,
-        merchant_id: Some(merchant_id),
-        key_id: None,
-        key_prefix: None,
-        transport: crate::call::Transport::System,
         method: SWEEP_AUDIT_METHOD.to_owned(),
-        request_id: uuid::Uuid::new_v4().to_string(),
-        request_digest: String::new(),
-        outcome: crate::call::Outcome::Ok,
-        latency_us: crate::call::elapsed_us(started),
         entry_ids: created.clone(),
-        uid: None,
-        amount: None,
-        currency: None,
-        rule_code: None,
-        rule_version: None,
         points: Some(created.len() as i64),
-        unless_committed: None,
+        ..crate::call::NewRecord::for_system(schema, merchant_id, occurred_at, started)
     };
     store::audit::insert_one(&*transaction, &record).await?;
     transaction.commit().await?;
@@ -104,6 +91,13 @@ pub async fn run_expiry_sweeper(
                 Ok(written) => tracing::info!(%merchant_id, written, "expired lots written off"),
                 Err(error) => {
                     tracing::warn!(%merchant_id, %error, "expiry sweep failed for tenant")
+                }
+            }
+            match super::sweep_expired_holds(&services, merchant_id, batch_size).await {
+                Ok(0) => {}
+                Ok(closed) => tracing::info!(%merchant_id, closed, "expired holds closed"),
+                Err(error) => {
+                    tracing::warn!(%merchant_id, %error, "hold expiry sweep failed for tenant")
                 }
             }
         }

@@ -258,7 +258,8 @@ async fn apply_batch(
     let statement = client
         .prepare_typed_cached(
             &format!(
-                "SELECT * FROM {}.ledger_apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                // The fast path writes no entry of a hold (captures take the ordinary path): hold_id is NULL.
+                "SELECT *, NULL::bigint AS hold_id FROM {}.ledger_apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
                  $14, $15, $16, $17, $18)",
                 schema.quoted()
             ),

@@ -1,4 +1,4 @@
-//! The points ledger (SPEC §5): earn, spend, adjust, reverse, batch, reads, and the expiry sweep.
+//! The points ledger (SPEC §5, §12): earn, spend, adjust, reverse, holds, batch, reads, and the expiry sweep.
 //!
 //! Correctness rests on three rules:
 //! 1. Every mutation of a uid first locks that uid's `accounts` row (`lock_account`), so concurrent requests on
@@ -15,10 +15,11 @@
 //!
 //! The module is split by concern: `apply` (one mutation inside a transaction: the operations over lots),
 //! `lanes` (the fast path: concurrent earns, spends and adjusts of one tenant coalesced into one statement and one
-//! commit), `expiry` (the sweeper) and `reads`.
+//! commit), `holds` (reserve, capture, void: SPEC §12), `expiry` (the sweepers) and `reads`.
 
 mod apply;
 mod expiry;
+mod holds;
 pub mod lanes;
 mod reads;
 
@@ -34,6 +35,11 @@ use crate::{
 };
 use apply::apply;
 pub use expiry::{SWEEP_AUDIT_METHOD, run_expiry_sweeper, sweep_expired};
+use holds::apply_hold;
+pub use holds::{
+    HOLD_SWEEP_AUDIT_METHOD, HoldMutation, HoldOperation, HoldResult, get_hold, list_holds,
+    mutate_hold, sweep_expired_holds,
+};
 pub use reads::*;
 
 /// How many times a unit of work is retried after a deadlock, serialization failure or idempotency race.
@@ -189,23 +195,99 @@ pub async fn mutate(
         }
         return Ok(applied.result);
     }
-    mutate_alone(services, call, mutation).await
+    mutate_ledger_alone(services, call, mutation).await
+}
+
+/// One operation of the ledger: an entry-writing mutation or a hold operation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Operation {
+    Ledger(Mutation),
+    Hold(HoldMutation),
+}
+
+/// The result of an [`Operation`]. (Unboxed: results live for one call, at most a batch's 1,000 of them.)
+#[derive(Debug, Clone)]
+#[allow(clippy::large_enum_variant)]
+pub enum OperationResult {
+    Ledger(MutationResult),
+    Hold(HoldResult),
+}
+
+impl OperationResult {
+    fn outcome(&self) -> Outcome {
+        match self {
+            OperationResult::Ledger(result) => result.outcome,
+            OperationResult::Hold(result) => result.outcome,
+        }
+    }
+}
+
+impl Operation {
+    /// The uid whose account the operation locks, when the request names it (a capture or void finds it from
+    /// the hold: see [`Operation::hold_id`]).
+    fn uid(&self) -> Option<&Uid> {
+        match self {
+            Operation::Ledger(mutation) => mutation.kind.uid(),
+            Operation::Hold(HoldMutation {
+                kind: HoldOperation::Create { uid, .. },
+                ..
+            }) => Some(uid),
+            Operation::Hold(_) => None,
+        }
+    }
+
+    fn hold_id(&self) -> Option<i64> {
+        match self {
+            Operation::Ledger(_) => None,
+            Operation::Hold(mutation) => mutation.kind.hold_id(),
+        }
+    }
+}
+
+/// Applies one operation inside `transaction` (a transaction or a savepoint).
+async fn apply_operation(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    operation: &Operation,
+    now: chrono::DateTime<Utc>,
+) -> Result<OperationResult, ApplyError> {
+    match operation {
+        Operation::Ledger(mutation) => apply(transaction, mutation, now)
+            .await
+            .map(OperationResult::Ledger),
+        Operation::Hold(mutation) => apply_hold(transaction, mutation, now)
+            .await
+            .map(OperationResult::Hold),
+    }
 }
 
 /// Applies one mutation in a transaction of its own (the ordinary path, and the fallback of the lanes).
-async fn mutate_alone(
+async fn mutate_ledger_alone(
     services: &Services,
     call: &CallContext,
     mutation: &Mutation,
 ) -> ServiceResult<MutationResult> {
+    match mutate_alone(services, call, &Operation::Ledger(mutation.clone())).await? {
+        OperationResult::Ledger(result) => Ok(result),
+        OperationResult::Hold(_) => Err(ServiceError::internal(&std::io::Error::other(
+            "a ledger mutation answered a hold",
+        ))),
+    }
+}
+
+/// Applies one operation in a transaction of its own, with the call's audit record.
+async fn mutate_alone(
+    services: &Services,
+    call: &CallContext,
+    operation: &Operation,
+) -> ServiceResult<OperationResult> {
     let schema = &call.auth.merchant()?.schema;
     for _ in 0..ATTEMPTS_MAX {
         let mut client = services.pool.get().await?;
         let transaction = begin_tenant_transaction(&mut client, schema).await?;
-        match apply(&transaction, mutation, Utc::now()).await {
+        match apply_operation(&transaction, operation, Utc::now()).await {
             Ok(result) => {
-                note_result(call, &result);
-                if result.outcome == Outcome::Applied {
+                note_operation(call, &result);
+                if result.outcome() == Outcome::Applied {
                     crate::audit::record_in_transaction(&transaction, call).await?;
                     transaction.commit().await?;
                     services
@@ -219,6 +301,22 @@ async fn mutate_alone(
         }
     }
     Err(retries_exhausted())
+}
+
+fn note_operation(call: &CallContext, result: &OperationResult) {
+    match result {
+        OperationResult::Ledger(result) => note_result(call, result),
+        OperationResult::Hold(result) => {
+            let mut notes = call.notes();
+            notes
+                .entry_ids
+                .extend(result.created_entry_ids.iter().copied());
+            notes.uid.get_or_insert_with(|| result.hold.uid.clone());
+            if let Some(entry) = &result.entry {
+                notes.points = Some(notes.points.unwrap_or(0).saturating_add(entry.delta));
+            }
+        }
+    }
 }
 
 fn note_result(call: &CallContext, result: &MutationResult) {
@@ -237,7 +335,7 @@ fn note_result(call: &CallContext, result: &MutationResult) {
 }
 
 /// The result of one batch item.
-pub type ItemResult = ServiceResult<MutationResult>;
+pub type ItemResult = ServiceResult<OperationResult>;
 
 /// Applies up to 1,000 mutations in one transaction. Each item runs in a savepoint: with `atomic` the first
 /// failure rolls everything back and is returned (naming the item); without, a failed item is rolled back alone
@@ -246,7 +344,7 @@ pub async fn batch(
     services: &Services,
     call: &CallContext,
     atomic: bool,
-    items: &[ServiceResult<Mutation>],
+    items: &[ServiceResult<Operation>],
 ) -> ServiceResult<Vec<ItemResult>> {
     if items.is_empty() {
         return Err(ServiceError::invalid("operations must not be empty"));
@@ -265,17 +363,26 @@ pub async fn batch(
         ));
     }
     let schema = &call.auth.merchant()?.schema;
-    let mut uids: Vec<&Uid> = items
+    let named_uids = items
         .iter()
-        .filter_map(|item| item.as_ref().ok()?.kind.uid())
+        .filter_map(|item| item.as_ref().ok()?.uid())
+        .map(|uid| uid.as_str().to_owned());
+    let hold_ids: Vec<i64> = items
+        .iter()
+        .filter_map(|item| item.as_ref().ok()?.hold_id())
         .collect();
-    uids.sort();
-    uids.dedup();
     'attempt: for _ in 0..ATTEMPTS_MAX {
         let mut client = services.pool.get().await?;
         let mut transaction = begin_tenant_transaction(&mut client, schema).await?;
+        // The uids of the holds captured or voided are locked up front with the others, in the same order.
+        let mut uids: Vec<String> = named_uids.clone().collect();
+        if !hold_ids.is_empty() {
+            uids.extend(store::holds::uids_of(&transaction, &hold_ids).await?);
+        }
+        uids.sort();
+        uids.dedup();
         for uid in &uids {
-            if let Err(error) = store::ledger::lock_account(&transaction, uid.as_str()).await {
+            if let Err(error) = store::ledger::lock_account(&transaction, uid).await {
                 match ApplyError::from(error) {
                     ApplyError::Retry => continue 'attempt,
                     ApplyError::Service(error) => return Err(error),
@@ -285,15 +392,15 @@ pub async fn batch(
         let now = Utc::now();
         let mut results = Vec::with_capacity(items.len());
         for (index, item) in items.iter().enumerate() {
-            let mutation = match item {
-                Ok(mutation) => mutation,
+            let operation = match item {
+                Ok(operation) => operation,
                 Err(error) => {
                     results.push(Err(error.clone()));
                     continue;
                 }
             };
             let savepoint = transaction.transaction().await?;
-            match apply(&savepoint, mutation, now).await {
+            match apply_operation(&savepoint, operation, now).await {
                 Ok(result) => {
                     savepoint.commit().await?;
                     results.push(Ok(result));
@@ -313,12 +420,12 @@ pub async fn batch(
             }
         }
         for result in results.iter().flatten() {
-            note_result(call, result);
+            note_operation(call, result);
         }
         let wrote_anything = results
             .iter()
             .flatten()
-            .any(|result| result.outcome == Outcome::Applied);
+            .any(|result| result.outcome() == Outcome::Applied);
         if wrote_anything {
             crate::audit::record_in_transaction(&transaction, call).await?;
             transaction.commit().await?;

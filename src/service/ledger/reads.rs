@@ -35,15 +35,45 @@ pub async fn get_entry(
     entry.ok_or_else(|| ServiceError::not_found(format!("entry {entry_id} not found")))
 }
 
-/// A uid's balance and the points that expire within 30 days.
+/// A uid's balance, what its holds reserve, and the points that expire within 30 days.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Account {
     pub uid: String,
     pub balance: i64,
-    /// Points reserved by active holds: none until holds exist (SPEC §12).
+    /// Points reserved by active, unexpired holds (SPEC §12).
     pub held: i64,
-    /// `balance - held`.
+    /// `balance - held`, never shown below 0: expiry may take points a hold reserved (a hold does not stop its
+    /// points expiring), and then nothing is available.
     pub available: i64,
     pub expiring: Vec<(i64, DateTime<Utc>)>,
+}
+
+/// The available points of a balance and what holds reserve of it.
+pub fn available(balance: i64, held: i64) -> i64 {
+    balance.saturating_sub(held).max(0)
+}
+
+/// The account of `uid` as seen inside `transaction` at `now`.
+pub(super) async fn account_in(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    uid: &str,
+    now: DateTime<Utc>,
+) -> Result<Account, tokio_postgres::Error> {
+    let until = now + Duration::days(EXPIRING_WINDOW_DAYS);
+    // Independent reads: issued together, tokio-postgres pipelines them in one round trip.
+    let (balance, held, expiring) = tokio::join!(
+        store::ledger::current_balance(transaction, uid),
+        store::holds::held_points(transaction, uid, now),
+        store::ledger::expiring(transaction, uid, until),
+    );
+    let (balance, held) = (balance?, held?);
+    Ok(Account {
+        uid: uid.to_owned(),
+        balance,
+        held,
+        available: available(balance, held),
+        expiring: expiring?,
+    })
 }
 
 pub async fn get_account(
@@ -55,17 +85,9 @@ pub async fn get_account(
     call.notes().uid = Some(uid.as_str().to_owned());
     let mut client = services.pool.get().await?;
     let transaction = begin_tenant_transaction(&mut client, &call.auth.merchant()?.schema).await?;
-    let balance = store::ledger::current_balance(&transaction, uid.as_str()).await?;
-    let until = Utc::now() + Duration::days(EXPIRING_WINDOW_DAYS);
-    let expiring = store::ledger::expiring(&transaction, uid.as_str(), until).await?;
+    let account = account_in(&transaction, uid.as_str(), Utc::now()).await?;
     transaction.commit().await?;
-    Ok(Account {
-        uid: uid.as_str().to_owned(),
-        balance,
-        held: 0,
-        available: balance,
-        expiring,
-    })
+    Ok(account)
 }
 
 /// The order of the account list.
@@ -106,7 +128,7 @@ pub struct ListAccounts<'a> {
     pub page_token: &'a str,
 }
 
-/// An account of the list, with what holds reserve (nothing until holds exist: SPEC §12).
+/// An account of the list, with what holds reserve (SPEC §12).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccountSummary {
     pub uid: String,
@@ -177,8 +199,8 @@ pub async fn list_accounts(
         .map(|(row, _)| AccountSummary {
             uid: row.uid,
             balance: row.balance,
-            held: 0,
-            available: row.balance,
+            held: row.held,
+            available: available(row.balance, row.held),
             updated_at: row.updated_at,
         })
         .collect();

@@ -1,0 +1,237 @@
+-- Holds (SPEC §12): points reserved for a later capture (a spend) or void. A hold never changes the balance; it
+-- lowers `available = balance - Σ points of active, unexpired holds`, which spends, negative adjusts, reversals
+-- of credits and new holds must respect. Every change of a hold happens under its uid's account lock, like every
+-- other mutation of that uid, so the sum of a uid's active holds cannot move while a debit is being checked.
+
+CREATE TABLE holds (
+    hold_id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    uid text NOT NULL,
+    points bigint NOT NULL CHECK (points > 0),
+    captured_points bigint NOT NULL DEFAULT 0 CHECK (captured_points >= 0 AND captured_points <= points),
+    -- 'active' past expires_at counts as expired at once (readers and writers compare with now); the sweeper
+    -- then writes 'expired' with closed_at = expires_at.
+    status text NOT NULL DEFAULT 'active' CHECK (status IN ('active', 'captured', 'voided', 'expired')),
+    expires_at timestamptz NOT NULL,
+    reference text,
+    description text,
+    metadata jsonb NOT NULL DEFAULT '{}'::jsonb,
+    idempotency_key text NOT NULL,
+    -- The spend entry a capture wrote.
+    capture_entry_id bigint REFERENCES entries (entry_id),
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
+    closed_at timestamptz,
+    CHECK ((status = 'active') = (closed_at IS NULL)),
+    CHECK ((status = 'captured') = (capture_entry_id IS NOT NULL)),
+    CHECK (status = 'captured' OR captured_points = 0)
+);
+-- What a uid's active holds reserve (every debit sums them under the account lock).
+CREATE INDEX holds_active_by_uid ON holds (uid, expires_at) WHERE status = 'active';
+-- The sweeper's work list.
+CREATE INDEX holds_active_by_expiry ON holds (expires_at) WHERE status = 'active';
+-- A uid's holds, newest first (ListHolds).
+CREATE INDEX holds_uid_created ON holds (uid, created_at DESC, hold_id DESC);
+
+-- The spend entry of a capture names its hold. No foreign key: entries is append-only and large, and the hold
+-- row is written in the same transaction as the entry.
+ALTER TABLE entries ADD COLUMN hold_id bigint;
+
+-- Idempotency records of hold operations: a new hold and a void write no entry, a capture writes one.
+ALTER TABLE idempotency_records ALTER COLUMN entry_id DROP NOT NULL;
+ALTER TABLE idempotency_records ADD COLUMN hold_id bigint REFERENCES holds (hold_id);
+ALTER TABLE idempotency_records ADD CONSTRAINT idempotency_records_result
+    CHECK (entry_id IS NOT NULL OR hold_id IS NOT NULL);
+
+-- The fast path's batch function of V5, redefined with one change: a spend or negative adjust also needs the
+-- points that active holds reserve (`v_held`), and an 'insufficient' result reports the available points in
+-- `balance_after`. Signature and result columns are unchanged. Hold operations never take this path, so an
+-- idempotency record of a hold operation only ever meets it as a different operation: a conflict.
+CREATE OR REPLACE FUNCTION ledger_apply_batch(
+    now timestamptz,
+    merchant uuid,
+    op_kind text[],
+    op_uid text[],
+    op_points bigint[],
+    op_key text[],
+    op_digest text[],
+    op_reference text[],
+    op_description text[],
+    op_metadata jsonb[],
+    op_expires_at timestamptz[],
+    audit_occurred_at timestamptz[],
+    audit_key_id uuid[],
+    audit_key_prefix text[],
+    audit_transport text[],
+    audit_method text[],
+    audit_request_id text[],
+    audit_latency_us bigint[]
+) RETURNS TABLE (
+    idx integer,
+    result text,
+    audit_id bigint,
+    created_entry_ids bigint[],
+    entry_id bigint,
+    uid text,
+    kind text,
+    delta bigint,
+    balance_after bigint,
+    idempotency_key text,
+    reference text,
+    description text,
+    metadata jsonb,
+    rule_code text,
+    rule_version integer,
+    amount numeric,
+    currency text,
+    reverses_entry_id bigint,
+    lot_id bigint,
+    expires_at timestamptz,
+    created_at timestamptz
+)
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+#variable_conflict use_column
+DECLARE
+    i integer;
+    v_uid text;
+    v_points bigint;
+    v_delta bigint;
+    v_balance bigint;
+    v_expired bigint;
+    v_held bigint;
+    v_needed bigint;
+    v_take bigint;
+    v_created bigint[];
+    v_recorded record;
+    v_lot record;
+    v_entry entries%ROWTYPE;
+BEGIN
+    -- Lock every account of the batch, creating those that do not exist, in byte order.
+    INSERT INTO accounts AS a (uid)
+    SELECT DISTINCT u COLLATE "C" FROM unnest(op_uid) AS u ORDER BY 1
+    ON CONFLICT ON CONSTRAINT accounts_pkey DO UPDATE SET balance = a.balance;
+
+    FOR i IN 1 .. coalesce(array_length(op_kind, 1), 0) LOOP
+        v_uid := op_uid[i];
+        idx := i;
+        audit_id := NULL;
+        created_entry_ids := '{}';
+
+        SELECT r.operation, r.request_digest, r.entry_id INTO v_recorded
+        FROM idempotency_records AS r WHERE r.idempotency_key = op_key[i];
+        IF FOUND THEN
+            IF v_recorded.operation <> op_kind[i] OR v_recorded.request_digest <> op_digest[i] THEN
+                result := 'conflict';
+                RETURN NEXT;
+                CONTINUE;
+            END IF;
+            SELECT * INTO v_entry FROM entries AS e WHERE e.entry_id = v_recorded.entry_id;
+            result := 'replayed';
+            entry_id := v_entry.entry_id; uid := v_entry.uid; kind := v_entry.kind; delta := v_entry.delta;
+            balance_after := v_entry.balance_after; idempotency_key := v_entry.idempotency_key;
+            reference := v_entry.reference; description := v_entry.description; metadata := v_entry.metadata;
+            rule_code := v_entry.rule_code; rule_version := v_entry.rule_version; amount := v_entry.amount;
+            currency := v_entry.currency; reverses_entry_id := v_entry.reverses_entry_id;
+            lot_id := v_entry.lot_id; expires_at := v_entry.expires_at; created_at := v_entry.created_at;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+
+        v_points := op_points[i];
+        v_delta := CASE WHEN op_kind[i] = 'spend' THEN -v_points ELSE v_points END;
+        IF op_kind[i] = 'earn' AND op_expires_at[i] IS NOT NULL AND op_expires_at[i] <= now THEN
+            result := 'expired';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+
+        SELECT a.balance INTO v_balance FROM accounts AS a WHERE a.uid = v_uid;
+        SELECT coalesce(sum(l.remaining), 0) INTO v_expired
+        FROM lots AS l WHERE l.uid = v_uid AND l.remaining > 0 AND l.expires_at <= now;
+        -- V7: a debit needs enough available points: the unexpired balance less what active holds reserve.
+        v_held := 0;
+        IF v_delta < 0 THEN
+            SELECT coalesce(sum(h.points), 0) INTO v_held
+            FROM holds AS h WHERE h.uid = v_uid AND h.status = 'active' AND h.expires_at > now;
+        END IF;
+        IF v_delta < 0 AND v_balance - v_expired - v_held < -v_delta THEN
+            result := 'insufficient';
+            balance_after := v_balance - v_expired - v_held;
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+        IF v_delta > 0 AND v_delta > 9223372036854775807 - (v_balance - v_expired) THEN
+            result := 'overflow';
+            RETURN NEXT;
+            CONTINUE;
+        END IF;
+
+        -- Write off what expired, oldest expiry first.
+        IF v_expired > 0 THEN
+            FOR v_lot IN
+                SELECT l.lot_id, l.remaining, l.expires_at FROM lots AS l
+                WHERE l.uid = v_uid AND l.remaining > 0 AND l.expires_at <= now
+                ORDER BY l.expires_at, l.lot_id FOR UPDATE
+            LOOP
+                v_balance := v_balance - v_lot.remaining;
+                INSERT INTO entries AS e (uid, kind, delta, balance_after, lot_id, expires_at)
+                VALUES (v_uid, 'expire', -v_lot.remaining, v_balance, v_lot.lot_id, v_lot.expires_at)
+                RETURNING e.entry_id INTO v_take;
+                created_entry_ids := created_entry_ids || v_take;
+                UPDATE lots AS l SET remaining = 0 WHERE l.lot_id = v_lot.lot_id;
+            END LOOP;
+        END IF;
+
+        v_balance := v_balance + v_delta;
+        INSERT INTO entries AS e (uid, kind, delta, balance_after, idempotency_key, reference, description, metadata,
+                                  expires_at)
+        VALUES (v_uid, op_kind[i], v_delta, v_balance, op_key[i], op_reference[i], op_description[i],
+                coalesce(op_metadata[i], '{}'::jsonb), CASE WHEN op_kind[i] = 'earn' THEN op_expires_at[i] END)
+        RETURNING e.* INTO v_entry;
+        created_entry_ids := created_entry_ids || v_entry.entry_id;
+
+        IF v_delta > 0 THEN
+            INSERT INTO lots (uid, entry_id, points, remaining, expires_at)
+            VALUES (v_uid, v_entry.entry_id, v_delta, v_delta, v_entry.expires_at);
+        ELSE
+            v_needed := -v_delta;
+            FOR v_lot IN
+                SELECT l.lot_id, l.remaining FROM lots AS l
+                WHERE l.uid = v_uid AND l.remaining > 0 AND (l.expires_at IS NULL OR l.expires_at > now)
+                ORDER BY l.expires_at ASC NULLS LAST, l.lot_id FOR UPDATE
+            LOOP
+                EXIT WHEN v_needed = 0;
+                v_take := least(v_needed, v_lot.remaining);
+                UPDATE lots AS l SET remaining = l.remaining - v_take WHERE l.lot_id = v_lot.lot_id;
+                INSERT INTO lot_consumptions (entry_id, lot_id, points) VALUES (v_entry.entry_id, v_lot.lot_id, v_take);
+                v_needed := v_needed - v_take;
+            END LOOP;
+            IF v_needed <> 0 THEN
+                RAISE EXCEPTION 'lots of uid hold % points fewer than its balance', v_needed
+                    USING ERRCODE = 'data_corrupted';
+            END IF;
+        END IF;
+
+        UPDATE accounts AS a SET balance = v_balance, updated_at = now() WHERE a.uid = v_uid;
+        INSERT INTO idempotency_records (idempotency_key, operation, request_digest, entry_id)
+        VALUES (op_key[i], op_kind[i], op_digest[i], v_entry.entry_id);
+        INSERT INTO audit_records AS r (occurred_at, merchant_id, key_id, key_prefix, transport, method, request_id,
+                                        request_digest, outcome_code, outcome, latency_us, entry_ids, uid, points)
+        VALUES (audit_occurred_at[i], merchant, audit_key_id[i], audit_key_prefix[i], audit_transport[i],
+                audit_method[i], audit_request_id[i], op_digest[i], 0, 'OK', audit_latency_us[i],
+                created_entry_ids, v_uid, v_delta)
+        RETURNING r.audit_id INTO audit_id;
+
+        result := 'applied';
+        entry_id := v_entry.entry_id; uid := v_entry.uid; kind := v_entry.kind; delta := v_entry.delta;
+        balance_after := v_entry.balance_after; idempotency_key := v_entry.idempotency_key;
+        reference := v_entry.reference; description := v_entry.description; metadata := v_entry.metadata;
+        rule_code := NULL; rule_version := NULL; amount := NULL; currency := NULL; reverses_entry_id := NULL;
+        lot_id := NULL; expires_at := v_entry.expires_at; created_at := v_entry.created_at;
+        RETURN NEXT;
+        -- The next operation starts from clean output columns.
+        entry_id := NULL; uid := NULL; kind := NULL; delta := NULL; balance_after := NULL; idempotency_key := NULL;
+        reference := NULL; description := NULL; metadata := NULL; expires_at := NULL; created_at := NULL;
+    END LOOP;
+END;
+$$;
