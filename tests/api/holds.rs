@@ -1031,3 +1031,127 @@ async fn sixty_four_tasks_racing_holds_captures_voids_and_spends_on_one_uid_keep
         race.closings.len()
     );
 }
+
+#[tokio::test]
+async fn hold_operations_are_audited_need_their_scopes_and_show_in_the_account_list() {
+    let app = spawn_app().await;
+    let (merchant, owner_key) = app.register_merchant("audit-hold-shop").await;
+    let merchant_id = merchant.merchant_id;
+    let mut points = app.points(app.caller(&owner_key));
+    points
+        .earn(earn_request("lou", 100, &idem()))
+        .await
+        .expect("earn");
+    let captured_id = hold_of(&hold(&mut points, "lou", 30).await).hold_id.clone();
+    let entry = points
+        .capture_hold(capture_request(&captured_id, Some(10), &idem()))
+        .await
+        .expect("capture")
+        .into_inner()
+        .entry
+        .expect("entry");
+    let voided_id = hold_of(&hold(&mut points, "lou", 5).await).hold_id.clone();
+    points
+        .void_hold(void_request(&voided_id, &idem()))
+        .await
+        .expect("void");
+    let active_id = hold_of(&hold(&mut points, "lou", 20).await).hold_id.clone();
+
+    let rows = app
+        .db()
+        .await
+        .query(
+            &format!(
+                "SELECT method, uid, entry_ids, points FROM {}.audit_records \
+                 WHERE method LIKE '%Hold' AND outcome_code = 0 ORDER BY audit_id",
+                schema_of(&merchant_id)
+            ),
+            &[],
+        )
+        .await
+        .expect("audit");
+    let records: Vec<(String, String, Vec<i64>, Option<i64>)> = rows
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    let method = |name: &str| format!("/points.v1.PointsService/{name}");
+    let entry_id: i64 = entry.entry_id.parse().expect("id");
+    assert_eq!(
+        records,
+        vec![
+            (method("CreateHold"), "lou".into(), vec![], None),
+            (
+                method("CaptureHold"),
+                "lou".into(),
+                vec![entry_id],
+                Some(-10)
+            ),
+            (method("CreateHold"), "lou".into(), vec![], None),
+            (method("VoidHold"), "lou".into(), vec![], None),
+            (method("CreateHold"), "lou".into(), vec![], None),
+        ]
+    );
+
+    // A read-only key reads holds but cannot create, capture or void them.
+    let reader_key = app
+        .keys(app.caller(&owner_key))
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "reader".into(),
+            scopes: vec!["points:read".into()],
+            expires_at: None,
+        })
+        .await
+        .expect("create key")
+        .into_inner()
+        .key
+        .expect("plaintext");
+    let mut reader = app.points(app.caller(&reader_key));
+    let denied = |result| assert_status(result, Code::PermissionDenied, "PERMISSION_DENIED");
+    denied(
+        reader
+            .create_hold(hold_request("lou", 1, &idem()))
+            .await
+            .map(drop),
+    );
+    denied(
+        reader
+            .capture_hold(capture_request(&active_id, None, &idem()))
+            .await
+            .map(drop),
+    );
+    denied(
+        reader
+            .void_hold(void_request(&active_id, &idem()))
+            .await
+            .map(drop),
+    );
+    let read = reader
+        .get_hold(pb::GetHoldRequest {
+            hold_id: active_id.clone(),
+        })
+        .await
+        .expect("read hold")
+        .into_inner();
+    assert_eq!(read.status, "active");
+    let listed = reader
+        .list_holds(pb::ListHoldsRequest {
+            uid: "lou".into(),
+            ..Default::default()
+        })
+        .await
+        .expect("list holds")
+        .into_inner();
+    assert_eq!(listed.items.len(), 3);
+
+    let accounts = reader
+        .list_accounts(pb::ListAccountsRequest::default())
+        .await
+        .expect("accounts")
+        .into_inner();
+    let lou = accounts
+        .items
+        .iter()
+        .find(|account| account.uid == "lou")
+        .expect("lou listed");
+    assert_eq!((lou.balance, lou.held, lou.available), (90, 20, 70));
+}

@@ -1,5 +1,6 @@
-//! Property test: random sequences of earn / spend / adjust / reverse / expire against a small in-memory model of
-//! lots and entries; after every step the server's balance and entry log must match the model.
+//! Property test: random sequences of earn / spend / adjust / reverse / expire / hold / capture / void against a
+//! small in-memory model of lots, holds and entries; after every step the server's balance, held and available
+//! points and entry log must match the model.
 
 use points::pb;
 use proptest::prelude::*;
@@ -25,6 +26,14 @@ enum Step {
     /// beyond the balance before the step are left out, so every one succeeds whatever the order; the model then
     /// applies them in the order the server did (their entry ids).
     Together(Vec<(bool, i64, bool)>),
+    /// Reserve points (SPEC §12).
+    Hold(i64),
+    /// Capture the n-th hold (modulo their count), whole (None) or in part.
+    Capture(usize, Option<i64>),
+    /// Void the n-th hold.
+    Void(usize),
+    /// Make the n-th hold expire (behind the service's back) and sweep.
+    ExpireHold(usize),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -35,6 +44,10 @@ fn step() -> impl Strategy<Value = Step> {
         2 => any::<usize>().prop_map(Step::Reverse),
         1 => any::<usize>().prop_map(Step::Expire),
         2 => proptest::collection::vec((any::<bool>(), 1i64..40, any::<bool>()), 2..10).prop_map(Step::Together),
+        2 => (1i64..60).prop_map(Step::Hold),
+        2 => (any::<usize>(), proptest::option::of(1i64..40)).prop_map(|(n, points)| Step::Capture(n, points)),
+        1 => any::<usize>().prop_map(Step::Void),
+        1 => any::<usize>().prop_map(Step::ExpireHold),
     ]
 }
 
@@ -62,10 +75,18 @@ struct ModelEntry {
     reversed: bool,
 }
 
+#[derive(Debug, Clone)]
+struct ModelHold {
+    id: String,
+    points: i64,
+    active: bool,
+}
+
 #[derive(Default)]
 struct Model {
     balance: i64,
     lots: Vec<Lot>,
+    holds: Vec<ModelHold>,
     entries: Vec<ModelEntry>,
     dated_count: usize,
     /// Expire steps taken so far.
@@ -73,6 +94,20 @@ struct Model {
 }
 
 impl Model {
+    /// Points reserved by active holds.
+    fn held(&self) -> i64 {
+        self.holds
+            .iter()
+            .filter(|hold| hold.active)
+            .map(|hold| hold.points)
+            .sum()
+    }
+
+    /// What a spend, a negative adjust, a credit's reversal or a new hold may take.
+    fn available(&self) -> i64 {
+        self.balance - self.held()
+    }
+
     fn spend_order(&self) -> Vec<usize> {
         let mut open: Vec<usize> = (0..self.lots.len())
             .filter(|&i| self.lots[i].remaining > 0 && !self.lots[i].expired)
@@ -185,9 +220,9 @@ async fn run(
                         })
                         .await
                 };
-                if model.balance < wanted {
+                if model.available() < wanted {
                     let status = result.expect_err("insufficient");
-                    prop_assert_eq!(status.code(), Code::FailedPrecondition);
+                    prop_assert_eq!(reason(&status), "INSUFFICIENT_POINTS");
                 } else {
                     let response = result
                         .map_err(|s| TestCaseError::fail(format!("debit: {s:?}")))?
@@ -256,7 +291,8 @@ async fn run(
                     prop_assert_eq!(result.expect_err("twice").code(), Code::AlreadyExists);
                 } else if let Some(lot) = target.lot {
                     let intact = model.lots[lot].remaining == model.lots[lot].points
-                        && !model.lots[lot].expired;
+                        && !model.lots[lot].expired
+                        && model.available() >= target.delta;
                     if !intact {
                         prop_assert_eq!(
                             result.expect_err("spent").code(),
@@ -346,7 +382,7 @@ async fn run(
                 }
             }
             Step::Together(operations) => {
-                let mut budget = model.balance;
+                let mut budget = model.available();
                 let mut calls = Vec::new();
                 for (spend, amount, expiring) in operations {
                     if spend {
@@ -423,6 +459,109 @@ async fn run(
                     }
                 }
             }
+            Step::Hold(amount) => {
+                let result = points
+                    .create_hold(pb::CreateHoldRequest {
+                        uid: uid.into(),
+                        points: amount,
+                        idempotency_key: idem(),
+                        ..Default::default()
+                    })
+                    .await;
+                if model.available() < amount {
+                    prop_assert_eq!(reason(&result.expect_err("held")), "INSUFFICIENT_POINTS");
+                } else {
+                    let hold = result
+                        .map_err(|s| TestCaseError::fail(format!("hold: {s:?}")))?
+                        .into_inner()
+                        .hold
+                        .expect("hold");
+                    model.holds.push(ModelHold {
+                        id: hold.hold_id,
+                        points: amount,
+                        active: true,
+                    });
+                }
+            }
+            Step::Capture(n, part) => {
+                if model.holds.is_empty() {
+                    continue;
+                }
+                let index = n % model.holds.len();
+                let hold = model.holds[index].clone();
+                let result = points
+                    .capture_hold(pb::CaptureHoldRequest {
+                        hold_id: hold.id.clone(),
+                        idempotency_key: idem(),
+                        points: part,
+                    })
+                    .await;
+                let wanted = part.unwrap_or(hold.points);
+                if !hold.active {
+                    prop_assert_eq!(reason(&result.expect_err("closed")), "HOLD_NOT_ACTIVE");
+                } else if wanted > hold.points {
+                    prop_assert_eq!(reason(&result.expect_err("too much")), "INVALID_ARGUMENT");
+                } else if model.balance < wanted {
+                    // Expiry took points the hold reserved: a capture takes only unexpired points.
+                    prop_assert_eq!(reason(&result.expect_err("expired")), "INSUFFICIENT_POINTS");
+                } else {
+                    let entry = result
+                        .map_err(|s| TestCaseError::fail(format!("capture: {s:?}")))?
+                        .into_inner()
+                        .entry
+                        .expect("entry");
+                    prop_assert_eq!(entry.hold_id.as_deref(), Some(hold.id.as_str()));
+                    model.holds[index].active = false;
+                    let taken = model.debit(wanted);
+                    model.entries.push(ModelEntry {
+                        id: entry.entry_id,
+                        kind: "spend",
+                        delta: -wanted,
+                        lot: None,
+                        taken,
+                        reversed: false,
+                    });
+                }
+            }
+            Step::Void(n) => {
+                if model.holds.is_empty() {
+                    continue;
+                }
+                let index = n % model.holds.len();
+                let result = points
+                    .void_hold(pb::VoidHoldRequest {
+                        hold_id: model.holds[index].id.clone(),
+                        idempotency_key: idem(),
+                    })
+                    .await;
+                if model.holds[index].active {
+                    result.map_err(|s| TestCaseError::fail(format!("void: {s:?}")))?;
+                    model.holds[index].active = false;
+                } else {
+                    prop_assert_eq!(reason(&result.expect_err("closed")), "HOLD_NOT_ACTIVE");
+                }
+            }
+            Step::ExpireHold(n) => {
+                if model.holds.is_empty() {
+                    continue;
+                }
+                let index = n % model.holds.len();
+                let hold_id: i64 = model.holds[index].id.parse().expect("id");
+                db.execute(
+                    &format!("UPDATE {schema}.holds SET expires_at = now() - interval '1 second' WHERE hold_id = $1 AND status = 'active'"),
+                    &[&hold_id],
+                )
+                .await
+                .expect("expire hold");
+                model.holds[index].active = false;
+                points::service::ledger::sweep_expired_holds(
+                    &app.services,
+                    merchant_id.parse().expect("uuid"),
+                    1000,
+                )
+                .await
+                .expect("sweep holds");
+            }
             Step::Spend(_) => unreachable!("handled above"),
         }
         let account = points
@@ -431,6 +570,8 @@ async fn run(
             .expect("account")
             .into_inner();
         prop_assert_eq!(account.balance, model.balance);
+        prop_assert_eq!(account.held, model.held());
+        prop_assert_eq!(account.available, model.available().max(0));
         let rows = db
             .query(
                 &format!(
@@ -449,6 +590,11 @@ async fn run(
         prop_assert_eq!(actual, expected);
     }
     Ok(())
+}
+
+/// The SPEC reason of an error status.
+fn reason(status: &tonic::Status) -> &'static str {
+    points_api::ErrorCode::of_status(status).reason()
 }
 
 #[test]
