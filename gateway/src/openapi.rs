@@ -50,6 +50,7 @@ A request running past the gateway's timeout, and a points service that cannot b
         (name = "merchants", description = "Platform administration (scope `admin`) and the calling key."),
         (name = "api-keys", description = "API keys (scope `keys:manage`)."),
         (name = "points", description = "The points ledger (scopes `points:read`, `points:write`)."),
+        (name = "holds", description = "Holds: reserve points, then capture or void them (scopes `points:read`, `points:write`)."),
         (name = "rules", description = "Conversion rules (scopes `rules:read`, `rules:write`)."),
         (name = "audit", description = "The tamper-evident audit trail (scope `audit:read`)."),
         (name = "reports", description = "The points liability report (scope `points:read`)."),

@@ -190,6 +190,44 @@ async fn every_error_a_request_can_produce_has_the_same_code_status_and_reason_o
     assert_row(ErrorCode::NoApplicableRule, rest, grpc);
     covered.push(ErrorCode::NoApplicableRule);
 
+    // HOLD_NOT_ACTIVE: capturing a hold that was voided.
+    let hold_id = points()
+        .create_hold(pb::CreateHoldRequest {
+            uid: "u".into(),
+            points: 1,
+            idempotency_key: idem(),
+            ..Default::default()
+        })
+        .await
+        .expect("hold")
+        .into_inner()
+        .hold
+        .expect("hold")
+        .hold_id;
+    points()
+        .void_hold(pb::VoidHoldRequest {
+            hold_id: hold_id.clone(),
+            idempotency_key: idem(),
+        })
+        .await
+        .expect("void");
+    let rest = shop
+        .rest
+        .post(
+            &format!("/api/v1/points/holds/{hold_id}/capture"),
+            json!({"idempotency_key": idem()}),
+        )
+        .await;
+    let grpc = points()
+        .capture_hold(pb::CaptureHoldRequest {
+            hold_id,
+            idempotency_key: idem(),
+            points: None,
+        })
+        .await;
+    assert_row(ErrorCode::HoldNotActive, rest, grpc);
+    covered.push(ErrorCode::HoldNotActive);
+
     // UNAVAILABLE: the tenant's accounts locked by another session past the lock timeout.
     let db = app.db().await;
     let schema = crate::helpers::schema_of(&shop.merchant_id);

@@ -17,6 +17,7 @@ mod reports;
 mod resilience;
 mod rest;
 mod rest_audit;
+mod rest_holds;
 mod rules;
 mod scopes;
 mod spine;

@@ -295,6 +295,7 @@ pub const ENTRY_FIELDS: &[&str] = &[
     "amount",
     "currency",
     "reverses_entry_id",
+    "hold_id",
     "expires_at",
     "created_at",
 ];
@@ -330,7 +331,7 @@ pub fn page_items(data: &Value) -> Vec<Value> {
 
 /// Asserts `data` is `{entry, balance, replayed}`; returns the entry.
 #[track_caller]
-fn mutation_entry(data: &Value, balance: i64, replayed: bool) -> Value {
+pub fn mutation_entry(data: &Value, balance: i64, replayed: bool) -> Value {
     assert_fields(data, &["entry", "balance", "replayed"]);
     assert_eq!(data["balance"], balance, "{data}");
     assert_eq!(data["replayed"], replayed, "{data}");

@@ -214,6 +214,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/points/accounts/{uid}/holds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A uid's holds, newest first. Scope `points:read`. */
+        get: operations["list_holds"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/points/adjust": {
         parameters: {
             query?: never;
@@ -241,7 +258,7 @@ export interface paths {
         get?: never;
         put?: never;
         /**
-         * Apply up to 1,000 earn / spend / adjust operations. Scope `points:write`. Always 200 when the batch was accepted;
+         * Apply up to 1,000 earn / spend / adjust / hold / capture / void operations. Scope `points:write`. Always 200 when the batch was accepted;
          *     each result carries its own `code`.
          */
         post: operations["batch"];
@@ -313,6 +330,84 @@ export interface paths {
         put?: never;
         /** Reverse an entry (each entry once). Scope `points:write`. 201 for a new entry, 200 for a replay. */
         post: operations["reverse"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/points/holds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Reserve points for a later capture or void. Scope `points:write`. 201 for a new hold, 200 for a replay;
+         *     422 INSUFFICIENT_POINTS when `available` is short.
+         */
+        post: operations["create_hold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/points/holds/{hold_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get one hold. Scope `points:read`. */
+        get: operations["get_hold"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/points/holds/{hold_id}/capture": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Capture a hold: one `spend` entry carrying `hold_id`, the whole hold or `points` of it (the rest is released).
+         *     Scope `points:write`. 201 for a new capture, 200 for a replay; 422 HOLD_NOT_ACTIVE for a captured, voided or
+         *     expired hold; 422 INSUFFICIENT_POINTS when the held points expired meanwhile.
+         */
+        post: operations["capture_hold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/points/holds/{hold_id}/void": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Void a hold: its points are available again. Scope `points:write`. 422 HOLD_NOT_ACTIVE for a captured, voided
+         *     or expired hold.
+         */
+        post: operations["void_hold"];
         delete?: never;
         options?: never;
         head?: never;
@@ -689,6 +784,8 @@ export interface components {
             /** @description The operations, applied in order. */
             operations: components["schemas"]["BatchOperationBody"][];
         };
+        /** @description The result of one batch operation: an entry's (earn, spend, adjust) or a hold's (hold, capture, void). */
+        BatchItemData: components["schemas"]["MutationResult"] | components["schemas"]["HoldResult"];
         /** @description The result of one batch operation. */
         BatchItemResult: {
             /**
@@ -697,7 +794,7 @@ export interface components {
              * @example 0
              */
             code: number;
-            data?: components["schemas"]["MutationResult"] | null;
+            data?: components["schemas"]["BatchItemData"] | null;
             /**
              * Format: int32
              * @description The operation's position in the request, from 0.
@@ -817,6 +914,76 @@ export interface components {
              * @example user-42
              */
             uid: string;
+        } | {
+            /**
+             * @description Free text for the hold and its capture's entry.
+             * @example Checkout, awaiting shipment
+             */
+            description?: string | null;
+            /**
+             * Format: date-time
+             * @description When the hold lapses (default 15 minutes from now, at most 30 days ahead).
+             */
+            expires_at?: string | null;
+            /**
+             * @description 1–128 characters, unique per merchant; a retry with the same key and body replays the first result.
+             * @example order-1001-hold
+             */
+            idempotency_key: string;
+            /** @description A JSON object of at most 4 KiB, carried to the capture's entry. */
+            metadata?: Record<string, never> | null;
+            /**
+             * @description The operation.
+             * @enum {string}
+             */
+            op: "hold";
+            /**
+             * Format: int64
+             * @description Points to reserve (> 0, at most `available`).
+             * @example 300
+             */
+            points: number;
+            /**
+             * @description The order the points are held for; the capture's spend entry carries it.
+             * @example order-1001
+             */
+            reference?: string | null;
+            /**
+             * @description The merchant's end-user id, 1–128 printable characters.
+             * @example user-42
+             */
+            uid: string;
+        } | {
+            /**
+             * @description The hold to capture.
+             * @example 7
+             */
+            hold_id: string;
+            /** @description 1–128 characters, unique per merchant. */
+            idempotency_key: string;
+            /**
+             * @description The operation.
+             * @enum {string}
+             */
+            op: "capture";
+            /**
+             * Format: int64
+             * @description Points to spend; default the whole hold.
+             */
+            points?: number | null;
+        } | {
+            /**
+             * @description The hold to void.
+             * @example 7
+             */
+            hold_id: string;
+            /** @description 1–128 characters, unique per merchant. */
+            idempotency_key: string;
+            /**
+             * @description The operation.
+             * @enum {string}
+             */
+            op: "void";
         };
         /** @description The per-operation results of a batch, in request order. */
         BatchResults: {
@@ -919,6 +1086,20 @@ export interface components {
              */
             unit_amount: string;
         };
+        /** @description Spends the hold: all of it, or `points` of it (the rest is released). */
+        CaptureBody: {
+            /**
+             * @description 1–128 characters, unique per merchant.
+             * @example order-1001-capture
+             */
+            idempotency_key: string;
+            /**
+             * Format: int64
+             * @description Points to spend (> 0, at most the hold's points); default the whole hold.
+             * @example 250
+             */
+            points?: number | null;
+        };
         /** @description Creates a key. */
         CreateApiKeyBody: {
             /**
@@ -939,6 +1120,42 @@ export interface components {
              *     ]
              */
             scopes: components["schemas"]["Scope"][];
+        };
+        /** @description Reserves points: lowers `available`, not the balance. */
+        CreateHoldBody: {
+            /**
+             * @description Free text for the hold and its capture's entry.
+             * @example Checkout, awaiting shipment
+             */
+            description?: string | null;
+            /**
+             * Format: date-time
+             * @description When the hold lapses (default 15 minutes from now, at most 30 days ahead).
+             */
+            expires_at?: string | null;
+            /**
+             * @description 1–128 characters, unique per merchant; a retry with the same key and body replays the first result.
+             * @example order-1001-hold
+             */
+            idempotency_key: string;
+            /** @description A JSON object of at most 4 KiB, carried to the capture's entry. */
+            metadata?: Record<string, never> | null;
+            /**
+             * Format: int64
+             * @description Points to reserve (> 0, at most `available`).
+             * @example 300
+             */
+            points: number;
+            /**
+             * @description The order the points are held for; the capture's spend entry carries it.
+             * @example order-1001
+             */
+            reference?: string | null;
+            /**
+             * @description The merchant's end-user id, 1–128 printable characters.
+             * @example user-42
+             */
+            uid: string;
         };
         /** @description Credits points: either `points`, or `amount` + `currency` (+ `rule_code`, default "default") converted by a rule. */
         EarnBody: {
@@ -1032,6 +1249,8 @@ export interface components {
              * @description When the points of this earn expire; null for never.
              */
             expires_at?: string | null;
+            /** @description For the spend entry of a hold's capture, the hold. */
+            hold_id?: string | null;
             /**
              * @description The idempotency key of the request that wrote the entry.
              * @example order-1001-earn
@@ -1427,6 +1646,8 @@ export interface components {
                  * @description When the points of this earn expire; null for never.
                  */
                 expires_at?: string | null;
+                /** @description For the spend entry of a hold's capture, the hold. */
+                hold_id?: string | null;
                 /**
                  * @description The idempotency key of the request that wrote the entry.
                  * @example order-1001-earn
@@ -1484,6 +1705,108 @@ export interface components {
                  * @example ok
                  */
                 status: string;
+            };
+            /**
+             * @description Always "OK" on success.
+             * @example OK
+             */
+            message: string;
+        };
+        /** @description The success envelope. */
+        Envelope_Hold: {
+            /**
+             * Format: int32
+             * @description Always 0 on success.
+             * @example 0
+             */
+            code: number;
+            /** @description Points reserved for a later capture or void. */
+            data: {
+                /** @description The spend entry the capture wrote. */
+                capture_entry_id?: string | null;
+                /**
+                 * Format: int64
+                 * @description Points the capture spent (0 unless captured; less than `points` for a partial capture).
+                 * @example 0
+                 */
+                captured_points: number;
+                /**
+                 * Format: date-time
+                 * @description When it was captured, voided or expired; null while active.
+                 */
+                closed_at?: string | null;
+                /**
+                 * Format: date-time
+                 * @description When the hold was created.
+                 */
+                created_at?: string | null;
+                /** @description Free text. */
+                description?: string | null;
+                /**
+                 * Format: date-time
+                 * @description When the hold lapses by itself if neither captured nor voided.
+                 */
+                expires_at?: string | null;
+                /**
+                 * @description The hold's id.
+                 * @example 7
+                 */
+                hold_id: string;
+                /**
+                 * @description The idempotency key of the request that created the hold.
+                 * @example order-1001-hold
+                 */
+                idempotency_key: string;
+                /** @description The JSON object given with the request (`{}` when none); the capture's entry carries it. */
+                metadata: Record<string, never>;
+                /**
+                 * Format: int64
+                 * @description Points reserved.
+                 * @example 300
+                 */
+                points: number;
+                /**
+                 * @description The merchant's own reference, e.g. an order number.
+                 * @example order-1001
+                 */
+                reference?: string | null;
+                /**
+                 * @description "active", "captured", "voided" or "expired" (an active hold past `expires_at` reads as expired at once).
+                 * @example active
+                 */
+                status: string;
+                /**
+                 * @description The merchant's end-user id.
+                 * @example user-42
+                 */
+                uid: string;
+            };
+            /**
+             * @description Always "OK" on success.
+             * @example OK
+             */
+            message: string;
+        };
+        /** @description The success envelope. */
+        Envelope_HoldResult: {
+            /**
+             * Format: int32
+             * @description Always 0 on success.
+             * @example 0
+             */
+            code: number;
+            /** @description The result of creating, capturing or voiding a hold. */
+            data: {
+                /** @description The uid's account after the operation: `held` and `available` include the change. */
+                account: components["schemas"]["Account"];
+                entry?: components["schemas"]["Entry"] | null;
+                /** @description The hold after the operation (for a replay: as it is now). */
+                hold: components["schemas"]["Hold"];
+                /**
+                 * @description True when this is the stored result of an earlier request with the same idempotency key.
+                 * @example false
+                 */
+                replayed: boolean;
             };
             /**
              * @description Always "OK" on success.
@@ -1920,6 +2243,8 @@ export interface components {
                      * @description When the points of this earn expire; null for never.
                      */
                     expires_at?: string | null;
+                    /** @description For the spend entry of a hold's capture, the hold. */
+                    hold_id?: string | null;
                     /**
                      * @description The idempotency key of the request that wrote the entry.
                      * @example order-1001-earn
@@ -1950,6 +2275,89 @@ export interface components {
                      * @example 3
                      */
                     rule_version?: number | null;
+                    /**
+                     * @description The merchant's end-user id.
+                     * @example user-42
+                     */
+                    uid: string;
+                }[];
+                /**
+                 * @description Pass as `page_token` to get the next page; null when this is the last page.
+                 * @example eyJvIjo1MH0
+                 */
+                next_page_token?: string | null;
+            };
+            /**
+             * @description Always "OK" on success.
+             * @example OK
+             */
+            message: string;
+        };
+        /** @description The success envelope. */
+        Envelope_Page_Hold: {
+            /**
+             * Format: int32
+             * @description Always 0 on success.
+             * @example 0
+             */
+            code: number;
+            /** @description One page of a list: `{items, next_page_token}`; `next_page_token` is null on the last page. */
+            data: {
+                /** @description The items of this page. */
+                items: {
+                    /** @description The spend entry the capture wrote. */
+                    capture_entry_id?: string | null;
+                    /**
+                     * Format: int64
+                     * @description Points the capture spent (0 unless captured; less than `points` for a partial capture).
+                     * @example 0
+                     */
+                    captured_points: number;
+                    /**
+                     * Format: date-time
+                     * @description When it was captured, voided or expired; null while active.
+                     */
+                    closed_at?: string | null;
+                    /**
+                     * Format: date-time
+                     * @description When the hold was created.
+                     */
+                    created_at?: string | null;
+                    /** @description Free text. */
+                    description?: string | null;
+                    /**
+                     * Format: date-time
+                     * @description When the hold lapses by itself if neither captured nor voided.
+                     */
+                    expires_at?: string | null;
+                    /**
+                     * @description The hold's id.
+                     * @example 7
+                     */
+                    hold_id: string;
+                    /**
+                     * @description The idempotency key of the request that created the hold.
+                     * @example order-1001-hold
+                     */
+                    idempotency_key: string;
+                    /** @description The JSON object given with the request (`{}` when none); the capture's entry carries it. */
+                    metadata: Record<string, never>;
+                    /**
+                     * Format: int64
+                     * @description Points reserved.
+                     * @example 300
+                     */
+                    points: number;
+                    /**
+                     * @description The merchant's own reference, e.g. an order number.
+                     * @example order-1001
+                     */
+                    reference?: string | null;
+                    /**
+                     * @description "active", "captured", "voided" or "expired" (an active hold past `expires_at` reads as expired at once).
+                     * @example active
+                     */
+                    status: string;
                     /**
                      * @description The merchant's end-user id.
                      * @example user-42
@@ -2341,6 +2749,80 @@ export interface components {
              * @example ok
              */
             status: string;
+        };
+        /** @description Points reserved for a later capture or void. */
+        Hold: {
+            /** @description The spend entry the capture wrote. */
+            capture_entry_id?: string | null;
+            /**
+             * Format: int64
+             * @description Points the capture spent (0 unless captured; less than `points` for a partial capture).
+             * @example 0
+             */
+            captured_points: number;
+            /**
+             * Format: date-time
+             * @description When it was captured, voided or expired; null while active.
+             */
+            closed_at?: string | null;
+            /**
+             * Format: date-time
+             * @description When the hold was created.
+             */
+            created_at?: string | null;
+            /** @description Free text. */
+            description?: string | null;
+            /**
+             * Format: date-time
+             * @description When the hold lapses by itself if neither captured nor voided.
+             */
+            expires_at?: string | null;
+            /**
+             * @description The hold's id.
+             * @example 7
+             */
+            hold_id: string;
+            /**
+             * @description The idempotency key of the request that created the hold.
+             * @example order-1001-hold
+             */
+            idempotency_key: string;
+            /** @description The JSON object given with the request (`{}` when none); the capture's entry carries it. */
+            metadata: Record<string, never>;
+            /**
+             * Format: int64
+             * @description Points reserved.
+             * @example 300
+             */
+            points: number;
+            /**
+             * @description The merchant's own reference, e.g. an order number.
+             * @example order-1001
+             */
+            reference?: string | null;
+            /**
+             * @description "active", "captured", "voided" or "expired" (an active hold past `expires_at` reads as expired at once).
+             * @example active
+             */
+            status: string;
+            /**
+             * @description The merchant's end-user id.
+             * @example user-42
+             */
+            uid: string;
+        };
+        /** @description The result of creating, capturing or voiding a hold. */
+        HoldResult: {
+            /** @description The uid's account after the operation: `held` and `available` include the change. */
+            account: components["schemas"]["Account"];
+            entry?: components["schemas"]["Entry"] | null;
+            /** @description The hold after the operation (for a replay: as it is now). */
+            hold: components["schemas"]["Hold"];
+            /**
+             * @description True when this is the stored result of an earlier request with the same idempotency key.
+             * @example false
+             */
+            replayed: boolean;
         };
         /** @description Movements of one bucket and the outstanding total at its end. Movement figures are magnitudes (≥ 0). */
         LiabilityBucket: {
@@ -2854,6 +3336,14 @@ export interface components {
              * @description When this verification ran.
              */
             verified_at: string;
+        };
+        /** @description Releases the hold. */
+        VoidBody: {
+            /**
+             * @description 1–128 characters, unique per merchant.
+             * @example order-1001-void
+             */
+            idempotency_key: string;
         };
     };
     responses: {
@@ -3625,6 +4115,51 @@ export interface operations {
             503: components["responses"]["Error503"];
         };
     };
+    list_holds: {
+        parameters: {
+            query?: {
+                /** @description Items per page, 1–500 (default 50). */
+                page_size?: number;
+                /** @description The `next_page_token` of the previous page. */
+                page_token?: string;
+            };
+            header?: {
+                /** @description 1–128 visible ASCII characters; generated (a UUID) when absent or unusable. */
+                "x-request-id"?: string;
+                /** @description With an admin key: act for this merchant (like Stripe's `Stripe-Account`). */
+                "x-merchant-id"?: string;
+            };
+            path: {
+                /** @description The merchant's end-user id. */
+                uid: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of holds. */
+            200: {
+                headers: {
+                    /** @description The request id (the client's, or a generated UUID). */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_Page_Hold"];
+                };
+            };
+            400: components["responses"]["Error400"];
+            401: components["responses"]["Error401"];
+            403: components["responses"]["Error403"];
+            404: components["responses"]["Error404"];
+            409: components["responses"]["Error409"];
+            422: components["responses"]["Error422"];
+            429: components["responses"]["Error429"];
+            500: components["responses"]["Error500"];
+            501: components["responses"]["Error501"];
+            503: components["responses"]["Error503"];
+        };
+    };
     adjust: {
         parameters: {
             query?: never;
@@ -3892,6 +4427,197 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Envelope_MutationResult"];
+                };
+            };
+            400: components["responses"]["Error400"];
+            401: components["responses"]["Error401"];
+            403: components["responses"]["Error403"];
+            404: components["responses"]["Error404"];
+            409: components["responses"]["Error409"];
+            422: components["responses"]["Error422"];
+            429: components["responses"]["Error429"];
+            500: components["responses"]["Error500"];
+            501: components["responses"]["Error501"];
+            503: components["responses"]["Error503"];
+        };
+    };
+    create_hold: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1–128 visible ASCII characters; generated (a UUID) when absent or unusable. */
+                "x-request-id"?: string;
+                /** @description With an admin key: act for this merchant (like Stripe's `Stripe-Account`). */
+                "x-merchant-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CreateHoldBody"];
+            };
+        };
+        responses: {
+            /** @description Replay of an earlier request with the same idempotency key. */
+            200: {
+                headers: {
+                    /** @description The request id (the client's, or a generated UUID). */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_HoldResult"];
+                };
+            };
+            /** @description Points reserved. */
+            201: {
+                headers: {
+                    /** @description The request id (the client's, or a generated UUID). */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_HoldResult"];
+                };
+            };
+            400: components["responses"]["Error400"];
+            401: components["responses"]["Error401"];
+            403: components["responses"]["Error403"];
+            404: components["responses"]["Error404"];
+            409: components["responses"]["Error409"];
+            422: components["responses"]["Error422"];
+            429: components["responses"]["Error429"];
+            500: components["responses"]["Error500"];
+            501: components["responses"]["Error501"];
+            503: components["responses"]["Error503"];
+        };
+    };
+    get_hold: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1–128 visible ASCII characters; generated (a UUID) when absent or unusable. */
+                "x-request-id"?: string;
+                /** @description With an admin key: act for this merchant (like Stripe's `Stripe-Account`). */
+                "x-merchant-id"?: string;
+            };
+            path: {
+                /** @description The hold's id. */
+                hold_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The hold. */
+            200: {
+                headers: {
+                    /** @description The request id (the client's, or a generated UUID). */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_Hold"];
+                };
+            };
+            400: components["responses"]["Error400"];
+            401: components["responses"]["Error401"];
+            403: components["responses"]["Error403"];
+            404: components["responses"]["Error404"];
+            409: components["responses"]["Error409"];
+            422: components["responses"]["Error422"];
+            429: components["responses"]["Error429"];
+            500: components["responses"]["Error500"];
+            501: components["responses"]["Error501"];
+            503: components["responses"]["Error503"];
+        };
+    };
+    capture_hold: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1–128 visible ASCII characters; generated (a UUID) when absent or unusable. */
+                "x-request-id"?: string;
+                /** @description With an admin key: act for this merchant (like Stripe's `Stripe-Account`). */
+                "x-merchant-id"?: string;
+            };
+            path: {
+                /** @description The hold to capture. */
+                hold_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CaptureBody"];
+            };
+        };
+        responses: {
+            /** @description Replay of an earlier request with the same idempotency key. */
+            200: {
+                headers: {
+                    /** @description The request id (the client's, or a generated UUID). */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_HoldResult"];
+                };
+            };
+            /** @description Hold captured. */
+            201: {
+                headers: {
+                    /** @description The request id (the client's, or a generated UUID). */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_HoldResult"];
+                };
+            };
+            400: components["responses"]["Error400"];
+            401: components["responses"]["Error401"];
+            403: components["responses"]["Error403"];
+            404: components["responses"]["Error404"];
+            409: components["responses"]["Error409"];
+            422: components["responses"]["Error422"];
+            429: components["responses"]["Error429"];
+            500: components["responses"]["Error500"];
+            501: components["responses"]["Error501"];
+            503: components["responses"]["Error503"];
+        };
+    };
+    void_hold: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description 1–128 visible ASCII characters; generated (a UUID) when absent or unusable. */
+                "x-request-id"?: string;
+                /** @description With an admin key: act for this merchant (like Stripe's `Stripe-Account`). */
+                "x-merchant-id"?: string;
+            };
+            path: {
+                /** @description The hold to void. */
+                hold_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["VoidBody"];
+            };
+        };
+        responses: {
+            /** @description Hold voided (or the replay of an earlier void). */
+            200: {
+                headers: {
+                    /** @description The request id (the client's, or a generated UUID). */
+                    "x-request-id"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Envelope_HoldResult"];
                 };
             };
             400: components["responses"]["Error400"];

@@ -6,6 +6,7 @@
 pub mod api_keys;
 pub mod audit;
 pub mod forward;
+pub mod holds;
 pub mod merchants;
 pub mod ops;
 pub mod points;
@@ -29,6 +30,7 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(merchants::router())
         .merge(api_keys::router())
         .merge(points::router())
+        .merge(holds::router())
         .merge(rules::router())
         .merge(reports::router())
         .merge(audit::router())

@@ -11,6 +11,7 @@ use utoipa::openapi::schema::{
     KnownFormat, ObjectBuilder, OneOfBuilder, Schema, SchemaFormat, SchemaType, Type,
 };
 
+use super::holds::{BatchCaptureBody, BatchVoidBody, CreateHoldBody, HoldResult};
 use crate::convert::{Metadata, metadata_object};
 
 /// The routes of this module.
@@ -93,6 +94,8 @@ pub struct Entry {
     pub currency: Option<String>,
     /// For a reversal, the entry it reverses.
     pub reverses_entry_id: Option<String>,
+    /// For the spend entry of a hold's capture, the hold.
+    pub hold_id: Option<String>,
     /// When the points of this earn expire; null for never.
     pub expires_at: Option<DateTime<Utc>>,
     /// When the entry was written.
@@ -116,6 +119,7 @@ impl From<pb::Entry> for Entry {
             amount: entry.amount,
             currency: entry.currency,
             reverses_entry_id: entry.reverses_entry_id,
+            hold_id: entry.hold_id,
             expires_at: from_timestamp(entry.expires_at),
             created_at: from_timestamp(entry.created_at),
         }
@@ -517,6 +521,12 @@ pub enum BatchOperationBody {
     Spend(SpendBody),
     /// An adjust.
     Adjust(AdjustBody),
+    /// A new hold.
+    Hold(CreateHoldBody),
+    /// A hold's capture.
+    Capture(BatchCaptureBody),
+    /// A hold's void.
+    Void(BatchVoidBody),
 }
 
 /// The schema is written by hand: the derived one would combine `{op}` with a body schema that forbids unknown
@@ -529,6 +539,9 @@ impl utoipa::PartialSchema for BatchOperationBody {
             ("earn", EarnBody::schema()),
             ("spend", SpendBody::schema()),
             ("adjust", AdjustBody::schema()),
+            ("hold", CreateHoldBody::schema()),
+            ("capture", BatchCaptureBody::schema()),
+            ("void", BatchVoidBody::schema()),
         ];
         variants
             .into_iter()
@@ -564,6 +577,9 @@ impl From<BatchOperationBody> for pb::BatchOperation {
             BatchOperationBody::Earn(body) => pb::batch_operation::Op::Earn(body.into()),
             BatchOperationBody::Spend(body) => pb::batch_operation::Op::Spend(body.into()),
             BatchOperationBody::Adjust(body) => pb::batch_operation::Op::Adjust(body.into()),
+            BatchOperationBody::Hold(body) => pb::batch_operation::Op::Hold(body.into()),
+            BatchOperationBody::Capture(body) => pb::batch_operation::Op::Capture(body.into()),
+            BatchOperationBody::Void(body) => pb::batch_operation::Op::Void(body.into()),
         };
         pb::BatchOperation { op: Some(op) }
     }
@@ -605,7 +621,18 @@ pub struct BatchItemResult {
     #[schema(example = "OK")]
     pub reason: String,
     /// The operation's result on success, null on error.
-    pub data: Option<MutationResult>,
+    pub data: Option<BatchItemData>,
+}
+
+/// The result of one batch operation: an entry's (earn, spend, adjust) or a hold's (hold, capture, void).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+#[allow(clippy::large_enum_variant)] // one per batch item, serialized at once
+pub enum BatchItemData {
+    /// The result of an earn, spend or adjust.
+    Mutation(MutationResult),
+    /// The result of a hold, capture or void.
+    Hold(HoldResult),
 }
 
 /// Converts money to points with the rule in effect; writes nothing.
@@ -772,7 +799,13 @@ impl Reply<pb::BatchResponse> for BatchResults {
                     code: result.code,
                     message: result.message,
                     reason: result.reason,
-                    data: result.data.map(MutationResult::reply).transpose()?,
+                    data: match (result.data, result.hold_data) {
+                        (Some(data), _) => {
+                            Some(BatchItemData::Mutation(MutationResult::reply(data)?))
+                        }
+                        (None, Some(data)) => Some(BatchItemData::Hold(HoldResult::reply(data)?)),
+                        (None, None) => None,
+                    },
                 })
             })
             .collect::<Result<Vec<_>, ApiError>>()?;
@@ -909,7 +942,7 @@ forward! {
 }
 
 forward! {
-    /// Apply up to 1,000 earn / spend / adjust operations. Scope `points:write`. Always 200 when the batch was accepted;
+    /// Apply up to 1,000 earn / spend / adjust / hold / capture / void operations. Scope `points:write`. Always 200 when the batch was accepted;
     /// each result carries its own `code`.
     #[utoipa::path(
         post,

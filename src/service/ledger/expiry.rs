@@ -13,6 +13,38 @@ use crate::{
 /// The method name of the sweeper's own audit records (it is not an RPC; its transport is `system`).
 pub const SWEEP_AUDIT_METHOD: &str = "system/ExpirySweep";
 
+/// One sweep of one tenant: its schema, and when it began (for its audit record).
+pub(super) struct Sweep {
+    pub(super) schema: TenantSchema,
+    merchant_id: uuid::Uuid,
+    started: std::time::Instant,
+    occurred_at: chrono::DateTime<Utc>,
+}
+
+impl Sweep {
+    pub(super) fn start(merchant_id: uuid::Uuid) -> Sweep {
+        Sweep {
+            schema: TenantSchema::for_merchant(merchant_id),
+            merchant_id,
+            started: std::time::Instant::now(),
+            occurred_at: Utc::now(),
+        }
+    }
+
+    /// The sweep's audit record in its tenant's chain (transport `system`, no key), to be filled with what it did.
+    pub(super) fn record(&self, method: &str) -> crate::call::NewRecord {
+        crate::call::NewRecord {
+            method: method.to_owned(),
+            ..crate::call::NewRecord::for_system(
+                self.schema.clone(),
+                self.merchant_id,
+                self.occurred_at,
+                self.started,
+            )
+        }
+    }
+}
+
 /// Writes off expired lots of one tenant: at most `batch_size` lots' uids per call, skipping uids a request
 /// holds (that request expires them itself). Safe with several instances sweeping at once. The entries it writes
 /// are listed by one audit record of the sweep, committed with them, so they are covered by the audit chain like
@@ -22,11 +54,9 @@ pub async fn sweep_expired(
     merchant_id: uuid::Uuid,
     batch_size: i64,
 ) -> ServiceResult<usize> {
-    let schema = TenantSchema::for_merchant(merchant_id);
-    let started = std::time::Instant::now();
-    let occurred_at = Utc::now();
+    let sweep = Sweep::start(merchant_id);
     let mut client = services.pool.get().await?;
-    let transaction = begin_tenant_transaction(&mut client, &schema).await?;
+    let transaction = begin_tenant_transaction(&mut client, &sweep.schema).await?;
     let now = Utc::now();
     let mut created = Vec::new();
     for uid in store::ledger::uids_with_expired_lots(&transaction, batch_size).await? {
@@ -55,10 +85,9 @@ pub async fn sweep_expired(
         return Ok(0);
     }
     let record = crate::call::NewRecord {
-        method: SWEEP_AUDIT_METHOD.to_owned(),
         entry_ids: created.clone(),
         points: Some(created.len() as i64),
-        ..crate::call::NewRecord::for_system(schema, merchant_id, occurred_at, started)
+        ..sweep.record(SWEEP_AUDIT_METHOD)
     };
     store::audit::insert_one(&*transaction, &record).await?;
     transaction.commit().await?;

@@ -37,7 +37,7 @@ use crate::{
         holds::NewHold,
         ledger::{IdempotencyRow, NewEntry, Recorded},
     },
-    tenancy::{TenantSchema, begin_tenant_transaction},
+    tenancy::begin_tenant_transaction,
 };
 
 /// The method name of the hold sweeper's audit records (not an RPC; its transport is `system`).
@@ -356,20 +356,17 @@ pub async fn sweep_expired_holds(
     merchant_id: uuid::Uuid,
     batch_size: i64,
 ) -> ServiceResult<usize> {
-    let schema = TenantSchema::for_merchant(merchant_id);
-    let started = std::time::Instant::now();
-    let occurred_at = Utc::now();
+    let sweep = super::expiry::Sweep::start(merchant_id);
     let mut client = services.pool.get().await?;
-    let transaction = begin_tenant_transaction(&mut client, &schema).await?;
+    let transaction = begin_tenant_transaction(&mut client, &sweep.schema).await?;
     let closed = store::holds::close_expired_holds(&transaction, batch_size).await?;
     if closed.is_empty() {
         return Ok(0);
     }
     let released: i64 = closed.iter().map(|(_, points)| points).sum();
     let record = crate::call::NewRecord {
-        method: HOLD_SWEEP_AUDIT_METHOD.to_owned(),
         points: Some(released),
-        ..crate::call::NewRecord::for_system(schema, merchant_id, occurred_at, started)
+        ..sweep.record(HOLD_SWEEP_AUDIT_METHOD)
     };
     store::audit::insert_one(&*transaction, &record).await?;
     transaction.commit().await?;
