@@ -1,5 +1,6 @@
-//! Load generator for the points API: drives earn (or a mixed earn/spend workload) over gRPC or REST against a
-//! running server and prints throughput, latency percentiles and errors.
+//! Load generator for the points API: drives earn (or a mixed earn/spend workload, or earns alternating with a
+//! hold and its capture) over gRPC or REST against a running server and prints throughput, latency percentiles and
+//! errors.
 //!
 //! ```text
 //! cargo bench --bench loadgen -- --admin-key lp_live_... --concurrency 16 --duration-secs 10 --uids distinct
@@ -29,6 +30,8 @@ enum Workload {
     Earn,
     /// Two earns for every spend.
     Mixed,
+    /// An earn of 2, then a hold of 1 captured at once (one call: both requests), alternately.
+    Holds,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -160,12 +163,19 @@ async fn main() -> anyhow::Result<()> {
                 };
                 let idempotency_key = format!("{run_id}-{worker}-{call}");
                 let spend = matches!(args.workload, Workload::Mixed) && call % 3 == 2;
+                let hold = matches!(args.workload, Workload::Holds) && call % 2 == 1;
                 let began = Instant::now();
-                let outcome = match args.transport {
-                    Transport::Grpc => {
+                let outcome = match (args.transport, hold) {
+                    (Transport::Grpc, true) => {
+                        grpc_hold_capture(&mut client, &key_value, &uid, &idempotency_key).await
+                    }
+                    (Transport::Rest, true) => {
+                        rest_hold_capture(&http, &args.rest, &api_key, &uid, &idempotency_key).await
+                    }
+                    (Transport::Grpc, false) => {
                         grpc_call(&mut client, &key_value, &uid, &idempotency_key, spend).await
                     }
-                    Transport::Rest => {
+                    (Transport::Rest, false) => {
                         rest_call(&http, &args.rest, &api_key, &uid, &idempotency_key, spend).await
                     }
                 };
@@ -358,4 +368,74 @@ async fn rest_call(
     } else {
         Err(format!("http {}", response.status().as_u16()))
     }
+}
+
+/// The `holds` workload's call over gRPC: a hold of 1 point, then its capture (a spend of 1).
+async fn grpc_hold_capture(
+    client: &mut PointsServiceClient<Channel>,
+    key: &MetadataValue<tonic::metadata::Ascii>,
+    uid: &str,
+    idempotency_key: &str,
+) -> Result<i64, String> {
+    let failed = |status: tonic::Status| format!("{:?}", status.code());
+    let mut request = tonic::Request::new(pb::CreateHoldRequest {
+        uid: uid.into(),
+        points: 1,
+        idempotency_key: format!("{idempotency_key}-hold"),
+        ..Default::default()
+    });
+    request.metadata_mut().insert("x-api-key", key.clone());
+    let hold = client
+        .create_hold(request)
+        .await
+        .map_err(failed)?
+        .into_inner();
+    let hold_id = hold.hold.map(|hold| hold.hold_id).unwrap_or_default();
+    let mut request = tonic::Request::new(pb::CaptureHoldRequest {
+        hold_id,
+        idempotency_key: format!("{idempotency_key}-capture"),
+        points: None,
+    });
+    request.metadata_mut().insert("x-api-key", key.clone());
+    client.capture_hold(request).await.map_err(failed)?;
+    Ok(-1)
+}
+
+/// The `holds` workload's call over REST: `POST /points/holds` of 1 point, then `POST .../capture`.
+async fn rest_hold_capture(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    uid: &str,
+    idempotency_key: &str,
+) -> Result<i64, String> {
+    let post = |path: String, body: serde_json::Value| {
+        http.post(format!("{base}/api/v1/points/{path}"))
+            .header("x-api-key", key)
+            .json(&body)
+            .send()
+    };
+    let hold = serde_json::json!({"uid": uid, "points": 1, "idempotency_key": format!("{idempotency_key}-hold")});
+    let response = post("holds".into(), hold)
+        .await
+        .map_err(|error| format!("transport: {error}"))?;
+    if !response.status().is_success() {
+        return Err(format!("http {} (hold)", response.status().as_u16()));
+    }
+    let body: serde_json::Value = response
+        .json()
+        .await
+        .map_err(|error| format!("body: {error}"))?;
+    let hold_id = body["data"]["hold"]["hold_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    let capture = serde_json::json!({"idempotency_key": format!("{idempotency_key}-capture")});
+    let response = post(format!("holds/{hold_id}/capture"), capture)
+        .await
+        .map_err(|error| format!("transport: {error}"))?;
+    if !response.status().is_success() {
+        return Err(format!("http {} (capture)", response.status().as_u16()));
+    }
+    Ok(-1)
 }
