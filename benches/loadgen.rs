@@ -157,8 +157,13 @@ async fn main() -> anyhow::Result<()> {
             let key_value: MetadataValue<_> = api_key.parse().expect("ascii key");
             let mut call = 0u64;
             while Instant::now() < deadline && call < calls_per_worker {
+                // The holds workload holds on the uid its previous call earned on.
+                let slot = match args.workload {
+                    Workload::Holds => call / 2,
+                    _ => call,
+                };
                 let uid = match args.uids {
-                    Uids::Distinct => format!("load-{run_id}-{worker}-{}", call % 100),
+                    Uids::Distinct => format!("load-{run_id}-{worker}-{}", slot % 100),
                     Uids::Hot => format!("load-{run_id}-hot"),
                 };
                 let idempotency_key = format!("{run_id}-{worker}-{call}");
