@@ -2383,7 +2383,7 @@ async fn openapi_json_documents_every_spec_route_with_the_key_scheme_and_error_e
     }
     let error_codes = reply.text;
     for code in [
-        40001, 40101, 40301, 40401, 40901, 40902, 42201, 42202, 42901, 50001, 50301,
+        40001, 40101, 40301, 40401, 40901, 40902, 42201, 42202, 42203, 42901, 50001, 50301,
     ] {
         assert!(
             error_codes.contains(&code.to_string()),

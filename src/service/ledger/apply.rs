@@ -43,7 +43,14 @@ pub(super) async fn apply(
     let (record, expired, held) = tokio::join!(
         store::ledger::find_idempotency(transaction, key),
         store::ledger::expired_lots(transaction, &uid, now),
-        store::holds::held_points(transaction, &uid, now),
+        async {
+            // Only a debit (or a reversal, which may take a credit back) is limited by what holds reserve.
+            match &mutation.kind {
+                MutationKind::Earn { .. } => Ok(0),
+                MutationKind::Adjust { delta, .. } if *delta > 0 => Ok(0),
+                _ => store::holds::held_points(transaction, &uid, now).await,
+            }
+        },
     );
     if let Some(record) = record? {
         check_replay(&record, mutation.kind.operation(), &mutation.request_digest)?;
