@@ -73,12 +73,9 @@ impl Hold {
     }
 }
 
-/// Parses a hold id: a positive integer.
+/// Parses a hold id: a positive integer written as the API writes it ([`super::parse_record_id`]).
 pub fn parse_hold_id(value: &str) -> ServiceResult<i64> {
-    value
-        .parse::<i64>()
-        .ok()
-        .filter(|id| *id > 0)
+    super::parse_record_id(value)
         .ok_or_else(|| ServiceError::invalid("hold_id must be a positive integer"))
 }
 
@@ -142,7 +139,7 @@ mod tests {
         assert!(hold_expiry(Some(now + Duration::days(31)), now).is_err());
         let inside = now + Duration::days(30);
         assert_eq!(hold_expiry(Some(inside), now).expect("30 days"), inside);
-        for bad in ["0", "-1", "x", ""] {
+        for bad in ["0", "-1", "x", "", "07", "+7"] {
             assert!(parse_hold_id(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_hold_id("42").expect("id"), 42);

@@ -916,7 +916,7 @@ export interface components {
             uid: string;
         } | {
             /**
-             * @description Free text for the hold and its capture's entry.
+             * @description Free text for the hold and its capture's entry (newlines and tabs allowed).
              * @example Checkout, awaiting shipment
              */
             description?: string | null;
@@ -1124,7 +1124,7 @@ export interface components {
         /** @description Reserves points: lowers `available`, not the balance. */
         CreateHoldBody: {
             /**
-             * @description Free text for the hold and its capture's entry.
+             * @description Free text for the hold and its capture's entry (newlines and tabs allowed).
              * @example Checkout, awaiting shipment
              */
             description?: string | null;

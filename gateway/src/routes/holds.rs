@@ -128,7 +128,7 @@ pub struct CreateHoldBody {
     )]
     pub uid: String,
     /// Points to reserve (> 0, at most `available`).
-    #[schema(example = 300, minimum = 1)]
+    #[schema(example = 300, minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     pub points: i64,
     /// 1–128 characters, unique per merchant; a retry with the same key and body replays the first result.
     #[schema(
@@ -141,10 +141,19 @@ pub struct CreateHoldBody {
     /// When the hold lapses (default 15 minutes from now, at most 30 days ahead).
     pub expires_at: Option<DateTime<Utc>>,
     /// The order the points are held for; the capture's spend entry carries it.
-    #[schema(example = "order-1001")]
+    #[schema(
+        example = "order-1001",
+        min_length = 1,
+        max_length = 128,
+        pattern = "^[^\\u0000-\\u001f\\u007f-\\u009f]+$"
+    )]
     pub reference: Option<String>,
-    /// Free text for the hold and its capture's entry.
-    #[schema(example = "Checkout, awaiting shipment")]
+    /// Free text for the hold and its capture's entry (newlines and tabs allowed).
+    #[schema(
+        example = "Checkout, awaiting shipment",
+        max_length = 500,
+        pattern = "^[^\\u0000-\\u0008\\u000b-\\u001f\\u007f-\\u009f]*$"
+    )]
     pub description: Option<String>,
     /// A JSON object of at most 4 KiB, carried to the capture's entry.
     #[schema(value_type = Option<Object>, example = json!({"cart": "c-77"}))]
@@ -178,7 +187,7 @@ pub struct CaptureBody {
     )]
     pub idempotency_key: String,
     /// Points to spend (> 0, at most the hold's points); default the whole hold.
-    #[schema(example = 250, minimum = 1)]
+    #[schema(example = 250, minimum = 1, maximum = 1_000_000_000_000_000_i64)]
     pub points: Option<i64>,
 }
 
@@ -201,7 +210,7 @@ pub struct VoidBody {
 #[serde(deny_unknown_fields)]
 pub struct BatchCaptureBody {
     /// The hold to capture.
-    #[schema(example = "7")]
+    #[schema(example = "7", pattern = "^[1-9][0-9]{0,17}$")]
     pub hold_id: String,
     /// 1–128 characters, unique per merchant.
     pub idempotency_key: String,
@@ -214,7 +223,7 @@ pub struct BatchCaptureBody {
 #[serde(deny_unknown_fields)]
 pub struct BatchVoidBody {
     /// The hold to void.
-    #[schema(example = "7")]
+    #[schema(example = "7", pattern = "^[1-9][0-9]{0,17}$")]
     pub hold_id: String,
     /// 1–128 characters, unique per merchant.
     pub idempotency_key: String,
