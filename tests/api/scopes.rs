@@ -120,6 +120,27 @@ fn rest_route(method: &str) -> (Method, String, Option<Value>) {
             None,
         ),
         "ListAccounts" => (Method::GET, "/api/v1/points/accounts".to_owned(), None),
+        "CreateHold" => (
+            Method::POST,
+            "/api/v1/points/holds".to_owned(),
+            Some(mutation),
+        ),
+        "GetHold" => (Method::GET, "/api/v1/points/holds/1".to_owned(), None),
+        "ListHolds" => (
+            Method::GET,
+            "/api/v1/points/accounts/probe/holds".to_owned(),
+            None,
+        ),
+        "CaptureHold" => (
+            Method::POST,
+            "/api/v1/points/holds/1/capture".to_owned(),
+            Some(json!({"idempotency_key": "scope-probe"})),
+        ),
+        "VoidHold" => (
+            Method::POST,
+            "/api/v1/points/holds/1/void".to_owned(),
+            Some(json!({"idempotency_key": "scope-probe"})),
+        ),
         "Calculate" => (
             Method::POST,
             "/api/v1/points/calculate".to_owned(),
