@@ -1,7 +1,7 @@
 /** The admin app's main flows against the real server (see global-setup.ts for the seeded data). */
 import { expect, test } from '@playwright/test';
 import { execFileSync } from 'node:child_process';
-import { api } from './api';
+import { api, idem } from './api';
 import { checkA11y, confirmActing, inspect, screenshot, signIn, state, url } from './helpers';
 
 // Tests run in file order on one worker (they share the seeded data, e.g. balances).
@@ -305,4 +305,136 @@ test('a tampered audit record turns the chain badge red and points at it', async
   // The merchant page shows the same red badge, linking to the record.
   await page.goto(url(`/m/${state.shop.merchant_id}/audit?verify=full`));
   await expect(page.getByTestId('chain-badge')).toHaveAttribute('data-state', 'broken');
+});
+
+test('holds: reserve, see held and available, capture part of one, void another', async ({ page }) => {
+  const shop = state.shop.merchant_id;
+  const asShop = <T,>(method: string, path: string, body?: unknown) => api<T>(state.baseUrl, state.adminKey, method, path, body, shop);
+  type HoldResult = { hold: { hold_id: string; status: string; points: number; captured_points: number } };
+  const account = `/m/${shop}/accounts/erin`;
+  const tiles = async (balance: string, held: string, available: string) => {
+    await expect(page.getByTestId('balance')).toHaveText(balance);
+    await expect(page.getByTestId('held')).toHaveText(held);
+    await expect(page.getByTestId('available')).toHaveText(available);
+  };
+  await signIn(page);
+  await page.goto(url(account));
+  await expect(page.getByRole('heading', { name: 'Holds' })).toBeVisible();
+  await expect(page.getByText('No holds.')).toBeVisible();
+  const earn = page.getByRole('form', { name: 'Earn points' });
+  await earn.getByRole('textbox', { name: 'Points', exact: true }).fill('500');
+  await earn.getByRole('button', { name: 'Earn' }).click();
+  await confirmActing(page);
+  await tiles('500', '0', '500');
+
+  // A hold through the form: available goes down, the balance does not.
+  await page.getByRole('group', { name: 'Action' }).getByRole('button', { name: 'Hold' }).click();
+  const holdForm = page.getByRole('form', { name: 'Hold points' });
+  await holdForm.getByLabel('Points').fill('200');
+  await holdForm.getByLabel('1 hour').check();
+  await holdForm.getByLabel('Reference (optional)').fill('order-501');
+  await holdForm.getByRole('button', { name: 'Hold' }).click();
+  await confirmActing(page);
+  await expect(page.getByTestId('hold-result')).toContainText('available now 300');
+  const firstId = (await page.getByTestId('hold-result').locator('code').textContent()) ?? '';
+  await tiles('500', '200', '300');
+  // A second hold through the API.
+  const second = await asShop<HoldResult>('POST', '/points/holds', { uid: 'erin', points: 100, idempotency_key: idem('hold'), reference: 'order-502' });
+  await page.reload();
+  await tiles('500', '300', '200');
+  const firstRow = page.locator(`tr[data-hold-id="${firstId}"]`);
+  const secondRow = page.locator(`tr[data-hold-id="${second.hold.hold_id}"]`);
+  await expect(firstRow.getByTestId('hold-status')).toHaveText('active');
+  await expect(secondRow.getByTestId('hold-status')).toHaveText('active');
+  await expect(secondRow).toContainText('order-502');
+
+  // A spend beyond what is available (not the balance) is refused with the envelope's message and code.
+  await page.getByRole('group', { name: 'Action' }).getByRole('button', { name: 'Spend' }).click();
+  await page.getByRole('form', { name: 'Spend points' }).getByLabel('Points').fill('250');
+  await page.getByRole('form', { name: 'Spend points' }).getByRole('button', { name: 'Spend' }).click();
+  await confirmActing(page);
+  await expect(page.locator('.error-region')).toContainText('available balance 200');
+  await expect(page.locator('.error-region')).toContainText('code 42201');
+  await page.getByRole('button', { name: 'Dismiss error' }).click();
+  await inspect(page, 'account-holds-active');
+
+  // The account list shows the held points.
+  await page.goto(url(`/m/${shop}/accounts?uid_prefix=erin`));
+  const listed = page.locator('tbody tr', { has: page.getByRole('link', { name: 'erin', exact: true }) });
+  await expect(listed.locator('td.num')).toHaveText(['500', '300', '200']);
+  await inspect(page, 'accounts-held');
+  await page.goto(url(account));
+
+  // Capture 150 of the first hold: one spend entry of 150 with the hold's id; the other 50 are released.
+  await firstRow.getByRole('button', { name: `Capture hold ${firstId} (order-501)` }).click();
+  const capture = page.getByRole('dialog', { name: `Capture hold #${firstId}` });
+  await capture.getByLabel(/Part of it/).check();
+  await capture.getByLabel('Points to capture').fill('250');
+  await capture.getByRole('button', { name: 'Capture' }).click();
+  await expect(capture).toContainText('At most the 200 held points can be captured.');
+  await capture.getByLabel('Points to capture').fill('150');
+  await inspect(page, 'hold-capture-dialog');
+  await capture.getByRole('button', { name: 'Capture' }).click();
+  await confirmActing(page);
+  await expect(capture).toBeHidden();
+  await expect(page.getByTestId('hold-action-result')).toContainText(`Hold #${firstId} captured: 150 points spent`);
+  await expect(page.getByTestId('hold-action-result')).toContainText('50 released');
+  await expect(firstRow.getByTestId('hold-status')).toHaveText('captured');
+  await expect(firstRow).toContainText('50 released');
+  await tiles('350', '100', '250');
+  const captureEntry = page.locator('table.entries tbody tr').first();
+  await expect(captureEntry).toContainText('−150');
+  await expect(captureEntry).toContainText(`capture of hold #${firstId}`);
+  await expect(captureEntry).toContainText('order-501');
+
+  // Void the second: its points are available again.
+  await secondRow.getByRole('button', { name: `Void hold ${second.hold.hold_id} (order-502)` }).click();
+  const voiding = page.getByRole('dialog', { name: `Void hold #${second.hold.hold_id}` });
+  await voiding.getByRole('button', { name: 'Void hold' }).click();
+  await confirmActing(page);
+  await expect(page.getByTestId('hold-action-result')).toContainText(`Hold #${second.hold.hold_id} voided: 100 points released`);
+  await expect(secondRow.getByTestId('hold-status')).toHaveText('voided');
+  await expect(secondRow.getByRole('button', { name: /^(Capture|Void) / })).toHaveCount(0);
+  await tiles('350', '0', '350');
+
+  // A hold voided elsewhere while the page shows it active: the capture answers HOLD_NOT_ACTIVE in the dialog.
+  const stale = await asShop<HoldResult>('POST', '/points/holds', { uid: 'erin', points: 50, idempotency_key: idem('hold'), reference: 'order-503' });
+  await page.reload();
+  await tiles('350', '50', '300');
+  await asShop('POST', `/points/holds/${stale.hold.hold_id}/void`, { idempotency_key: idem('void') });
+  await page.getByRole('button', { name: `Capture hold ${stale.hold.hold_id} (order-503)` }).click();
+  const staleDialog = page.getByRole('dialog', { name: `Capture hold #${stale.hold.hold_id}` });
+  await staleDialog.getByRole('button', { name: 'Capture' }).click();
+  await confirmActing(page);
+  await expect(staleDialog).toContainText('code 42203');
+  await expect(staleDialog).toContainText('no longer active');
+  await staleDialog.getByRole('button', { name: 'Cancel' }).click();
+  await page.reload();
+  await expect(page.locator(`tr[data-hold-id="${stale.hold.hold_id}"]`).getByTestId('hold-status')).toHaveText('voided');
+
+  // A hold that lapses while on screen turns expired and its points count as available again, without a reload.
+  const lapsing = await asShop<HoldResult>('POST', '/points/holds', {
+    uid: 'erin',
+    points: 30,
+    idempotency_key: idem('hold'),
+    reference: 'order-504',
+    expires_at: new Date(Date.now() + 4000).toISOString(),
+  });
+  await page.reload();
+  await tiles('350', '30', '320');
+  const lapsingRow = page.locator(`tr[data-hold-id="${lapsing.hold.hold_id}"]`);
+  await expect(lapsingRow.getByTestId('hold-status')).toHaveText('active');
+  await expect(lapsingRow.getByTestId('hold-status')).toHaveText('expired', { timeout: 15_000 });
+  await tiles('350', '0', '350');
+
+  // The server agrees: statuses, captured points and the balance.
+  const read = (id: string) => asShop<HoldResult['hold']>('GET', `/points/holds/${id}`);
+  expect(await read(firstId)).toMatchObject({ status: 'captured', points: 200, captured_points: 150 });
+  expect(await read(second.hold.hold_id)).toMatchObject({ status: 'voided', captured_points: 0 });
+  expect(await read(lapsing.hold.hold_id)).toMatchObject({ status: 'expired', captured_points: 0 });
+  expect(await asShop('GET', '/points/accounts/erin')).toMatchObject({ balance: 350, held: 0, available: 350 });
+
+  await inspect(page, 'account-holds');
+  await page.emulateMedia({ colorScheme: 'dark' });
+  await inspect(page, 'account-holds-dark');
 });

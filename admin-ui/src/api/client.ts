@@ -16,6 +16,8 @@ export type RuleVersion = Schemas['RuleVersion'];
 export type AuditRecord = Schemas['AuditRecord'];
 export type Calculation = Schemas['Calculation'];
 export type MutationResult = Schemas['MutationResult'];
+export type Hold = Schemas['Hold'];
+export type HoldResult = Schemas['HoldResult'];
 export type Scope = Schemas['Scope'];
 export type ApiClient = Client<paths>;
 
@@ -54,7 +56,7 @@ export function describeError(error: unknown): { code: number; message: string; 
   switch (error.code) {
     case CODE.INSUFFICIENT_POINTS:
       // The server's message carries the balance (e.g. "insufficient points: balance 40, requested 100").
-      return { code: error.code, message: error.message, hint: 'Not enough points: the balance is in the message above.' };
+      return { code: error.code, message: error.message, hint: 'Not enough available points (the balance less the points held): the figures are in the message above.' };
     case CODE.IDEMPOTENCY_CONFLICT:
       return {
         code: error.code,
@@ -63,6 +65,8 @@ export function describeError(error: unknown): { code: number; message: string; 
           'This idempotency key was already used for a different request. Nothing changed. ' +
           'Start a new operation (new idempotency key) to apply the changed request.',
       };
+    case CODE.HOLD_NOT_ACTIVE:
+      return { code: error.code, message: error.message, hint: 'The hold is no longer active (captured, voided or expired); reload to see it.' };
     case CODE.UNAUTHENTICATED:
       return { code: error.code, message: error.message, hint: 'The API key was rejected; sign in again.' };
     case CODE.RATE_LIMITED:

@@ -52,11 +52,11 @@ export interface Page<T> {
 }
 
 /**
- * A paginated list. The current page token lives in the URL (`page_token`), with the filters, so a link reproduces the
- * page; "Previous" walks back through the tokens seen in this tab.
+ * A paginated list. The current page token lives in the URL (`page_token`, or `tokenParam` when a screen pages two lists),
+ * with the filters, so a link reproduces the page; "Previous" walks back through the tokens seen in this tab.
  */
-export function usePaged<T>(fetchPage: (pageToken: string | undefined) => Promise<Page<T>>, filterKey: string) {
-  const token = route.value.query.get('page_token') ?? undefined;
+export function usePaged<T>(fetchPage: (pageToken: string | undefined) => Promise<Page<T>>, filterKey: string, tokenParam = 'page_token') {
+  const token = route.value.query.get(tokenParam) ?? undefined;
   const history = useRef<(string | undefined)[]>([]);
   const loaded = useLoad(() => fetchPage(token), [token, filterKey]);
   const filterRef = useRef(filterKey);
@@ -72,15 +72,15 @@ export function usePaged<T>(fetchPage: (pageToken: string | undefined) => Promis
     hasPrevious: token !== undefined,
     next: () => {
       history.current.push(token);
-      setQuery({ ...query(), page_token: loaded.data?.next_page_token ?? undefined }, { push: true });
+      setQuery({ ...query(), [tokenParam]: loaded.data?.next_page_token ?? undefined }, { push: true });
     },
     previous: () => {
       const previous = history.current.pop();
-      setQuery({ ...query(), page_token: previous }, { push: true });
+      setQuery({ ...query(), [tokenParam]: previous }, { push: true });
     },
     first: () => {
       history.current = [];
-      setQuery({ ...query(), page_token: undefined }, { push: true });
+      setQuery({ ...query(), [tokenParam]: undefined }, { push: true });
     },
   };
 }

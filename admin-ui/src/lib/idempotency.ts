@@ -19,3 +19,24 @@ export function useIdempotencyKey(prefix = 'admin'): { key: string; renew: () =>
   const [key, setKey] = useState(initial.current);
   return { key, renew: () => setKey(newIdempotencyKey(prefix)) };
 }
+
+/**
+ * Idempotency keys for actions on listed items (capture or void a hold): one key per item and action, reused on every
+ * retry — also after the dialog was closed and reopened — until the request succeeds; `renew` after a success.
+ */
+export function useIdempotencyKeys(prefix = 'admin'): { keyFor: (id: string) => string; renew: (id: string) => void } {
+  const keys = useRef(new Map<string, string>());
+  return {
+    keyFor: (id) => {
+      let key = keys.current.get(id);
+      if (key === undefined) {
+        key = newIdempotencyKey(prefix);
+        keys.current.set(id, key);
+      }
+      return key;
+    },
+    renew: (id) => {
+      keys.current.delete(id);
+    },
+  };
+}

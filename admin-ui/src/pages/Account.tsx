@@ -1,14 +1,18 @@
-/** One account: balance, held, available, points expiring soon; entries (paginated, kind filter in the URL); actions. */
+/**
+ * One account: balance, held, available, points expiring soon; holds (capture, void); entries (paginated, kind filter in
+ * the URL); actions.
+ */
 import { useState } from 'preact/hooks';
 import { type Entry, type Merchant, merchantClient, unwrap } from '../api/client';
 import { Pager } from '../components/Pager';
 import { useLoad, usePaged } from '../lib/hooks';
 import { formatDelta, formatPoints } from '../lib/points';
 import { href, route, setQuery } from '../router';
-import { AdjustForm, EarnForm, ReverseForm, SpendForm } from './AccountForms';
+import { AdjustForm, EarnForm, HoldForm, ReverseForm, SpendForm } from './AccountForms';
+import { HoldsSection, useHolds } from './AccountHolds';
 import { Time } from '../components/Time';
 
-const ACTIONS = ['earn', 'spend', 'adjust', 'reverse'] as const;
+const ACTIONS = ['earn', 'spend', 'hold', 'adjust', 'reverse'] as const;
 type Action = (typeof ACTIONS)[number];
 const KINDS = ['earn', 'spend', 'adjust', 'reverse', 'expire'] as const;
 
@@ -30,11 +34,13 @@ export function AccountPage(props: { merchant: Merchant; uid: string }) {
       ),
     `${props.merchant.merchant_id}|${props.uid}|${kind ?? ''}`,
   );
+  const holds = useHolds(client, props.uid, props.merchant.merchant_id);
   const [action, setAction] = useState<Action>('earn');
   const [reverseId, setReverseId] = useState('');
   const refresh = () => {
     account.reload();
     entries.reload();
+    holds.reload();
   };
   const reversedBy = new Map<string, Entry>();
   for (const e of entries.items) if (e.reverses_entry_id) reversedBy.set(e.reverses_entry_id, e);
@@ -56,7 +62,9 @@ export function AccountPage(props: { merchant: Merchant; uid: string }) {
         </div>
         <div class="tile">
           <span class="tile-label">Held</span>
-          <span class="tile-value">{a ? formatPoints(a.held) : '…'}</span>
+          <span class="tile-value" data-testid="held">
+            {a ? formatPoints(a.held) : '…'}
+          </span>
         </div>
         <div class="tile">
           <span class="tile-label">Available</span>
@@ -90,125 +98,134 @@ export function AccountPage(props: { merchant: Merchant; uid: string }) {
           </div>
           {action === 'earn' && <EarnForm client={client} uid={props.uid} onDone={refresh} />}
           {action === 'spend' && <SpendForm client={client} uid={props.uid} onDone={refresh} />}
+          {action === 'hold' && <HoldForm client={client} uid={props.uid} onDone={refresh} />}
           {action === 'adjust' && <AdjustForm client={client} uid={props.uid} onDone={refresh} />}
           {action === 'reverse' && <ReverseForm client={client} uid={props.uid} entryId={reverseId} onEntryId={setReverseId} onDone={refresh} />}
         </section>
-        <section class="card" aria-labelledby="entries-title">
-          <div class="card-header">
-            <h2 id="entries-title">Entries</h2>
-            <label class="inline">
-              Kind{' '}
-              <select value={kind ?? ''} onChange={(e) => setQuery({ kind: e.currentTarget.value })}>
-                <option value="">All</option>
-                {KINDS.map((k) => (
-                  <option value={k} key={k}>
-                    {k}
-                  </option>
-                ))}
-              </select>
-            </label>
-          </div>
-          <div class="table-wrap">
-            <table class="data-table entries">
-              <caption class="visually-hidden">Entries of {props.uid}</caption>
-              <thead>
-                <tr>
-                  <th scope="col">When</th>
-                  <th scope="col">Kind</th>
-                  <th scope="col" class="num">
-                    Delta
-                  </th>
-                  <th scope="col" class="num">
-                    Balance after
-                  </th>
-                  <th scope="col">Rule</th>
-                  <th scope="col">Amount</th>
-                  <th scope="col">Reference</th>
-                  <th scope="col">Details</th>
-                  <th scope="col">Actions</th>
-                </tr>
-              </thead>
-              <tbody>
-                {entries.items.map((e) => {
-                  const reversal = reversedBy.get(e.entry_id);
-                  return (
-                    <tr key={e.entry_id} id={`entry-${e.entry_id}`} data-entry-id={e.entry_id} class={highlighted === e.entry_id ? 'highlight' : undefined}>
-                      <td><Time iso={e.created_at} /></td>
-                      <td>
-                        <span class={`kind kind-${e.kind}`}>{e.kind}</span>
-                      </td>
-                      <td class="num">{formatDelta(e.delta)}</td>
-                      <td class="num">{formatPoints(e.balance_after)}</td>
-                      <td>{e.rule_code ? `${e.rule_code}@${e.rule_version}` : '—'}</td>
-                      <td>{e.amount ? `${e.amount} ${e.currency ?? ''}` : '—'}</td>
-                      <td>{e.reference ?? '—'}</td>
-                      <td>
-                        <details>
-                          <summary>
-                            <span class="mono">{e.entry_id}</span>
-                          </summary>
-                          <dl class="facts small">
-                            <dt>Idempotency key</dt>
-                            <dd class="mono">{e.idempotency_key}</dd>
-                            {e.description && (
-                              <>
-                                <dt>Description</dt>
-                                <dd>{e.description}</dd>
-                              </>
-                            )}
-                            {e.expires_at && (
-                              <>
-                                <dt>Expires</dt>
-                                <dd><Time iso={e.expires_at} /></dd>
-                              </>
-                            )}
-                            <dt>Metadata</dt>
-                            <dd>
-                              <pre>{JSON.stringify(e.metadata ?? {}, null, 2)}</pre>
-                            </dd>
-                          </dl>
-                        </details>
-                        {e.reverses_entry_id && (
-                          <div class="small">
-                            reverses <a href={`#entry-${e.reverses_entry_id}`}>{e.reverses_entry_id}</a>
-                          </div>
-                        )}
-                        {reversal && (
-                          <div class="small">
-                            reversed by <a href={`#entry-${reversal.entry_id}`}>{reversal.entry_id}</a>
-                          </div>
-                        )}
-                      </td>
-                      <td>
-                        {e.kind !== 'reverse' && e.kind !== 'expire' && !reversal && (
-                          <button
-                            type="button"
-                            aria-label={`Reverse entry ${e.entry_id}`}
-                            onClick={() => {
-                              setReverseId(e.entry_id);
-                              setAction('reverse');
-                              setTimeout(() => document.getElementById('reverse-reason')?.focus(), 0);
-                            }}
-                          >
-                            Reverse…
-                          </button>
-                        )}
+        <div class="account-main">
+          <HoldsSection client={client} uid={props.uid} holds={holds} onChanged={refresh} />
+          <section class="card" aria-labelledby="entries-title">
+            <div class="card-header">
+              <h2 id="entries-title">Entries</h2>
+              <label class="inline">
+                Kind{' '}
+                <select value={kind ?? ''} onChange={(e) => setQuery({ kind: e.currentTarget.value })}>
+                  <option value="">All</option>
+                  {KINDS.map((k) => (
+                    <option value={k} key={k}>
+                      {k}
+                    </option>
+                  ))}
+                </select>
+              </label>
+            </div>
+            <div class="table-wrap">
+              <table class="data-table entries">
+                <caption class="visually-hidden">Entries of {props.uid}</caption>
+                <thead>
+                  <tr>
+                    <th scope="col">When</th>
+                    <th scope="col">Kind</th>
+                    <th scope="col" class="num">
+                      Delta
+                    </th>
+                    <th scope="col" class="num">
+                      Balance after
+                    </th>
+                    <th scope="col">Rule</th>
+                    <th scope="col">Amount</th>
+                    <th scope="col">Reference</th>
+                    <th scope="col">Details</th>
+                    <th scope="col">Actions</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {entries.items.map((e) => {
+                    const reversal = reversedBy.get(e.entry_id);
+                    return (
+                      <tr key={e.entry_id} id={`entry-${e.entry_id}`} data-entry-id={e.entry_id} class={highlighted === e.entry_id ? 'highlight' : undefined}>
+                        <td><Time iso={e.created_at} /></td>
+                        <td>
+                          <span class={`kind kind-${e.kind}`}>{e.kind}</span>
+                        </td>
+                        <td class="num">{formatDelta(e.delta)}</td>
+                        <td class="num">{formatPoints(e.balance_after)}</td>
+                        <td>{e.rule_code ? `${e.rule_code}@${e.rule_version}` : '—'}</td>
+                        <td>{e.amount ? `${e.amount} ${e.currency ?? ''}` : '—'}</td>
+                        <td>{e.reference ?? '—'}</td>
+                        <td>
+                          <details>
+                            <summary>
+                              <span class="mono">{e.entry_id}</span>
+                            </summary>
+                            <dl class="facts small">
+                              <dt>Idempotency key</dt>
+                              <dd class="mono">{e.idempotency_key}</dd>
+                              {e.description && (
+                                <>
+                                  <dt>Description</dt>
+                                  <dd>{e.description}</dd>
+                                </>
+                              )}
+                              {e.expires_at && (
+                                <>
+                                  <dt>Expires</dt>
+                                  <dd><Time iso={e.expires_at} /></dd>
+                                </>
+                              )}
+                              <dt>Metadata</dt>
+                              <dd>
+                                <pre>{JSON.stringify(e.metadata ?? {}, null, 2)}</pre>
+                              </dd>
+                            </dl>
+                          </details>
+                          {e.reverses_entry_id && (
+                            <div class="small">
+                              reverses <a href={`#entry-${e.reverses_entry_id}`}>{e.reverses_entry_id}</a>
+                            </div>
+                          )}
+                          {e.hold_id && (
+                            <div class="small">
+                              capture of hold <span class="mono">#{e.hold_id}</span>
+                            </div>
+                          )}
+                          {reversal && (
+                            <div class="small">
+                              reversed by <a href={`#entry-${reversal.entry_id}`}>{reversal.entry_id}</a>
+                            </div>
+                          )}
+                        </td>
+                        <td>
+                          {e.kind !== 'reverse' && e.kind !== 'expire' && !reversal && (
+                            <button
+                              type="button"
+                              aria-label={`Reverse entry ${e.entry_id}`}
+                              onClick={() => {
+                                setReverseId(e.entry_id);
+                                setAction('reverse');
+                                setTimeout(() => document.getElementById('reverse-reason')?.focus(), 0);
+                              }}
+                            >
+                              Reverse…
+                            </button>
+                          )}
+                        </td>
+                      </tr>
+                    );
+                  })}
+                  {entries.items.length === 0 && !entries.loading && (
+                    <tr>
+                      <td colSpan={9} class="muted">
+                        No entries yet; an unknown uid has balance 0.
                       </td>
                     </tr>
-                  );
-                })}
-                {entries.items.length === 0 && !entries.loading && (
-                  <tr>
-                    <td colSpan={9} class="muted">
-                      No entries yet; an unknown uid has balance 0.
-                    </td>
-                  </tr>
-                )}
-              </tbody>
-            </table>
-          </div>
-          <Pager label="Entries" {...entries} />
-        </section>
+                  )}
+                </tbody>
+              </table>
+            </div>
+            <Pager label="Entries" {...entries} />
+          </section>
+        </div>
       </div>
     </section>
   );

@@ -1,30 +1,33 @@
 /**
- * Earn, spend, adjust and reverse forms. Each form generates its idempotency key once and reuses it on every retry until
- * the request succeeds (a failed request is not recorded by the server, so a corrected retry may reuse it); a success
- * starts a new operation with a new key. A replayed answer shows a "replayed" badge.
+ * Earn, spend, adjust, reverse and hold forms. Each form generates its idempotency key once and reuses it on every retry
+ * until the request succeeds (a failed request is not recorded by the server, so a corrected retry may reuse it); a
+ * success starts a new operation with a new key. A replayed answer shows a "replayed" badge.
  */
+import type { ComponentChildren } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
-import { type ApiClient, describeError, type MutationResult, reportError, unwrap } from '../api/client';
+import { type ApiClient, describeError, type HoldResult, type MutationResult, reportError, unwrap } from '../api/client';
 import { confirmWrite } from '../components/ConfirmWrite';
 import { InlineError } from '../components/ErrorRegion';
+import { Time } from '../components/Time';
 import { isDecimal } from '../lib/decimal';
 import { useIdempotencyKey } from '../lib/idempotency';
 import { assertPoints, formatDelta, formatPoints, parsePointsInput } from '../lib/points';
 
 type Described = ReturnType<typeof describeError>;
 
-function useMutation(prefix: string, onDone: (result: MutationResult) => void) {
+/** A form's write: confirmation when acting, one idempotency key until success, the result checked and kept. */
+function useMutation<R extends MutationResult | HoldResult>(prefix: string, onDone: (result: R) => void) {
   const idempotency = useIdempotencyKey(prefix);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<Described | null>(null);
-  const [result, setResult] = useState<MutationResult | null>(null);
-  const submit = async (summary: string, send: (idempotencyKey: string) => Promise<MutationResult>) => {
+  const [result, setResult] = useState<R | null>(null);
+  const submit = async (summary: string, send: (idempotencyKey: string) => Promise<R>) => {
     if (!(await confirmWrite(summary))) return;
     setBusy(true);
     setError(null);
     try {
       const outcome = await send(idempotency.key);
-      assertPoints(outcome.balance, 'balance');
+      assertPoints('balance' in outcome ? outcome.balance : outcome.account.balance, 'balance');
       setResult(outcome);
       idempotency.renew();
       onDone(outcome);
@@ -40,6 +43,24 @@ function useMutation(prefix: string, onDone: (result: MutationResult) => void) {
 }
 
 function Outcome(props: { result: MutationResult | null; error: Described | null; idempotencyKey: string; idPrefix: string }) {
+  const r = props.result;
+  return (
+    <OutcomeFrame error={props.error} idempotencyKey={props.idempotencyKey} idPrefix={props.idPrefix}>
+      {r && (
+        <p class="result" data-testid={`${props.idPrefix}-result`}>
+          {r.replayed && <span class="badge badge-warn">replayed</span>} Entry <code>{r.entry.entry_id}</code> ({r.entry.kind}{' '}
+          {formatDelta(r.entry.delta)}); balance now <strong>{formatPoints(r.balance)}</strong>
+          {r.replayed ? REPLAYED : '.'}
+        </p>
+      )}
+    </OutcomeFrame>
+  );
+}
+
+const REPLAYED = ' — this request had already been applied; nothing changed.';
+
+/** The idempotency key in use, the local validation error and the result of a form. */
+function OutcomeFrame(props: { error: Described | null; idempotencyKey: string; idPrefix: string; children: ComponentChildren }) {
   return (
     <div class="form-outcome">
       <p class="muted small">
@@ -48,19 +69,13 @@ function Outcome(props: { result: MutationResult | null; error: Described | null
       <div role="alert">
         <InlineError error={props.error} />
       </div>
-      {props.result && (
-        <p class="result" data-testid={`${props.idPrefix}-result`}>
-          {props.result.replayed && <span class="badge badge-warn">replayed</span>} Entry <code>{props.result.entry.entry_id}</code> (
-          {props.result.entry.kind} {formatDelta(props.result.entry.delta)}); balance now <strong>{formatPoints(props.result.balance)}</strong>
-          {props.result.replayed ? ' — this request had already been applied; nothing changed.' : '.'}
-        </p>
-      )}
+      {props.children}
     </div>
   );
 }
 
 export function EarnForm(props: { client: ApiClient; uid: string; onDone: (r: MutationResult) => void }) {
-  const m = useMutation('earn', props.onDone);
+  const m = useMutation<MutationResult>('earn', props.onDone);
   const [mode, setMode] = useState<'points' | 'amount'>('points');
   const [points, setPoints] = useState('');
   const [amount, setAmount] = useState('');
@@ -150,7 +165,7 @@ export function EarnForm(props: { client: ApiClient; uid: string; onDone: (r: Mu
 }
 
 export function SpendForm(props: { client: ApiClient; uid: string; onDone: (r: MutationResult) => void }) {
-  const m = useMutation('spend', props.onDone);
+  const m = useMutation<MutationResult>('spend', props.onDone);
   const [points, setPoints] = useState('');
   const [reference, setReference] = useState('');
   return (
@@ -179,7 +194,7 @@ export function SpendForm(props: { client: ApiClient; uid: string; onDone: (r: M
 }
 
 export function AdjustForm(props: { client: ApiClient; uid: string; onDone: (r: MutationResult) => void }) {
-  const m = useMutation('adjust', props.onDone);
+  const m = useMutation<MutationResult>('adjust', props.onDone);
   const [delta, setDelta] = useState('');
   const [reason, setReason] = useState('');
   return (
@@ -209,7 +224,7 @@ export function AdjustForm(props: { client: ApiClient; uid: string; onDone: (r: 
 }
 
 export function ReverseForm(props: { client: ApiClient; uid: string; entryId: string; onEntryId: (id: string) => void; onDone: (r: MutationResult) => void }) {
-  const m = useMutation('reverse', props.onDone);
+  const m = useMutation<MutationResult>('reverse', props.onDone);
   const [reason, setReason] = useState('');
   return (
     <form
@@ -237,6 +252,79 @@ export function ReverseForm(props: { client: ApiClient; uid: string; entryId: st
         Reverse
       </button>
       <Outcome result={m.result} error={m.error} idempotencyKey={m.idempotencyKey} idPrefix="reverse" />
+    </form>
+  );
+}
+
+/** Expiry choices of a new hold; the first sends nothing (the server's default, 15 minutes). */
+const HOLD_EXPIRY_PRESETS = [
+  { label: '15 minutes (default)', minutes: 0 },
+  { label: '1 hour', minutes: 60 },
+  { label: '24 hours', minutes: 1440 },
+  { label: '7 days', minutes: 10080 },
+];
+
+export function HoldForm(props: { client: ApiClient; uid: string; onDone: (r: HoldResult) => void }) {
+  const m = useMutation<HoldResult>('hold', props.onDone);
+  const [points, setPoints] = useState('');
+  const [expiryMinutes, setExpiryMinutes] = useState(0);
+  const [reference, setReference] = useState('');
+  const [description, setDescription] = useState('');
+  const r = m.result;
+  return (
+    <form
+      class="stack"
+      aria-label="Hold points"
+      onSubmit={(event) => {
+        event.preventDefault();
+        const value = parsePointsInput(points);
+        if (value === null) return m.setError({ code: 0, message: 'Points must be a whole number greater than 0.' });
+        const expires_at = expiryMinutes ? new Date(Date.now() + expiryMinutes * 60_000).toISOString() : undefined;
+        void m.submit(`Hold ${formatPoints(value)} points of ${props.uid}`, (idempotency_key) =>
+          unwrap(
+            props.client.POST('/api/v1/points/holds', {
+              body: {
+                uid: props.uid,
+                points: value,
+                idempotency_key,
+                expires_at,
+                reference: reference.trim() || undefined,
+                description: description.trim() || undefined,
+              },
+            }),
+          ),
+        );
+      }}
+    >
+      <p class="muted small">A hold reserves points (available goes down, the balance does not) until it is captured, voided or expires.</p>
+      <label for="hold-points">Points</label>
+      <input id="hold-points" inputMode="numeric" required value={points} onInput={(e) => setPoints(e.currentTarget.value)} />
+      <fieldset>
+        <legend>Expires after</legend>
+        {HOLD_EXPIRY_PRESETS.map((preset) => (
+          <label class="checkbox inline-option" key={preset.minutes}>
+            <input type="radio" name="hold-expiry" checked={expiryMinutes === preset.minutes} onChange={() => setExpiryMinutes(preset.minutes)} />
+            {preset.label}
+          </label>
+        ))}
+      </fieldset>
+      <label for="hold-reference">Reference (optional)</label>
+      <input id="hold-reference" value={reference} onInput={(e) => setReference(e.currentTarget.value)} />
+      <label for="hold-description">Description (optional)</label>
+      <input id="hold-description" value={description} onInput={(e) => setDescription(e.currentTarget.value)} />
+      <button type="submit" class="primary" disabled={m.busy}>
+        Hold
+      </button>
+      <OutcomeFrame error={m.error} idempotencyKey={m.idempotencyKey} idPrefix="hold">
+        {r && (
+          <p class="result" data-testid="hold-result">
+            {r.replayed && <span class="badge badge-warn">replayed</span>} Hold <code>{r.hold.hold_id}</code> of{' '}
+            {formatPoints(r.hold.points)} points until <Time iso={r.hold.expires_at} />; available now{' '}
+            <strong>{formatPoints(r.account.available)}</strong>
+            {r.replayed ? REPLAYED : '.'}
+          </p>
+        )}
+      </OutcomeFrame>
     </form>
   );
 }
