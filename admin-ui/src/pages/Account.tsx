@@ -86,6 +86,7 @@ export function AccountPage(props: { merchant: Merchant; uid: string }) {
           )}
         </div>
       </div>
+      <HoldsSection client={client} uid={props.uid} holds={holds} onChanged={refresh} />
       <div class="grid-account">
         <section class="card" aria-labelledby="actions-title">
           <h2 id="actions-title">Actions</h2>
@@ -102,130 +103,127 @@ export function AccountPage(props: { merchant: Merchant; uid: string }) {
           {action === 'adjust' && <AdjustForm client={client} uid={props.uid} onDone={refresh} />}
           {action === 'reverse' && <ReverseForm client={client} uid={props.uid} entryId={reverseId} onEntryId={setReverseId} onDone={refresh} />}
         </section>
-        <div class="account-main">
-          <HoldsSection client={client} uid={props.uid} holds={holds} onChanged={refresh} />
-          <section class="card" aria-labelledby="entries-title">
-            <div class="card-header">
-              <h2 id="entries-title">Entries</h2>
-              <label class="inline">
-                Kind{' '}
-                <select value={kind ?? ''} onChange={(e) => setQuery({ kind: e.currentTarget.value })}>
-                  <option value="">All</option>
-                  {KINDS.map((k) => (
-                    <option value={k} key={k}>
-                      {k}
-                    </option>
-                  ))}
-                </select>
-              </label>
-            </div>
-            <div class="table-wrap">
-              <table class="data-table entries">
-                <caption class="visually-hidden">Entries of {props.uid}</caption>
-                <thead>
-                  <tr>
-                    <th scope="col">When</th>
-                    <th scope="col">Kind</th>
-                    <th scope="col" class="num">
-                      Delta
-                    </th>
-                    <th scope="col" class="num">
-                      Balance after
-                    </th>
-                    <th scope="col">Rule</th>
-                    <th scope="col">Amount</th>
-                    <th scope="col">Reference</th>
-                    <th scope="col">Details</th>
-                    <th scope="col">Actions</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {entries.items.map((e) => {
-                    const reversal = reversedBy.get(e.entry_id);
-                    return (
-                      <tr key={e.entry_id} id={`entry-${e.entry_id}`} data-entry-id={e.entry_id} class={highlighted === e.entry_id ? 'highlight' : undefined}>
-                        <td><Time iso={e.created_at} /></td>
-                        <td>
-                          <span class={`kind kind-${e.kind}`}>{e.kind}</span>
-                        </td>
-                        <td class="num">{formatDelta(e.delta)}</td>
-                        <td class="num">{formatPoints(e.balance_after)}</td>
-                        <td>{e.rule_code ? `${e.rule_code}@${e.rule_version}` : '—'}</td>
-                        <td>{e.amount ? `${e.amount} ${e.currency ?? ''}` : '—'}</td>
-                        <td>{e.reference ?? '—'}</td>
-                        <td>
-                          <details>
-                            <summary>
-                              <span class="mono">{e.entry_id}</span>
-                            </summary>
-                            <dl class="facts small">
-                              <dt>Idempotency key</dt>
-                              <dd class="mono">{e.idempotency_key}</dd>
-                              {e.description && (
-                                <>
-                                  <dt>Description</dt>
-                                  <dd>{e.description}</dd>
-                                </>
-                              )}
-                              {e.expires_at && (
-                                <>
-                                  <dt>Expires</dt>
-                                  <dd><Time iso={e.expires_at} /></dd>
-                                </>
-                              )}
-                              <dt>Metadata</dt>
-                              <dd>
-                                <pre>{JSON.stringify(e.metadata ?? {}, null, 2)}</pre>
-                              </dd>
-                            </dl>
-                          </details>
-                          {e.reverses_entry_id && (
-                            <div class="small">
-                              reverses <a href={`#entry-${e.reverses_entry_id}`}>{e.reverses_entry_id}</a>
-                            </div>
-                          )}
-                          {e.hold_id && (
-                            <div class="small">
-                              capture of hold <span class="mono">#{e.hold_id}</span>
-                            </div>
-                          )}
-                          {reversal && (
-                            <div class="small">
-                              reversed by <a href={`#entry-${reversal.entry_id}`}>{reversal.entry_id}</a>
-                            </div>
-                          )}
-                        </td>
-                        <td>
-                          {e.kind !== 'reverse' && e.kind !== 'expire' && !reversal && (
-                            <button
-                              type="button"
-                              aria-label={`Reverse entry ${e.entry_id}`}
-                              onClick={() => {
-                                setReverseId(e.entry_id);
-                                setAction('reverse');
-                                setTimeout(() => document.getElementById('reverse-reason')?.focus(), 0);
-                              }}
-                            >
-                              Reverse…
-                            </button>
-                          )}
-                        </td>
-                      </tr>
-                    );
-                  })}
-                  {entries.items.length === 0 && !entries.loading && (
-                    <tr>
-                      <td colSpan={9} class="muted">
-                        No entries yet; an unknown uid has balance 0.
+        <section class="card" aria-labelledby="entries-title">
+          <div class="card-header">
+            <h2 id="entries-title">Entries</h2>
+            <label class="inline">
+              Kind{' '}
+              <select value={kind ?? ''} onChange={(e) => setQuery({ kind: e.currentTarget.value })}>
+                <option value="">All</option>
+                {KINDS.map((k) => (
+                  <option value={k} key={k}>
+                    {k}
+                  </option>
+                ))}
+              </select>
+            </label>
+          </div>
+          <div class="table-wrap">
+            <table class="data-table entries">
+              <caption class="visually-hidden">Entries of {props.uid}</caption>
+              <thead>
+                <tr>
+                  <th scope="col">When</th>
+                  <th scope="col">Kind</th>
+                  <th scope="col" class="num">
+                    Delta
+                  </th>
+                  <th scope="col" class="num">
+                    Balance after
+                  </th>
+                  <th scope="col">Rule</th>
+                  <th scope="col">Amount</th>
+                  <th scope="col">Reference</th>
+                  <th scope="col">Details</th>
+                  <th scope="col">Actions</th>
+                </tr>
+              </thead>
+              <tbody>
+                {entries.items.map((e) => {
+                  const reversal = reversedBy.get(e.entry_id);
+                  return (
+                    <tr key={e.entry_id} id={`entry-${e.entry_id}`} data-entry-id={e.entry_id} class={highlighted === e.entry_id ? 'highlight' : undefined}>
+                      <td><Time iso={e.created_at} /></td>
+                      <td>
+                        <span class={`kind kind-${e.kind}`}>{e.kind}</span>
+                      </td>
+                      <td class="num">{formatDelta(e.delta)}</td>
+                      <td class="num">{formatPoints(e.balance_after)}</td>
+                      <td>{e.rule_code ? `${e.rule_code}@${e.rule_version}` : '—'}</td>
+                      <td>{e.amount ? `${e.amount} ${e.currency ?? ''}` : '—'}</td>
+                      <td>{e.reference ?? '—'}</td>
+                      <td>
+                        <details>
+                          <summary>
+                            <span class="mono">{e.entry_id}</span>
+                          </summary>
+                          <dl class="facts small">
+                            <dt>Idempotency key</dt>
+                            <dd class="mono">{e.idempotency_key}</dd>
+                            {e.description && (
+                              <>
+                                <dt>Description</dt>
+                                <dd>{e.description}</dd>
+                              </>
+                            )}
+                            {e.expires_at && (
+                              <>
+                                <dt>Expires</dt>
+                                <dd><Time iso={e.expires_at} /></dd>
+                              </>
+                            )}
+                            <dt>Metadata</dt>
+                            <dd>
+                              <pre>{JSON.stringify(e.metadata ?? {}, null, 2)}</pre>
+                            </dd>
+                          </dl>
+                        </details>
+                        {e.reverses_entry_id && (
+                          <div class="small">
+                            reverses <a href={`#entry-${e.reverses_entry_id}`}>{e.reverses_entry_id}</a>
+                          </div>
+                        )}
+                        {e.hold_id && (
+                          <div class="small">
+                            capture of hold <span class="mono">#{e.hold_id}</span>
+                          </div>
+                        )}
+                        {reversal && (
+                          <div class="small">
+                            reversed by <a href={`#entry-${reversal.entry_id}`}>{reversal.entry_id}</a>
+                          </div>
+                        )}
+                      </td>
+                      <td>
+                        {e.kind !== 'reverse' && e.kind !== 'expire' && !reversal && (
+                          <button
+                            type="button"
+                            aria-label={`Reverse entry ${e.entry_id}`}
+                            onClick={() => {
+                              setReverseId(e.entry_id);
+                              setAction('reverse');
+                              setTimeout(() => document.getElementById('reverse-reason')?.focus(), 0);
+                            }}
+                          >
+                            Reverse…
+                          </button>
+                        )}
                       </td>
                     </tr>
-                  )}
-                </tbody>
-              </table>
-            </div>
-            <Pager label="Entries" {...entries} />
-          </section>
-        </div>
+                  );
+                })}
+                {entries.items.length === 0 && !entries.loading && (
+                  <tr>
+                    <td colSpan={9} class="muted">
+                      No entries yet; an unknown uid has balance 0.
+                    </td>
+                  </tr>
+                )}
+              </tbody>
+            </table>
+          </div>
+          <Pager label="Entries" {...entries} />
+        </section>
       </div>
     </section>
   );

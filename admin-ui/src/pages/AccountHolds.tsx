@@ -134,10 +134,12 @@ function HoldRow(props: { hold: Hold; now: number; onAction: (action: Action) =>
       <td class="num">
         {formatPoints(h.captured_points)}
         {h.capture_entry_id && (
-          <div class="small">
+          <div class="small nowrap">
             entry <a href={`#entry-${h.capture_entry_id}`}>{h.capture_entry_id}</a>
-            {h.captured_points < h.points && <> · {formatPoints(h.points - h.captured_points)} released</>}
           </div>
+        )}
+        {h.capture_entry_id && h.captured_points < h.points && (
+          <div class="small nowrap muted">{formatPoints(h.points - h.captured_points)} released</div>
         )}
       </td>
       <td>
@@ -284,7 +286,16 @@ function HoldActionForm(props: {
           {!whole && (
             <>
               <label for="capture-points">Points to capture</label>
-              <input id="capture-points" inputMode="numeric" required value={points} onInput={(e) => setPoints(e.currentTarget.value)} />
+              <input
+                id="capture-points"
+                inputMode="numeric"
+                required
+                value={points}
+                onInput={(e) => {
+                  setPoints(e.currentTarget.value);
+                  setError(null);
+                }}
+              />
             </>
           )}
           <p class="muted small">The capture writes one spend entry carrying the hold's id and closes the hold.</p>
