@@ -379,6 +379,7 @@ test('holds: reserve, see held and available, capture part of one, void another'
   await expect(capture).toBeHidden();
   await expect(page.getByTestId('hold-action-result')).toContainText(`Hold #${firstId} captured: 150 points spent`);
   await expect(page.getByTestId('hold-action-result')).toContainText('50 released');
+  await expect(page.getByTestId('hold-action-result')).toBeFocused();
   await expect(firstRow.getByTestId('hold-status')).toHaveText('captured');
   await expect(firstRow).toContainText('50 released');
   await tiles('350', '100', '250');

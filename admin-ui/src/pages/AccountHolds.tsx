@@ -42,6 +42,11 @@ export function HoldsSection(props: { client: ApiClient; uid: string; holds: Hol
   useEffect(() => {
     if (lapsed > 0) props.onChanged();
   }, [lapsed]);
+  // The row's buttons go away with the hold's new state: after the dialog has returned focus to its opener, move it to
+  // what happened (this effect runs after the dialog's).
+  useEffect(() => {
+    if (last) document.getElementById('hold-action-result')?.focus();
+  }, [last]);
   return (
     <section class="card" aria-labelledby="holds-title">
       <div class="card-header">
@@ -178,7 +183,7 @@ function HoldActionResult(props: { kind: Action['kind']; result: HoldResult }) {
         (entry ? ` (entry ${entry.entry_id})` : '') +
         (hold.captured_points < hold.points ? `, ${formatPoints(hold.points - hold.captured_points)} released` : '');
   return (
-    <p class="result" data-testid="hold-action-result" role="status">
+    <p class="result" id="hold-action-result" data-testid="hold-action-result" role="status" tabIndex={-1}>
       {replayed && <span class="badge badge-warn">replayed</span>} {what}; balance <strong>{formatPoints(account.balance)}</strong>, available{' '}
       <strong>{formatPoints(account.available)}</strong>
       {replayed ? ' — this request had already been applied; nothing changed.' : '.'}
