@@ -1169,6 +1169,9 @@ async fn ten_thousand_concurrent_calls_leave_a_complete_chain_that_verifies_clea
 
 #[tokio::test]
 async fn two_instances_writing_and_sealing_one_chain_keep_it_whole() {
+    // Two instances and 32 calls in flight: never beside the other heavy tests (on 2 cores their lock and pool waits
+    // would pass the bounds and answer UNAVAILABLE).
+    let _heavy = crate::helpers::heavy_test().await;
     const CALLS: usize = 600;
     let first = spawn_app().await;
     let second = spawn_second_instance(&first).await;
