@@ -54,6 +54,28 @@ export function HoldsSection(props: { client: ApiClient; uid: string; holds: Hol
         <span class="muted small">Points reserved at checkout, captured (spent) or voided later; newest first.</span>
       </div>
       {last && <HoldActionResult kind={last.kind} result={last.result} />}
+      {holds.items.length === 0 && !holds.hasPrevious ? (
+        <p class="muted">{holds.loading ? 'Loading holds…' : 'No holds.'}</p>
+      ) : (
+        <HoldsTable uid={props.uid} holds={holds} now={now} onAction={setAction} />
+      )}
+      <HoldActionDialog
+        client={props.client}
+        action={action}
+        onClose={() => setAction(null)}
+        onDone={(kind, result) => {
+          setAction(null);
+          setLast({ kind, result });
+          props.onChanged();
+        }}
+      />
+    </section>
+  );
+}
+
+function HoldsTable(props: { uid: string; holds: HoldsPage; now: number; onAction: (action: Action) => void }) {
+  return (
+    <>
       <div class="table-wrap">
         <table class="data-table holds">
           <caption class="visually-hidden">Holds of {props.uid}</caption>
@@ -75,10 +97,10 @@ export function HoldsSection(props: { client: ApiClient; uid: string; holds: Hol
             </tr>
           </thead>
           <tbody>
-            {holds.items.map((h) => (
-              <HoldRow key={h.hold_id} hold={h} now={now} onAction={setAction} />
+            {props.holds.items.map((h) => (
+              <HoldRow key={h.hold_id} hold={h} now={props.now} onAction={props.onAction} />
             ))}
-            {holds.items.length === 0 && !holds.loading && (
+            {props.holds.items.length === 0 && !props.holds.loading && (
               <tr>
                 <td colSpan={9} class="muted">
                   No holds.
@@ -88,18 +110,8 @@ export function HoldsSection(props: { client: ApiClient; uid: string; holds: Hol
           </tbody>
         </table>
       </div>
-      <Pager label="Holds" {...holds} />
-      <HoldActionDialog
-        client={props.client}
-        action={action}
-        onClose={() => setAction(null)}
-        onDone={(kind, result) => {
-          setAction(null);
-          setLast({ kind, result });
-          props.onChanged();
-        }}
-      />
-    </section>
+      <Pager label="Holds" {...props.holds} />
+    </>
   );
 }
 
