@@ -107,7 +107,7 @@ impl Application {
         };
         Ok(Application {
             pg_config: store::postgres_config(&config)?,
-            listen_pg_config: store::listen_postgres_config(&config)?,
+            listen_pg_config: store::direct_postgres_config(&config)?,
             config,
             grpc_listener,
             http_listener,
@@ -362,6 +362,7 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
     points_gateway::install_metrics_recorder();
     store::ensure_database_with_retry(config).await?;
     let pool = store::build_pool(config)?;
+    store::store_session_defaults(config, &pool).await?;
     {
         let mut client = pool.get().await?;
         store::migrations::migrate_public(&mut client).await?;

@@ -12,6 +12,19 @@ pub enum LogFormat {
     Pretty,
 }
 
+/// What sits between the service and PostgreSQL (`POINTS_DATABASE_POOL_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PoolMode {
+    /// Direct connections, or a pooler that gives each client connection a server session of its own: the
+    /// service's session defaults (`search_path = pg_catalog`, its timeouts) travel in each connection's startup.
+    Session,
+    /// A transaction-mode pooler (pgbouncer `pool_mode = transaction`): server sessions are shared, so the service
+    /// keeps no session state on them and sends no startup options; its session defaults are stored once as the
+    /// settings of its role in its database (over the direct connection), which every new server session starts
+    /// with. Needs `POINTS_LISTEN_DATABASE_URL`.
+    Transaction,
+}
+
 /// The prefix of issued keys: `lp_live_` or `lp_test_`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyEnvironment {
@@ -33,6 +46,7 @@ pub struct Config {
     /// A direct connection for LISTEN/NOTIFY (`POINTS_LISTEN_DATABASE_URL`), when `database_url` goes through a pooler
     /// that cannot keep a session's LISTEN (pgbouncer in transaction mode); `None`: `database_url`.
     pub listen_database_url: Option<String>,
+    pub database_pool_mode: PoolMode,
     pub grpc_addr: SocketAddr,
     /// `None` when the in-process REST gateway is disabled (`POINTS_HTTP_ADDR=off`).
     pub http_addr: Option<SocketAddr>,
@@ -159,9 +173,27 @@ impl Config {
                 ))
             })?;
         }
+        let database_pool_mode = match get("POINTS_DATABASE_POOL_MODE").as_deref() {
+            None | Some("session") => PoolMode::Session,
+            Some("transaction") => PoolMode::Transaction,
+            Some(other) => {
+                return Err(ConfigError(format!(
+                    "POINTS_DATABASE_POOL_MODE must be session or transaction, not {other:?}"
+                )));
+            }
+        };
+        if database_pool_mode == PoolMode::Transaction && listen_database_url.is_none() {
+            return Err(ConfigError(
+                "POINTS_DATABASE_POOL_MODE=transaction needs POINTS_LISTEN_DATABASE_URL: a direct connection to the \
+                 same database, for LISTEN/NOTIFY and the service's session defaults, which a transaction-mode \
+                 pooler cannot keep"
+                    .to_owned(),
+            ));
+        }
         let config = Config {
             database_url,
             listen_database_url,
+            database_pool_mode,
             grpc_addr: parse_or(
                 &get,
                 "POINTS_GRPC_ADDR",
@@ -432,6 +464,8 @@ mod tests {
                 "a token with spaces in it, long enough to pass the length",
             ),
             ("DATABASE_URL", "postgres://a:b@/x?sslmode=nonsense"),
+            ("POINTS_DATABASE_POOL_MODE", "statement"),
+            ("POINTS_DATABASE_POOL_MODE", "transaction"),
             (
                 "POINTS_LISTEN_DATABASE_URL",
                 "postgres://a:b@/x?sslmode=nonsense",

@@ -85,9 +85,12 @@ const UNAVAILABLE_SQLSTATES: &[&str] = &[
 
 impl From<tokio_postgres::Error> for ServiceError {
     fn from(error: tokio_postgres::Error) -> Self {
-        let sqlstate_unavailable = error
-            .code()
-            .is_some_and(|state| UNAVAILABLE_SQLSTATES.contains(&state.code()));
+        // Class 08, connection exception: the connection failed or was refused. pgbouncer also reports its own
+        // refusals so (08P01: a query that waited query_wait_timeout for a server session, a server whose login keeps
+        // failing).
+        let sqlstate_unavailable = error.code().is_some_and(|state| {
+            UNAVAILABLE_SQLSTATES.contains(&state.code()) || state.code().starts_with("08")
+        });
         if error.is_closed()
             || sqlstate_unavailable
             || error.code().is_none() && is_io_error(&error)

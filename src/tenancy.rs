@@ -8,6 +8,7 @@
 use uuid::Uuid;
 
 use crate::error::ServiceResult;
+use crate::store::sql::params;
 
 /// The schema of one merchant. Only constructible from a merchant id, so it is always a safe identifier.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -64,10 +65,10 @@ async fn confine(
     transaction: &deadpool_postgres::Transaction<'_>,
     schema: &TenantSchema,
 ) -> ServiceResult<()> {
-    let statement = transaction
-        .prepare_cached("SELECT set_config('search_path', $1, true)")
+    let sql = "SELECT set_config('search_path', $1, true)";
+    transaction
+        .execute_typed(sql, &params![&schema.quoted()])
         .await?;
-    transaction.execute(&statement, &[&schema.quoted()]).await?;
     Ok(())
 }
 

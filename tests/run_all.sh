@@ -5,7 +5,7 @@
 # Chromium, graceful SIGTERM) and the admin app's end-to-end tests (Playwright driving Debian's Chromium against the
 # release binary, which embeds admin-ui/dist).
 # Needs PostgreSQL on 127.0.0.1:5432 (trust auth for user postgres), Python 3 with pip, Node 20 with npm, and
-# Chromium at /usr/bin/chromium; the Citus run builds Citus from ../shared/vendor/citus when it is missing (root).
+# Chromium at /usr/bin/chromium, pgbouncer (Debian's package); the Citus run builds Citus from ../shared/vendor/citus when it is missing (root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The connection tests open a few thousand sockets in one process.
@@ -24,6 +24,10 @@ drop_test_databases
 
 echo "== cargo test --workspace"
 cargo test --workspace
+drop_test_databases
+
+echo "== pgbouncer (transaction pooling): the API suite's main flows with every server pooling through it"
+bash tests/pgbouncer/run.sh
 drop_test_databases
 
 echo "== admin app: type check and unit tests"

@@ -2,6 +2,7 @@
 //! once on first start, or created on demand by `points admin create-key`.
 
 use super::{Services, api_keys};
+use crate::store::sql::params;
 use crate::{domain::api_key::ApiKeyPlaintext, error::ServiceError, store};
 
 /// The name given to bootstrap keys.
@@ -26,9 +27,9 @@ pub async fn ensure_admin_key(
     let mut client = services.pool.get().await?;
     let transaction = client.transaction().await?;
     transaction
-        .execute(
+        .execute_typed(
             "SELECT pg_advisory_xact_lock(hashtext('points:bootstrap-admin'))",
-            &[],
+            &params![],
         )
         .await?;
     if let Some(value) = from_environment {

@@ -5,6 +5,7 @@ use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::domain::api_key::ApiKey;
+use crate::store::sql::params;
 
 const COLUMNS: &str = "key_id, merchant_id, name, prefix, last4, scopes, status, expires_at, created_at, last_used_at";
 
@@ -38,9 +39,9 @@ pub async fn insert(
          VALUES ($1, $2, $3, $4, $5, $6, $7, 'active', $8) RETURNING {COLUMNS}"
     );
     let row = client
-        .query_one(
+        .query_typed_one(
             &sql,
-            &[
+            &params![
                 &key.key_id,
                 &key.merchant_id,
                 &key.name,
@@ -65,7 +66,7 @@ pub async fn get(
         "SELECT {COLUMNS} FROM public.api_keys WHERE key_id = $1 AND merchant_id IS NOT DISTINCT FROM $2"
     );
     Ok(client
-        .query_opt(&sql, &[&key_id, &owner])
+        .query_typed_opt(&sql, &params![&key_id, &owner])
         .await?
         .as_ref()
         .map(ApiKey::from_row))
@@ -81,7 +82,7 @@ pub async fn get_for_update(
         "SELECT {COLUMNS} FROM public.api_keys WHERE key_id = $1 AND merchant_id IS NOT DISTINCT FROM $2 FOR UPDATE"
     );
     Ok(client
-        .query_opt(&sql, &[&key_id, &owner])
+        .query_typed_opt(&sql, &params![&key_id, &owner])
         .await?
         .as_ref()
         .map(ApiKey::from_row))
@@ -99,7 +100,7 @@ pub async fn list(
          AND ($2::timestamptz IS NULL OR (created_at, key_id) > ($2, $3)) ORDER BY created_at, key_id LIMIT $4"
     );
     let rows = client
-        .query(&sql, &[&owner, &after_time, &after_id, &limit])
+        .query_typed(&sql, &params![&owner, &after_time, &after_id, &limit])
         .await?;
     Ok(rows.iter().map(ApiKey::from_row).collect())
 }
@@ -112,7 +113,9 @@ pub async fn revoke(
         "UPDATE public.api_keys SET status = 'revoked', revoked_at = coalesce(revoked_at, now()) \
          WHERE key_id = $1 RETURNING {COLUMNS}"
     );
-    Ok(ApiKey::from_row(&client.query_one(&sql, &[&key_id]).await?))
+    Ok(ApiKey::from_row(
+        &client.query_typed_one(&sql, &params![&key_id]).await?,
+    ))
 }
 
 /// Ends a rotated key's life at `expires_at` (never extends an earlier expiry).
@@ -128,7 +131,7 @@ pub async fn expire_rotated(
     );
     Ok(ApiKey::from_row(
         &client
-            .query_one(&sql, &[&key_id, &expires_at, &rotated_to])
+            .query_typed_one(&sql, &params![&key_id, &expires_at, &rotated_to])
             .await?,
     ))
 }
@@ -149,10 +152,8 @@ pub async fn access_by_hash(
     key_hash: &[u8],
 ) -> Result<Option<KeyAccessRow>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
-            "SELECT key_id, merchant_id, prefix, scopes, status, expires_at FROM public.api_keys WHERE key_hash = $1",
-            &[&key_hash],
-        )
+        .query_typed_opt(
+            "SELECT key_id, merchant_id, prefix, scopes, status, expires_at FROM public.api_keys WHERE key_hash = $1", &params![&key_hash])
         .await?;
     Ok(row.map(|row| KeyAccessRow {
         key_id: row.get(0),
@@ -172,9 +173,9 @@ pub async fn rehash(
     current_hash: &[u8],
 ) -> Result<u64, tokio_postgres::Error> {
     client
-        .execute(
+        .execute_typed(
             "UPDATE public.api_keys SET key_hash = $2 WHERE key_hash = $1",
-            &[&previous_hash, &current_hash],
+            &params![&previous_hash, &current_hash],
         )
         .await
 }
@@ -184,11 +185,9 @@ pub async fn active_admin_key_exists(
     client: &impl GenericClient,
 ) -> Result<bool, tokio_postgres::Error> {
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT EXISTS (SELECT 1 FROM public.api_keys WHERE merchant_id IS NULL AND status = 'active' \
-             AND (expires_at IS NULL OR expires_at > now()))",
-            &[],
-        )
+             AND (expires_at IS NULL OR expires_at > now()))", &params![])
         .await?;
     Ok(row.get(0))
 }
@@ -199,9 +198,9 @@ pub async fn hash_exists(
     key_hash: &[u8],
 ) -> Result<bool, tokio_postgres::Error> {
     let row = client
-        .query_one(
+        .query_typed_one(
             "SELECT EXISTS (SELECT 1 FROM public.api_keys WHERE key_hash = $1)",
-            &[&key_hash],
+            &params![&key_hash],
         )
         .await?;
     Ok(row.get(0))
@@ -214,11 +213,11 @@ pub async fn record_last_used(
     used_at: &[DateTime<Utc>],
 ) -> Result<u64, tokio_postgres::Error> {
     client
-        .execute(
+        .execute_typed(
             "UPDATE public.api_keys k SET last_used_at = u.used_at \
              FROM unnest($1::uuid[], $2::timestamptz[]) AS u(key_id, used_at) \
              WHERE k.key_id = u.key_id AND (k.last_used_at IS NULL OR k.last_used_at < u.used_at)",
-            &[&key_ids, &used_at],
+            &params![&key_ids, &used_at],
         )
         .await
 }

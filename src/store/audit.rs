@@ -9,9 +9,10 @@
 
 use chrono::{DateTime, Utc};
 use rust_decimal::Decimal;
-use tokio_postgres::{GenericClient, Row, types::ToSql, types::Type};
+use tokio_postgres::{GenericClient, Row, types::Type};
 use uuid::Uuid;
 
+use crate::store::sql::{Typed, param, params};
 use crate::{
     call::{Chain, NewRecord, StoredRecord},
     tenancy::TenantSchema,
@@ -203,7 +204,7 @@ pub async fn insert_batch(
     let rule_version: Vec<Option<i32>> = records.iter().map(|r| r.rule_version).collect();
     let points: Vec<Option<i64>> = records.iter().map(|r| r.points).collect();
     let unless_committed: Vec<Option<i64>> = records.iter().map(|r| r.unless_committed).collect();
-    let params: [&(dyn ToSql + Sync); 19] = [
+    let params = params![
         &occurred_at,
         &merchant_id,
         &key_id,
@@ -224,7 +225,7 @@ pub async fn insert_batch(
         &points,
         &unless_committed,
     ];
-    client.execute(&sql, &params).await
+    client.execute_typed(&sql, &params).await
 }
 
 fn array_literal(values: &[i64]) -> String {
@@ -271,7 +272,7 @@ async fn select_head(
         "SELECT last_seq, last_audit_id, last_hash FROM {} {lock}",
         Tables::of(chain).head
     );
-    let row = client.query_opt(&sql, &[]).await?;
+    let row = client.query_typed_opt(&sql, &params![]).await?;
     Ok(row.map(|row| ChainHead {
         last_seq: row.get(0),
         last_audit_id: row.get(1),
@@ -289,9 +290,9 @@ pub async fn advance_head(
         Tables::of(chain).head
     );
     client
-        .execute(
+        .execute_typed(
             &sql,
-            &[&head.last_seq, &head.last_audit_id, &head.last_hash],
+            &params![&head.last_seq, &head.last_audit_id, &head.last_hash],
         )
         .await?;
     Ok(())
@@ -314,7 +315,7 @@ pub async fn verified_position(
         Tables::of(chain).verification
     );
     Ok(client
-        .query_opt(&sql, &[])
+        .query_typed_opt(&sql, &params![])
         .await?
         .map(|row| VerifiedPosition {
             seq: row.get(0),
@@ -342,7 +343,7 @@ pub async fn remember_verified_position(
          WHERE verification.verified_seq <= excluded.verified_seq"
     );
     client
-        .execute(&sql, &[&chain_name, &position.seq, &position.hash])
+        .execute_typed(&sql, &params![&chain_name, &position.seq, &position.hash])
         .await?;
     Ok(())
 }
@@ -358,7 +359,7 @@ pub async fn unsealed(
         Tables::of(chain).records
     );
     Ok(client
-        .query(&sql, &[&limit])
+        .query_typed(&sql, &params![&limit])
         .await?
         .iter()
         .map(StoredRecord::from_row)
@@ -374,7 +375,7 @@ pub async fn has_unsealed(
         "SELECT EXISTS (SELECT 1 FROM {} WHERE seq IS NULL)",
         Tables::of(chain).records
     );
-    Ok(client.query_one(&sql, &[]).await?.get(0))
+    Ok(client.query_typed_one(&sql, &params![]).await?.get(0))
 }
 
 /// One record's seal.
@@ -411,7 +412,10 @@ pub async fn apply_seals(
         .map(|seal| seal.entries_digest.as_deref())
         .collect();
     client
-        .execute(&sql, &[&audit_ids, &seqs, &hashes, &digests, &sealed_at])
+        .execute_typed(
+            &sql,
+            &params![&audit_ids, &seqs, &hashes, &digests, &sealed_at],
+        )
         .await
 }
 
@@ -426,7 +430,7 @@ pub async fn seq_of(
         Tables::of(chain).records
     );
     Ok(client
-        .query_opt(&sql, &[&audit_id])
+        .query_typed_opt(&sql, &params![&audit_id])
         .await?
         .map(|row| row.get(0)))
 }
@@ -441,7 +445,10 @@ pub async fn hash_at(
         "SELECT record_hash FROM {} WHERE seq = $1",
         Tables::of(chain).records
     );
-    Ok(client.query_opt(&sql, &[&seq]).await?.map(|row| row.get(0)))
+    Ok(client
+        .query_typed_opt(&sql, &params![&seq])
+        .await?
+        .map(|row| row.get(0)))
 }
 
 /// Sealed records with `from_seq <= seq <= to_seq`, in chain order, at most `limit`.
@@ -457,7 +464,7 @@ pub async fn sealed_range(
         Tables::of(chain).records
     );
     Ok(client
-        .query(&sql, &[&from_seq, &to_seq, &limit])
+        .query_typed(&sql, &params![&from_seq, &to_seq, &limit])
         .await?
         .iter()
         .map(StoredRecord::from_row)
@@ -474,7 +481,10 @@ pub async fn first_sealed_after(
         "SELECT audit_id FROM {} WHERE seq > $1 ORDER BY seq LIMIT 1",
         Tables::of(chain).records
     );
-    Ok(client.query_opt(&sql, &[&seq]).await?.map(|row| row.get(0)))
+    Ok(client
+        .query_typed_opt(&sql, &params![&seq])
+        .await?
+        .map(|row| row.get(0)))
 }
 
 /// Merchants whose schema is fully migrated (the sealer's start-up sweep visits them).
@@ -483,10 +493,8 @@ pub async fn healthy_merchants(
     version_latest: i32,
 ) -> Result<Vec<Uuid>, tokio_postgres::Error> {
     let rows = client
-        .query(
-            "SELECT merchant_id FROM public.tenant_migrations WHERE error IS NULL AND version >= $1 ORDER BY merchant_id",
-            &[&version_latest],
-        )
+        .query_typed(
+            "SELECT merchant_id FROM public.tenant_migrations WHERE error IS NULL AND version >= $1 ORDER BY merchant_id", &params![&version_latest])
         .await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
@@ -508,9 +516,9 @@ pub struct ListFilter {
 
 fn push_condition<'a>(
     conditions: &mut Vec<String>,
-    params: &mut Vec<&'a (dyn ToSql + Sync)>,
+    params: &mut Vec<Typed<'a>>,
     test: &str,
-    value: &'a (dyn ToSql + Sync),
+    value: Typed<'a>,
 ) {
     params.push(value);
     conditions.push(format!("{test} ${}", params.len()));
@@ -525,28 +533,33 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<StoredRecord>, tokio_postgres::Error> {
     let mut conditions: Vec<String> = Vec::new();
-    let mut params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    let mut params: Vec<Typed<'_>> = Vec::new();
     if let Some(from) = &filter.from {
-        push_condition(&mut conditions, &mut params, "occurred_at >=", from);
+        push_condition(&mut conditions, &mut params, "occurred_at >=", param(from));
     }
     if let Some(to) = &filter.to {
-        push_condition(&mut conditions, &mut params, "occurred_at <", to);
+        push_condition(&mut conditions, &mut params, "occurred_at <", param(to));
     }
     if let Some(method) = &filter.method {
-        push_condition(&mut conditions, &mut params, "method =", method);
+        push_condition(&mut conditions, &mut params, "method =", param(method));
     }
     if let Some(outcome_code) = &filter.outcome_code {
-        push_condition(&mut conditions, &mut params, "outcome_code =", outcome_code);
+        push_condition(
+            &mut conditions,
+            &mut params,
+            "outcome_code =",
+            param(outcome_code),
+        );
     }
     if let Some(key_id) = &filter.key_id {
-        push_condition(&mut conditions, &mut params, "key_id =", key_id);
+        push_condition(&mut conditions, &mut params, "key_id =", param(key_id));
     }
     if let Some(uid) = &filter.uid {
-        push_condition(&mut conditions, &mut params, "uid =", uid);
+        push_condition(&mut conditions, &mut params, "uid =", param(uid));
     }
     if let Some((occurred_at, audit_id)) = &filter.before {
-        params.push(occurred_at);
-        params.push(audit_id);
+        params.push(param(occurred_at));
+        params.push(param(audit_id));
         conditions.push(format!(
             "(occurred_at, audit_id) < (${}, ${})",
             params.len() - 1,
@@ -563,10 +576,9 @@ pub async fn list(
         read_table(chain),
         params.len() + 1
     );
-    params.push(&limit);
-    let statement = client.prepare_cached(&sql).await?;
+    params.push(param(&limit));
     Ok(client
-        .query(&statement, &params)
+        .query_typed(&sql, &params)
         .await?
         .iter()
         .map(StoredRecord::from_row)
@@ -582,9 +594,8 @@ pub async fn get(
         "SELECT {RECORD_COLUMNS} FROM {} WHERE audit_id = $1",
         read_table(chain)
     );
-    let statement = client.prepare_cached(&sql).await?;
     Ok(client
-        .query_opt(&statement, &[&audit_id])
+        .query_typed_opt(&sql, &params![&audit_id])
         .await?
         .as_ref()
         .map(StoredRecord::from_row))

@@ -9,6 +9,7 @@ use tokio_postgres::types::{FromSql, Type};
 use std::error::Error;
 
 use crate::domain::holds::{Hold, HoldStatus};
+use crate::store::sql::params;
 
 const HOLD_COLUMNS: &str = "hold_id, uid, points, captured_points, status, expires_at, reference, description, \
     metadata, idempotency_key, capture_entry_id, created_at, closed_at";
@@ -51,16 +52,14 @@ pub async fn insert_hold(
     client: &Transaction<'_>,
     hold: &NewHold<'_>,
 ) -> Result<Hold, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached(&format!(
-            "INSERT INTO holds (uid, points, expires_at, reference, description, metadata, idempotency_key) \
+    let sql = format!(
+        "INSERT INTO holds (uid, points, expires_at, reference, description, metadata, idempotency_key) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {HOLD_COLUMNS}"
-        ))
-        .await?;
+    );
     let row = client
-        .query_one(
-            &statement,
-            &[
+        .query_typed_one(
+            &sql,
+            &params![
                 &hold.uid,
                 &hold.points,
                 &hold.expires_at,
@@ -81,13 +80,9 @@ pub async fn get_hold(
     for_update: bool,
 ) -> Result<Option<Hold>, tokio_postgres::Error> {
     let lock = if for_update { " FOR UPDATE" } else { "" };
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {HOLD_COLUMNS} FROM holds WHERE hold_id = $1{lock}"
-        ))
-        .await?;
+    let sql = format!("SELECT {HOLD_COLUMNS} FROM holds WHERE hold_id = $1{lock}");
     Ok(client
-        .query_opt(&statement, &[&hold_id])
+        .query_typed_opt(&sql, &params![&hold_id])
         .await?
         .as_ref()
         .map(Hold::from_row))
@@ -98,11 +93,9 @@ pub async fn uids_of(
     client: &Transaction<'_>,
     hold_ids: &[i64],
 ) -> Result<Vec<String>, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("SELECT DISTINCT uid FROM holds WHERE hold_id = ANY($1)")
-        .await?;
+    let sql = "SELECT DISTINCT uid FROM holds WHERE hold_id = ANY($1)";
     Ok(client
-        .query(&statement, &[&hold_ids])
+        .query_typed(sql, &params![&hold_ids])
         .await?
         .iter()
         .map(|row| row.get(0))
@@ -115,13 +108,12 @@ pub async fn held_points(
     uid: &str,
     now: DateTime<Utc>,
 ) -> Result<i64, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached(
-            "SELECT coalesce(sum(points), 0)::bigint FROM holds \
-             WHERE uid = $1 AND status = 'active' AND expires_at > $2",
-        )
-        .await?;
-    Ok(client.query_one(&statement, &[&uid, &now]).await?.get(0))
+    let sql = "SELECT coalesce(sum(points), 0)::bigint FROM holds \
+             WHERE uid = $1 AND status = 'active' AND expires_at > $2";
+    Ok(client
+        .query_typed_one(sql, &params![&uid, &now])
+        .await?
+        .get(0))
 }
 
 /// Closes an active hold as captured (with the spend entry and the points taken) or voided.
@@ -133,16 +125,14 @@ pub async fn close_hold(
     now: DateTime<Utc>,
 ) -> Result<Hold, tokio_postgres::Error> {
     let (capture_entry_id, captured_points) = captured.unzip();
-    let statement = client
-        .prepare_cached(&format!(
-            "UPDATE holds SET status = $2, capture_entry_id = $3::bigint, captured_points = coalesce($4::bigint, 0), \
+    let sql = format!(
+        "UPDATE holds SET status = $2, capture_entry_id = $3::bigint, captured_points = coalesce($4::bigint, 0), \
              closed_at = $5 WHERE hold_id = $1 AND status = 'active' RETURNING {HOLD_COLUMNS}"
-        ))
-        .await?;
+    );
     let row = client
-        .query_one(
-            &statement,
-            &[
+        .query_typed_one(
+            &sql,
+            &params![
                 &hold_id,
                 &status.as_str(),
                 &capture_entry_id,
@@ -162,15 +152,13 @@ pub async fn list_holds(
     limit: i64,
 ) -> Result<Vec<Hold>, tokio_postgres::Error> {
     let (before_at, before_id) = before.unzip();
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {HOLD_COLUMNS} FROM holds WHERE uid = $1 \
+    let sql = format!(
+        "SELECT {HOLD_COLUMNS} FROM holds WHERE uid = $1 \
              AND ($2::timestamptz IS NULL OR (created_at, hold_id) < ($2, $3)) \
              ORDER BY created_at DESC, hold_id DESC LIMIT $4"
-        ))
-        .await?;
+    );
     let rows = client
-        .query(&statement, &[&uid, &before_at, &before_id, &limit])
+        .query_typed(&sql, &params![&uid, &before_at, &before_id, &limit])
         .await?;
     Ok(rows.iter().map(Hold::from_row).collect())
 }
@@ -182,12 +170,12 @@ pub async fn close_expired_holds(
     limit: i64,
 ) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
     let rows = client
-        .query(
+        .query_typed(
             "UPDATE holds SET status = 'expired', closed_at = expires_at WHERE hold_id IN \
              (SELECT hold_id FROM holds WHERE status = 'active' AND expires_at <= now() \
               ORDER BY expires_at LIMIT $1 FOR UPDATE SKIP LOCKED) \
              RETURNING hold_id, points",
-            &[&limit],
+            &params![&limit],
         )
         .await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())

@@ -11,6 +11,7 @@ use std::error::Error;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use crate::domain::points::{Entry, EntryKind};
+use crate::store::sql::{Param, params};
 
 const ENTRY_COLUMNS: &str = "entry_id, uid, kind, delta, balance_after, idempotency_key, reference, description, \
     metadata, rule_code, rule_version, amount, currency, reverses_entry_id, lot_id, hold_id, expires_at, created_at";
@@ -99,16 +100,18 @@ impl ToSql for EntryKind {
     to_sql_checked!();
 }
 
+impl Param for EntryKind {
+    const TYPE: Type = Type::TEXT;
+}
+
 /// Creates the account if needed and locks its row until the transaction ends; returns the stored balance.
 /// Every mutation of a uid starts here, which is what serializes concurrent requests on one uid.
 pub async fn lock_account(
     client: &Transaction<'_>,
     uid: &str,
 ) -> Result<i64, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("INSERT INTO accounts AS a (uid) VALUES ($1) ON CONFLICT (uid) DO UPDATE SET balance = a.balance RETURNING balance")
-        .await?;
-    Ok(client.query_one(&statement, &[&uid]).await?.get(0))
+    let sql = "INSERT INTO accounts AS a (uid) VALUES ($1) ON CONFLICT (uid) DO UPDATE SET balance = a.balance RETURNING balance";
+    Ok(client.query_typed_one(sql, &params![&uid]).await?.get(0))
 }
 
 /// Like [`lock_account`] but gives up (None) when another transaction holds the row: the sweeper's way to stay
@@ -118,9 +121,9 @@ pub async fn try_lock_account(
     uid: &str,
 ) -> Result<Option<i64>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT balance FROM accounts WHERE uid = $1 FOR UPDATE SKIP LOCKED",
-            &[&uid],
+            &params![&uid],
         )
         .await?;
     Ok(row.map(|row| row.get(0)))
@@ -131,10 +134,8 @@ pub async fn set_balance(
     uid: &str,
     balance: i64,
 ) -> Result<(), tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("UPDATE accounts SET balance = $2, updated_at = now() WHERE uid = $1")
-        .await?;
-    client.execute(&statement, &[&uid, &balance]).await?;
+    let sql = "UPDATE accounts SET balance = $2, updated_at = now() WHERE uid = $1";
+    client.execute_typed(sql, &params![&uid, &balance]).await?;
     Ok(())
 }
 
@@ -143,17 +144,15 @@ pub async fn insert_entry(
     entry: &NewEntry<'_>,
 ) -> Result<Entry, tokio_postgres::Error> {
     let empty = serde_json::Value::Object(serde_json::Map::new());
-    let statement = client
-        .prepare_cached(&format!(
-            "INSERT INTO entries (uid, kind, delta, balance_after, idempotency_key, reference, description, metadata, \
+    let sql = format!(
+        "INSERT INTO entries (uid, kind, delta, balance_after, idempotency_key, reference, description, metadata, \
              rule_code, rule_version, amount, currency, reverses_entry_id, lot_id, expires_at, hold_id) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) RETURNING {ENTRY_COLUMNS}"
-        ))
-        .await?;
+    );
     let row = client
-        .query_one(
-            &statement,
-            &[
+        .query_typed_one(
+            &sql,
+            &params![
                 &entry.uid,
                 &entry.kind,
                 &entry.delta,
@@ -180,13 +179,9 @@ pub async fn get_entry(
     client: &Transaction<'_>,
     entry_id: i64,
 ) -> Result<Option<Entry>, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries WHERE entry_id = $1"
-        ))
-        .await?;
+    let sql = format!("SELECT {ENTRY_COLUMNS} FROM entries WHERE entry_id = $1");
     Ok(client
-        .query_opt(&statement, &[&entry_id])
+        .query_typed_opt(&sql, &params![&entry_id])
         .await?
         .as_ref()
         .map(Entry::from_row))
@@ -198,9 +193,9 @@ pub async fn reversal_of(
     entry_id: i64,
 ) -> Result<Option<i64>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT entry_id FROM entries WHERE reverses_entry_id = $1",
-            &[&entry_id],
+            &params![&entry_id],
         )
         .await?;
     Ok(row.map(|row| row.get(0)))
@@ -223,20 +218,18 @@ pub async fn list_entries(
     limit: i64,
 ) -> Result<Vec<Entry>, tokio_postgres::Error> {
     let (before_at, before_id) = filter.before.unzip();
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {ENTRY_COLUMNS} FROM entries WHERE uid = $1 \
+    let sql = format!(
+        "SELECT {ENTRY_COLUMNS} FROM entries WHERE uid = $1 \
              AND ($2::text IS NULL OR kind = $2) \
              AND ($3::timestamptz IS NULL OR created_at >= $3) \
              AND ($4::timestamptz IS NULL OR created_at < $4) \
              AND ($5::timestamptz IS NULL OR (created_at, entry_id) < ($5, $6)) \
              ORDER BY created_at DESC, entry_id DESC LIMIT $7"
-        ))
-        .await?;
+    );
     let rows = client
-        .query(
-            &statement,
-            &[
+        .query_typed(
+            &sql,
+            &params![
                 &uid,
                 &filter.kind,
                 &filter.from,
@@ -273,11 +266,9 @@ pub async fn insert_lot(
     points: i64,
     expires_at: Option<DateTime<Utc>>,
 ) -> Result<i64, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("INSERT INTO lots (uid, entry_id, points, remaining, expires_at) VALUES ($1, $2, $3, $3, $4) RETURNING lot_id")
-        .await?;
+    let sql = "INSERT INTO lots (uid, entry_id, points, remaining, expires_at) VALUES ($1, $2, $3, $3, $4) RETURNING lot_id";
     Ok(client
-        .query_one(&statement, &[&uid, &entry_id, &points, &expires_at])
+        .query_typed_one(sql, &params![&uid, &entry_id, &points, &expires_at])
         .await?
         .get(0))
 }
@@ -288,7 +279,7 @@ pub async fn lot_of_entry(
     entry_id: i64,
 ) -> Result<Option<LotRow>, tokio_postgres::Error> {
     let row = client
-        .query_opt("SELECT lot_id, entry_id, points, remaining, expires_at FROM lots WHERE entry_id = $1 FOR UPDATE", &[&entry_id])
+        .query_typed_opt("SELECT lot_id, entry_id, points, remaining, expires_at FROM lots WHERE entry_id = $1 FOR UPDATE", &params![&entry_id])
         .await?;
     Ok(row.as_ref().map(lot_from_row))
 }
@@ -323,9 +314,8 @@ async fn lots_of_uid(
     uid: &str,
     now: DateTime<Utc>,
 ) -> Result<Vec<LotRow>, tokio_postgres::Error> {
-    let statement = client.prepare_cached(sql).await?;
     Ok(client
-        .query(&statement, &[&uid, &now])
+        .query_typed(sql, &params![&uid, &now])
         .await?
         .iter()
         .map(lot_from_row)
@@ -337,10 +327,10 @@ pub async fn set_lot_remaining(
     lot_id: i64,
     remaining: i64,
 ) -> Result<(), tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("UPDATE lots SET remaining = $2 WHERE lot_id = $1")
+    let sql = "UPDATE lots SET remaining = $2 WHERE lot_id = $1";
+    client
+        .execute_typed(sql, &params![&lot_id, &remaining])
         .await?;
-    client.execute(&statement, &[&lot_id, &remaining]).await?;
     Ok(())
 }
 
@@ -351,11 +341,9 @@ pub async fn insert_consumptions(
     lot_ids: &[i64],
     points: &[i64],
 ) -> Result<(), tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("INSERT INTO lot_consumptions (entry_id, lot_id, points) SELECT $1, * FROM unnest($2::bigint[], $3::bigint[])")
-        .await?;
+    let sql = "INSERT INTO lot_consumptions (entry_id, lot_id, points) SELECT $1, * FROM unnest($2::bigint[], $3::bigint[])";
     client
-        .execute(&statement, &[&entry_id, &lot_ids, &points])
+        .execute_typed(sql, &params![&entry_id, &lot_ids, &points])
         .await?;
     Ok(())
 }
@@ -366,9 +354,9 @@ pub async fn consumptions_of(
     entry_id: i64,
 ) -> Result<Vec<(i64, i64)>, tokio_postgres::Error> {
     let rows = client
-        .query(
+        .query_typed(
             "SELECT lot_id, points FROM lot_consumptions WHERE entry_id = $1 ORDER BY lot_id",
-            &[&entry_id],
+            &params![&entry_id],
         )
         .await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())
@@ -381,9 +369,9 @@ pub async fn restore_lot(
     points: i64,
 ) -> Result<(), tokio_postgres::Error> {
     client
-        .execute(
+        .execute_typed(
             "UPDATE lots SET remaining = remaining + $2 WHERE lot_id = $1",
-            &[&lot_id, &points],
+            &params![&lot_id, &points],
         )
         .await?;
     Ok(())
@@ -402,11 +390,9 @@ pub async fn find_idempotency(
     client: &Transaction<'_>,
     key: &str,
 ) -> Result<Option<IdempotencyRow>, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("SELECT operation, request_digest, entry_id, hold_id FROM idempotency_records WHERE idempotency_key = $1")
-        .await?;
+    let sql = "SELECT operation, request_digest, entry_id, hold_id FROM idempotency_records WHERE idempotency_key = $1";
     Ok(client
-        .query_opt(&statement, &[&key])
+        .query_typed_opt(sql, &params![&key])
         .await?
         .map(|row| IdempotencyRow {
             operation: row.get(0),
@@ -433,13 +419,11 @@ pub async fn insert_idempotency(
     request_digest: &str,
     recorded: Recorded,
 ) -> Result<(), tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("INSERT INTO idempotency_records (idempotency_key, operation, request_digest, entry_id, hold_id) VALUES ($1, $2, $3, $4, $5)")
-        .await?;
+    let sql = "INSERT INTO idempotency_records (idempotency_key, operation, request_digest, entry_id, hold_id) VALUES ($1, $2, $3, $4, $5)";
     client
-        .execute(
-            &statement,
-            &[
+        .execute_typed(
+            sql,
+            &params![
                 &key,
                 &operation,
                 &request_digest,
@@ -456,13 +440,9 @@ pub async fn current_balance(
     client: &Transaction<'_>,
     uid: &str,
 ) -> Result<i64, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached(
-            "SELECT coalesce((SELECT balance FROM accounts WHERE uid = $1), 0) \
-             - coalesce((SELECT sum(remaining) FROM lots WHERE uid = $1 AND remaining > 0 AND expires_at <= now()), 0)::bigint",
-        )
-        .await?;
-    Ok(client.query_one(&statement, &[&uid]).await?.get(0))
+    let sql = "SELECT coalesce((SELECT balance FROM accounts WHERE uid = $1), 0) \
+             - coalesce((SELECT sum(remaining) FROM lots WHERE uid = $1 AND remaining > 0 AND expires_at <= now()), 0)::bigint";
+    Ok(client.query_typed_one(sql, &params![&uid]).await?.get(0))
 }
 
 /// Points expiring in `(now, now + window]`, grouped by expiry time, soonest first.
@@ -471,14 +451,10 @@ pub async fn expiring(
     uid: &str,
     until: DateTime<Utc>,
 ) -> Result<Vec<(i64, DateTime<Utc>)>, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached(
-            "SELECT sum(remaining)::bigint, expires_at FROM lots WHERE uid = $1 AND remaining > 0 \
-             AND expires_at > now() AND expires_at <= $2 GROUP BY expires_at ORDER BY expires_at LIMIT 100",
-        )
-        .await?;
+    let sql = "SELECT sum(remaining)::bigint, expires_at FROM lots WHERE uid = $1 AND remaining > 0 \
+             AND expires_at > now() AND expires_at <= $2 GROUP BY expires_at ORDER BY expires_at LIMIT 100";
     Ok(client
-        .query(&statement, &[&uid, &until])
+        .query_typed(sql, &params![&uid, &until])
         .await?
         .iter()
         .map(|row| (row.get(0), row.get(1)))
@@ -491,11 +467,9 @@ pub async fn uids_with_expired_lots(
     limit: i64,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client
-        .query(
+        .query_typed(
             "SELECT DISTINCT uid FROM (SELECT uid FROM lots WHERE remaining > 0 AND expires_at <= now() \
-             ORDER BY expires_at LIMIT $1) AS due",
-            &[&limit],
-        )
+             ORDER BY expires_at LIMIT $1) AS due", &params![&limit])
         .await?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
@@ -561,11 +535,10 @@ pub async fn list_accounts(
            AND {page_condition} \
          ORDER BY {order} LIMIT $5"
     );
-    let statement = client.prepare_cached(&sql).await?;
     let rows = client
-        .query(
-            &statement,
-            &[&low, &high, &after_uid, &after_balance, &limit],
+        .query_typed(
+            &sql,
+            &params![&low, &high, &after_uid, &after_balance, &limit],
         )
         .await?;
     Ok(rows

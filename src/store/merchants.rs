@@ -5,6 +5,7 @@ use tokio_postgres::{GenericClient, Row};
 use uuid::Uuid;
 
 use crate::domain::Merchant;
+use crate::store::sql::params;
 
 const COLUMNS: &str = "merchant_id, slug, name, status, created_at";
 
@@ -31,7 +32,7 @@ pub async fn insert(
          VALUES ($1, $2, $3, 'active', $4) RETURNING {COLUMNS}"
     );
     let row = client
-        .query_one(&sql, &[&merchant_id, &slug, &name, &schema_name])
+        .query_typed_one(&sql, &params![&merchant_id, &slug, &name, &schema_name])
         .await?;
     Ok(Merchant::from_row(&row))
 }
@@ -42,7 +43,7 @@ pub async fn get(
 ) -> Result<Option<Merchant>, tokio_postgres::Error> {
     let sql = format!("SELECT {COLUMNS} FROM public.merchants WHERE merchant_id = $1");
     Ok(client
-        .query_opt(&sql, &[&merchant_id])
+        .query_typed_opt(&sql, &params![&merchant_id])
         .await?
         .as_ref()
         .map(Merchant::from_row))
@@ -61,14 +62,14 @@ pub async fn list(
                  ORDER BY created_at, merchant_id LIMIT $3"
             );
             client
-                .query(&sql, &[&created_at, &merchant_id, &limit])
+                .query_typed(&sql, &params![&created_at, &merchant_id, &limit])
                 .await?
         }
         None => {
             let sql = format!(
                 "SELECT {COLUMNS} FROM public.merchants ORDER BY created_at, merchant_id LIMIT $1"
             );
-            client.query(&sql, &[&limit]).await?
+            client.query_typed(&sql, &params![&limit]).await?
         }
     };
     Ok(rows.iter().map(Merchant::from_row).collect())
@@ -85,7 +86,7 @@ pub async fn update(
          WHERE merchant_id = $1 RETURNING {COLUMNS}"
     );
     Ok(client
-        .query_opt(&sql, &[&merchant_id, &name, &status])
+        .query_typed_opt(&sql, &params![&merchant_id, &name, &status])
         .await?
         .as_ref()
         .map(Merchant::from_row))
@@ -106,12 +107,10 @@ pub async fn access(
     merchant_id: Uuid,
 ) -> Result<Option<MerchantAccessRow>, tokio_postgres::Error> {
     let row = client
-        .query_opt(
+        .query_typed_opt(
             "SELECT m.merchant_id, m.status, coalesce(t.version, 0) AS version, t.error \
              FROM public.merchants m LEFT JOIN public.tenant_migrations t ON t.merchant_id = m.merchant_id \
-             WHERE m.merchant_id = $1",
-            &[&merchant_id],
-        )
+             WHERE m.merchant_id = $1", &params![&merchant_id])
         .await?;
     Ok(row.map(|row| MerchantAccessRow {
         merchant_id: row.get(0),

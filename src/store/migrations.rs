@@ -19,6 +19,7 @@ use refinery::{Migration, Runner};
 use refinery_core::traits::r#async::{AsyncQuery, AsyncTransaction};
 use tokio_postgres::Transaction;
 
+use crate::store::sql::params;
 use crate::{error::ErrorChain, store::quote_identifier, tenancy::TenantSchema};
 
 mod embedded {
@@ -80,7 +81,7 @@ impl AsyncTransaction for TxMigrator<'_, '_> {
 
 impl AsyncQuery<Vec<Migration>> for TxMigrator<'_, '_> {
     async fn query<'a>(&'a mut self, query: &'a str) -> Result<Vec<Migration>, Self::Error> {
-        let rows = self.0.query(query, &[]).await?;
+        let rows = self.0.query_typed(query, &params![]).await?;
         let mut applied = Vec::with_capacity(rows.len());
         for row in rows {
             let applied_on: String = row.get(2);
@@ -109,9 +110,9 @@ impl refinery::AsyncMigrate for TxMigrator<'_, '_> {}
 pub async fn migrate_public(client: &mut tokio_postgres::Client) -> anyhow::Result<()> {
     let mut transaction = client.transaction().await?;
     transaction
-        .execute(
+        .execute_typed(
             "SELECT pg_advisory_xact_lock(hashtext('points:migrate:public'))",
-            &[],
+            &params![],
         )
         .await?;
     let report = embedded::public::migrations::runner()
@@ -119,9 +120,9 @@ pub async fn migrate_public(client: &mut tokio_postgres::Client) -> anyhow::Resu
         .run_async(&mut TxMigrator(&mut transaction))
         .await?;
     let citus: bool = transaction
-        .query_one(
+        .query_typed_one(
             "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'citus')",
-            &[],
+            &params![],
         )
         .await?
         .get(0);
@@ -143,9 +144,9 @@ pub async fn migrate_tenant_in(
     schema: &TenantSchema,
 ) -> anyhow::Result<i32> {
     transaction
-        .execute(
+        .execute_typed(
             "SELECT set_config('search_path', $1, true)",
-            &[&schema.quoted()],
+            &params![&schema.quoted()],
         )
         .await?;
     if on_citus() {
@@ -177,9 +178,9 @@ pub async fn migrate_all_tenants(
 ) -> anyhow::Result<TenantMigrationSummary> {
     let client = pool.get().await?;
     let rows = client
-        .query(
+        .query_typed(
             "SELECT merchant_id FROM public.merchants ORDER BY created_at, merchant_id",
-            &[],
+            &params![],
         )
         .await?;
     drop(client);
@@ -214,9 +215,9 @@ async fn migrate_one_tenant(
     let mut client = pool.get().await?;
     let mut transaction = client.transaction().await?;
     transaction
-        .execute(
+        .execute_typed(
             "SELECT pg_advisory_xact_lock(hashtext($1))",
-            &[&schema.name()],
+            &params![&schema.name()],
         )
         .await?;
     let version = migrate_tenant_in(&mut transaction, &schema).await?;
@@ -235,9 +236,9 @@ async fn record_tenant_failure(
     // The version the schema is really at: its history may be missing altogether if even V1 failed.
     let history = format!("{}.refinery_schema_history", schema.quoted());
     let version: i32 = match client
-        .query_one(
+        .query_typed_one(
             &format!("SELECT coalesce(max(version), 0) FROM {history}"),
-            &[],
+            &params![],
         )
         .await
     {
@@ -257,13 +258,11 @@ pub async fn upsert_tenant_status(
     error: Option<&str>,
 ) -> Result<(), tokio_postgres::Error> {
     client
-        .execute(
+        .execute_typed(
             "INSERT INTO public.tenant_migrations (merchant_id, schema_name, version, error, updated_at) \
              VALUES ($1, $2, $3, $4, now()) \
              ON CONFLICT (merchant_id) DO UPDATE SET version = excluded.version, error = excluded.error, \
-             updated_at = now()",
-            &[&merchant_id, &schema.name(), &version, &error],
-        )
+             updated_at = now()", &params![&merchant_id, &schema.name(), &version, &error])
         .await?;
     Ok(())
 }
@@ -294,17 +293,15 @@ pub async fn create_tenant_schema(
     let version = migrate_tenant_in(transaction, schema).await?;
     if citus {
         transaction
-            .execute(
+            .execute_typed(
                 "SELECT citus_schema_distribute($1::text::regnamespace)",
-                &[&schema.name()],
+                &params![&schema.name()],
             )
             .await?;
         transaction
-            .execute(
+            .execute_typed(
                 "SELECT truncate_local_data_after_distributing_table(c.oid) FROM pg_catalog.pg_class c \
-                 WHERE c.relnamespace = $1::text::regnamespace AND c.relkind = 'r'",
-                &[&schema.name()],
-            )
+                 WHERE c.relnamespace = $1::text::regnamespace AND c.relkind = 'r'", &params![&schema.name()])
             .await?;
     }
     Ok(version)

@@ -20,48 +20,149 @@ pub mod merchants;
 pub mod migrations;
 pub mod reports;
 pub mod rules;
+pub mod sql;
 
 use std::str::FromStr;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
-use crate::config::Config;
+use crate::config::{Config, PoolMode};
+use crate::store::sql::params;
 
 /// The search path every pooled connection has outside a tenant transaction.
 pub const DEFAULT_SEARCH_PATH: &str = "pg_catalog";
 
-/// The PostgreSQL connection settings of `config`, with the session defaults every connection gets.
+/// The session defaults of every connection of the service: no schema searched but `pg_catalog`, and its timeouts.
+pub fn session_defaults(config: &Config) -> Vec<(&'static str, String)> {
+    let statement_timeout_ms = config.db_statement_timeout.as_millis();
+    vec![
+        ("search_path", DEFAULT_SEARCH_PATH.to_owned()),
+        ("statement_timeout", statement_timeout_ms.to_string()),
+        (
+            "idle_in_transaction_session_timeout",
+            (statement_timeout_ms * 2).to_string(),
+        ),
+        ("lock_timeout", statement_timeout_ms.to_string()),
+    ]
+}
+
+/// `-c name=value ...`: the session defaults as a connection's startup `options`.
+fn startup_options(config: &Config) -> String {
+    session_defaults(config)
+        .iter()
+        .map(|(name, value)| format!("-c {name}={value}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// The settings of the pool's connections (`DATABASE_URL`). In session mode they carry the session defaults; behind a
+/// transaction-mode pooler they carry none (the pooler would refuse them, and could not keep them per client):
+/// [`store_session_defaults`] has stored them as the role's settings in the database instead.
 pub fn postgres_config(config: &Config) -> anyhow::Result<tokio_postgres::Config> {
     let mut pg = tokio_postgres::Config::from_str(&config.database_url)?;
-    let statement_timeout_ms = config.db_statement_timeout.as_millis();
-    pg.options(format!(
-        "-c search_path={DEFAULT_SEARCH_PATH} -c statement_timeout={statement_timeout_ms} \
-         -c idle_in_transaction_session_timeout={} -c lock_timeout={statement_timeout_ms}",
-        statement_timeout_ms * 2
-    ));
+    if config.database_pool_mode == PoolMode::Session {
+        pg.options(startup_options(config));
+    }
     pg.application_name("points");
     pg.connect_timeout(config.db_connect_timeout);
     Ok(pg)
 }
 
-/// The settings of the LISTEN/NOTIFY connection: `POINTS_LISTEN_DATABASE_URL` when set (a direct connection past a
-/// transaction-mode pooler), else the pool's; with the same session defaults.
-pub fn listen_postgres_config(config: &Config) -> anyhow::Result<tokio_postgres::Config> {
-    let mut pg = postgres_config(config)?;
-    if let Some(url) = &config.listen_database_url {
-        let options = pg.get_options().map(str::to_owned);
-        let connect_timeout = pg.get_connect_timeout().copied();
-        pg = tokio_postgres::Config::from_str(url)?;
-        if let Some(options) = options {
-            pg.options(options);
-        }
-        if let Some(timeout) = connect_timeout {
-            pg.connect_timeout(timeout);
-        }
-        pg.application_name("points-listen");
-    }
+/// The settings of a direct connection to PostgreSQL, past any pooler: `POINTS_LISTEN_DATABASE_URL` when set, else the
+/// pool's URL; always with the session defaults. For LISTEN/NOTIFY, creating the database and storing the session
+/// defaults.
+pub fn direct_postgres_config(config: &Config) -> anyhow::Result<tokio_postgres::Config> {
+    let Some(url) = &config.listen_database_url else {
+        let mut pg = postgres_config(config)?;
+        pg.options(startup_options(config));
+        return Ok(pg);
+    };
+    let mut pg = tokio_postgres::Config::from_str(url)?;
+    pg.options(startup_options(config));
+    pg.connect_timeout(config.db_connect_timeout);
+    pg.application_name("points-direct");
     Ok(pg)
+}
+
+/// Behind a transaction-mode pooler: makes the session defaults the settings of the service's role in its database
+/// (`ALTER ROLE .. IN DATABASE .. SET`), over the direct connection, so that every server session the pooler opens
+/// starts with them; then checks through the pool that its sessions have them. Does nothing in session mode.
+///
+/// The settings are written only when they differ from what is stored. A pooler's server sessions opened before
+/// they were stored keep the old values until they are closed (pgbouncer: `RECONNECT`, or `server_lifetime`); the
+/// check reports that as a warning, naming the setting.
+pub async fn store_session_defaults(config: &Config, pool: &Pool) -> anyhow::Result<()> {
+    if config.database_pool_mode != PoolMode::Transaction {
+        return Ok(());
+    }
+    let wanted = session_defaults(config);
+    let (client, connection) = direct_postgres_config(config)?.connect(NoTls).await?;
+    let connection_task = tokio::spawn(connection);
+    let row = client
+        .query_typed_one(
+            "SELECT current_user::text, current_database()::text, \
+             coalesce((SELECT s.setconfig FROM pg_db_role_setting s \
+               WHERE s.setrole = (SELECT oid FROM pg_roles WHERE rolname = current_user) \
+                 AND s.setdatabase = (SELECT oid FROM pg_database WHERE datname = current_database())), '{}')",
+            &[],
+        )
+        .await?;
+    let (role, database, stored): (String, String, Vec<String>) =
+        (row.get(0), row.get(1), row.get(2));
+    let missing: Vec<&(&str, String)> = wanted
+        .iter()
+        .filter(|(name, value)| !stored.contains(&format!("{name}={value}")))
+        .collect();
+    if !missing.is_empty() {
+        let statements: String = missing
+            .iter()
+            .map(|(name, value)| {
+                format!(
+                    "ALTER ROLE {} IN DATABASE {} SET {name} = '{value}';",
+                    quote_identifier(&role),
+                    quote_identifier(&database)
+                )
+            })
+            .collect();
+        client.batch_execute(&statements).await.map_err(|error| {
+            anyhow::anyhow!(
+                "cannot store the session defaults of role {role} in database {database} \
+                 (POINTS_DATABASE_POOL_MODE=transaction): {error}"
+            )
+        })?;
+        tracing::info!(
+            role,
+            database,
+            "stored the session defaults for transaction-mode pooling"
+        );
+    }
+    drop(client);
+    let _ = connection_task.await;
+
+    let pooled = pool.get().await?;
+    let names: Vec<&str> = wanted.iter().map(|(name, _)| *name).collect();
+    let rows = pooled
+        .query_typed(
+            "SELECT name, setting FROM pg_catalog.pg_settings WHERE name = ANY($1)",
+            &params![&names],
+        )
+        .await?;
+    for row in rows {
+        let (name, setting): (String, String) = (row.get(0), row.get(1));
+        if let Some((_, value)) = wanted.iter().find(|(wanted, _)| *wanted == name)
+            && *value != setting
+        {
+            tracing::warn!(
+                setting = name,
+                expected = value.as_str(),
+                actual = setting,
+                "a pooled server session lacks a session default: it was opened before the default was stored; \
+                 close the pooler's server sessions (pgbouncer: RECONNECT) to pick it up"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Builds the bounded pool. Connections are opened lazily; a failed connect surfaces as UNAVAILABLE.
@@ -140,7 +241,7 @@ fn is_transient_connect_error(error: &anyhow::Error) -> bool {
 
 /// Creates the configured database if it does not exist (SPEC §2), connecting to the `postgres` database.
 pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
-    let target = postgres_config(config)?;
+    let target = direct_postgres_config(config)?;
     let Some(database) = target.get_dbname().map(str::to_owned) else {
         return Ok(());
     };
@@ -149,7 +250,10 @@ pub async fn ensure_database(config: &Config) -> anyhow::Result<()> {
     let (client, connection) = maintenance.connect(NoTls).await?;
     let connection_task = tokio::spawn(connection);
     let exists = client
-        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&database])
+        .query_typed_opt(
+            "SELECT 1 FROM pg_database WHERE datname = $1",
+            &params![&database],
+        )
         .await?
         .is_some();
     if !exists {

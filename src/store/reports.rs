@@ -4,6 +4,7 @@
 //! The roll-up remembers a transaction horizon, not an entry id, because entries commit out of id order; see
 //! [`crate::service::reports`] for why that makes it exact.
 
+use crate::store::sql::params;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Transaction;
 use tokio_postgres::GenericClient;
@@ -71,10 +72,8 @@ impl Movements {
 
 /// Locks the roll-up position; None when another roller holds it (it is doing the work).
 pub async fn try_lock_rollup(client: &Transaction<'_>) -> Result<bool, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("SELECT 1 FROM liability_rollup_state FOR UPDATE SKIP LOCKED")
-        .await?;
-    Ok(client.query_opt(&statement, &[]).await?.is_some())
+    let sql = "SELECT 1 FROM liability_rollup_state FOR UPDATE SKIP LOCKED";
+    Ok(client.query_typed_opt(sql, &params![]).await?.is_some())
 }
 
 /// Adds the entries of every transaction that finished since the last roll-up to the quarter-hour totals and
@@ -82,9 +81,8 @@ pub async fn try_lock_rollup(client: &Transaction<'_>) -> Result<bool, tokio_pos
 /// holds the position's lock ([`try_lock_rollup`]), taken in an earlier statement, so this statement's snapshot
 /// sees the latest position. Returns the number of entries rolled up.
 pub async fn roll_up(client: &Transaction<'_>) -> Result<i64, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached(&format!(
-            "WITH bounds AS ( \
+    let sql = format!(
+        "WITH bounds AS ( \
                  SELECT horizon AS since, pg_snapshot_xmin(pg_current_snapshot()) AS until \
                  FROM liability_rollup_state), \
              moved AS ( \
@@ -106,9 +104,8 @@ pub async fn roll_up(client: &Transaction<'_>) -> Result<i64, tokio_postgres::Er
                  rolled_entries = rolled_entries + coalesce((SELECT sum(entries) FROM moved), 0), \
                  rolled_at = now() \
              RETURNING coalesce((SELECT sum(entries) FROM moved), 0)::bigint"
-        ))
-        .await?;
-    Ok(client.query_one(&statement, &[]).await?.get(0))
+    );
+    Ok(client.query_typed_one(&sql, &params![]).await?.get(0))
 }
 
 /// The report's bucket boundaries: the starts of every bucket covering `[from, to)`, in the time zone, with
@@ -132,7 +129,7 @@ pub async fn bucket_boundaries(
              FROM bounds, step, generate_series(low AT TIME ZONE $4, high AT TIME ZONE $4, step.length) AS local_start \
              ORDER BY 1";
     Ok(client
-        .query(sql, &[&from, &to, &bucket, &tz])
+        .query_typed(sql, &params![&from, &to, &bucket, &tz])
         .await?
         .iter()
         .map(|row| row.get(0))
@@ -149,10 +146,8 @@ pub struct Horizon(u64);
 
 /// Reads the horizon (in the report's snapshot, so it agrees with the totals read next).
 pub async fn horizon(client: &Transaction<'_>) -> Result<Horizon, tokio_postgres::Error> {
-    let statement = client
-        .prepare_cached("SELECT horizon::text FROM liability_rollup_state")
-        .await?;
-    let text: String = client.query_one(&statement, &[]).await?.get(0);
+    let sql = "SELECT horizon::text FROM liability_rollup_state";
+    let text: String = client.query_typed_one(sql, &params![]).await?.get(0);
     // xid8 prints as an unsigned decimal; anything else would be a corrupt row, read as "everything is tail".
     Ok(Horizon(text.parse().unwrap_or(0)))
 }
@@ -168,9 +163,8 @@ pub async fn movements_by_bucket(
     tz: &str,
 ) -> Result<Vec<(DateTime<Utc>, Movements)>, tokio_postgres::Error> {
     let horizon = horizon.0;
-    let statement = client
-        .prepare(&format!(
-            "WITH quarter_hours AS ( \
+    let sql = format!(
+        "WITH quarter_hours AS ( \
                  SELECT period_start, issued, redeemed, expired, adjusted_in, adjusted_out, reversed_in, reversed_out \
                  FROM liability_periods WHERE period_start >= $1 AND period_start < $2 \
                  UNION ALL \
@@ -181,10 +175,9 @@ pub async fn movements_by_bucket(
                  sum(expired)::bigint, sum(adjusted_in)::bigint, sum(adjusted_out)::bigint, \
                  sum(reversed_in)::bigint, sum(reversed_out)::bigint \
              FROM quarter_hours GROUP BY 1 ORDER BY 1"
-        ))
-        .await?;
+    );
     Ok(client
-        .query(&statement, &[&from, &to, &bucket, &tz])
+        .query_typed(&sql, &params![&from, &to, &bucket, &tz])
         .await?
         .iter()
         .map(|row| (row.get(0), Movements::from_row(row, 1)))
@@ -210,9 +203,8 @@ pub async fn totals(
     from: DateTime<Utc>,
 ) -> Result<Totals, tokio_postgres::Error> {
     let horizon = horizon.0;
-    let statement = client
-        .prepare(&format!(
-            "WITH tail AS ( \
+    let sql = format!(
+        "WITH tail AS ( \
                  SELECT coalesce(sum(delta), 0)::bigint AS net, \
                         coalesce(sum(delta) FILTER (WHERE created_at < $1), 0)::bigint AS net_before \
                  FROM entries WHERE xid >= '{horizon}'::xid8) \
@@ -221,9 +213,8 @@ pub async fn totals(
                     s.rolled_net + tail.net, \
                     (SELECT coalesce(sum(balance), 0) FROM accounts)::bigint \
              FROM liability_rollup_state s, tail"
-        ))
-        .await?;
-    let row = client.query_one(&statement, &[&from]).await?;
+    );
+    let row = client.query_typed_one(&sql, &params![&from]).await?;
     Ok(Totals {
         outstanding_before: row.get(0),
         outstanding_now: row.get(1),
@@ -237,11 +228,11 @@ pub async fn healthy_merchant_slugs(
     version_latest: i32,
 ) -> Result<Vec<(Uuid, String)>, tokio_postgres::Error> {
     let rows = client
-        .query(
+        .query_typed(
             "SELECT m.merchant_id, m.slug FROM public.merchants m \
              JOIN public.tenant_migrations t ON t.merchant_id = m.merchant_id \
              WHERE t.error IS NULL AND t.version >= $1 ORDER BY m.slug",
-            &[&version_latest],
+            &params![&version_latest],
         )
         .await?;
     Ok(rows.iter().map(|row| (row.get(0), row.get(1))).collect())

@@ -10,6 +10,7 @@ use rust_decimal::Decimal;
 use tokio_postgres::{GenericClient, Row};
 
 use crate::domain::rules::{NewRuleVersion, RuleVersion};
+use crate::store::sql::params;
 
 const COLUMNS: &str = "v.code, v.version, v.currency, v.unit_amount, v.points_per_unit, v.rounding, v.min_amount, \
                        v.max_points, v.points_ttl_days, v.effective_from, v.effective_to, v.created_at";
@@ -94,9 +95,9 @@ pub async fn insert_versions(
          RETURNING {COLUMNS}"
     );
     let rows = client
-        .query(
+        .query_typed(
             &sql,
-            &[
+            &params![
                 &codes,
                 &currencies,
                 &unit_amounts,
@@ -123,7 +124,7 @@ pub async fn version_at(
         "SELECT {COLUMNS} FROM rule_versions v WHERE v.code = $1 AND {IN_EFFECT_AT_2} ORDER BY v.version DESC LIMIT 1"
     );
     Ok(client
-        .query_opt(&sql, &[&code, &at])
+        .query_typed_opt(&sql, &params![&code, &at])
         .await?
         .as_ref()
         .map(RuleVersion::from_row))
@@ -135,7 +136,7 @@ pub async fn code_exists(
     code: &str,
 ) -> Result<bool, tokio_postgres::Error> {
     Ok(client
-        .query_opt("SELECT 1 FROM rules WHERE code = $1", &[&code])
+        .query_typed_opt("SELECT 1 FROM rules WHERE code = $1", &params![&code])
         .await?
         .is_some())
 }
@@ -151,7 +152,9 @@ pub async fn list_versions(
         "SELECT {COLUMNS} FROM rule_versions v WHERE v.code = $1 AND ($2::int4 IS NULL OR v.version < $2) \
          ORDER BY v.version DESC LIMIT $3"
     );
-    let rows = client.query(&sql, &[&code, &before, &limit]).await?;
+    let rows = client
+        .query_typed(&sql, &params![&code, &before, &limit])
+        .await?;
     Ok(rows.iter().map(RuleVersion::from_row).collect())
 }
 
@@ -169,7 +172,9 @@ pub async fn list_in_effect(
          ) v \
          WHERE ($1::text IS NULL OR r.code > $1) ORDER BY r.code LIMIT $3"
     );
-    let rows = client.query(&sql, &[&after, &at, &limit]).await?;
+    let rows = client
+        .query_typed(&sql, &params![&after, &at, &limit])
+        .await?;
     Ok(rows.iter().map(RuleVersion::from_row).collect())
 }
 
@@ -177,7 +182,10 @@ pub async fn list_in_effect(
 /// PutRule on a code it ends waits for it instead of slipping a version in between.
 pub async fn lock_all_codes(client: &impl GenericClient) -> Result<(), tokio_postgres::Error> {
     client
-        .query("SELECT code FROM rules ORDER BY code FOR UPDATE", &[])
+        .query_typed(
+            "SELECT code FROM rules ORDER BY code FOR UPDATE",
+            &params![],
+        )
         .await?;
     Ok(())
 }
@@ -193,16 +201,14 @@ pub async fn end_codes_except(
     now: DateTime<Utc>,
 ) -> Result<Vec<String>, tokio_postgres::Error> {
     let rows = client
-        .query(
+        .query_typed(
             "WITH ended AS ( \
                  UPDATE rule_versions v SET effective_to = GREATEST(v.effective_from, $2) \
                  WHERE v.code <> ALL($1::text[]) \
                    AND (v.effective_to IS NULL OR (v.effective_to > $2 AND v.effective_to > v.effective_from)) \
                  RETURNING v.code \
              ) \
-             SELECT DISTINCT code FROM ended ORDER BY code",
-            &[&keep, &now],
-        )
+             SELECT DISTINCT code FROM ended ORDER BY code", &params![&keep, &now])
         .await?;
     Ok(rows.iter().map(|row| row.get("code")).collect())
 }

@@ -75,12 +75,29 @@ type Intercepted = InterceptedService<Channel, Caller>;
 /// The gateway token of the test servers: what a call must carry to be recorded as `rest`.
 pub const TEST_GATEWAY_TOKEN: &str = "test-gateway-token-00112233445566778899aabbccddeeff";
 
+/// Where the test servers' pools connect: PostgreSQL itself, or, with `POINTS_TEST_PGBOUNCER=host:port` (what
+/// `tests/pgbouncer/run.sh` sets), a pgbouncer in transaction pooling mode in front of it; then LISTEN/NOTIFY and the
+/// session defaults take the direct connection, as in a deployment behind pgbouncer.
+pub fn database_settings(database_name: &str) -> Vec<(String, String)> {
+    let direct = format!("postgres://postgres@127.0.0.1:5432/{database_name}");
+    match std::env::var("POINTS_TEST_PGBOUNCER") {
+        Ok(pgbouncer) if !pgbouncer.is_empty() => vec![
+            (
+                "DATABASE_URL".to_owned(),
+                format!("postgres://postgres@{pgbouncer}/{database_name}"),
+            ),
+            ("POINTS_LISTEN_DATABASE_URL".to_owned(), direct),
+            (
+                "POINTS_DATABASE_POOL_MODE".to_owned(),
+                "transaction".to_owned(),
+            ),
+        ],
+        _ => vec![("DATABASE_URL".to_owned(), direct)],
+    }
+}
+
 pub fn base_settings(database_name: &str) -> HashMap<String, String> {
-    HashMap::from([
-        (
-            "DATABASE_URL".to_owned(),
-            format!("postgres://postgres@127.0.0.1:5432/{database_name}"),
-        ),
+    let mut settings = HashMap::from([
         ("POINTS_GRPC_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         ("POINTS_HTTP_ADDR".to_owned(), "127.0.0.1:0".to_owned()),
         (
@@ -96,7 +113,9 @@ pub fn base_settings(database_name: &str) -> HashMap<String, String> {
         // The expiry sweeper is off: a test that expires lots sweeps them itself, when it means to; the tests of the
         // sweeper turn it on.
         ("POINTS_EXPIRY_SWEEP_INTERVAL_MS".to_owned(), "0".to_owned()),
-    ])
+    ]);
+    settings.extend(database_settings(database_name));
+    settings
 }
 
 pub fn config_from(settings: &HashMap<String, String>) -> Config {
@@ -125,7 +144,11 @@ pub async fn spawn_second_instance(other: &TestApp) -> TestApp {
 pub async fn spawn_on(settings: HashMap<String, String>, admin_key: Option<String>) -> TestApp {
     points::telemetry::init_with_default_filter(points::config::LogFormat::Pretty, "warn");
     let config = config_from(&settings);
-    let database_url = config.database_url.clone();
+    // Assertions read the database directly, past any pooler.
+    let database_url = config
+        .listen_database_url
+        .clone()
+        .unwrap_or_else(|| config.database_url.clone());
     let database_name = database_url.rsplit('/').next().expect("db name").to_owned();
     let app = Application::build(config).await.expect("build application");
     let admin_key = match (&app.bootstrap, admin_key) {

@@ -13,6 +13,7 @@ mod lanes;
 mod ledger;
 mod ledger_model;
 mod limits;
+mod pooling;
 mod reports;
 mod resilience;
 mod rest;

@@ -117,9 +117,23 @@ def main():
     data_mounts = [mount for mount in postgres.get("volumes", []) if mount.endswith(":/var/lib/postgresql/data")]
     if not data_mounts or data_mounts[0].split(":")[0] not in volumes:
         fail("postgres: the data directory must be a named volume")
-    images = {service.get("image") for service in services.values() if "build" in service}
+    images = {service.get("image") for service in services.values()
+              if service.get("build", {}).get("dockerfile") == "Dockerfile"}
     if len(images) != 1:
-        fail(f"every built service must share one image, found {sorted(images)}")
+        fail(f"every service built from the project's Dockerfile must share one image, found {sorted(images)}")
+    pooled = [name for name in servers if ":6432/" in services[name]["environment"]["DATABASE_URL"]]
+    for name in pooled:
+        environment = services[name]["environment"]
+        if environment.get("POINTS_DATABASE_POOL_MODE") != "transaction":
+            fail(f"service {name}: pools through pgbouncer without POINTS_DATABASE_POOL_MODE=transaction")
+        if "@postgres:5432/" not in environment.get("POINTS_LISTEN_DATABASE_URL", ""):
+            fail(f"service {name}: POINTS_LISTEN_DATABASE_URL must reach PostgreSQL directly")
+    if "pgbouncer" in services:
+        ini = (ROOT / "deploy" / "pgbouncer" / "pgbouncer.ini").read_text()
+        if not re.search(r"^pool_mode = transaction$", ini, re.M):
+            fail("deploy/pgbouncer/pgbouncer.ini: pool_mode must be transaction")
+        if len(pooled) != len(servers):
+            fail(f"with pgbouncer deployed every server must pool through it, only {pooled} do")
     if failures:
         print(f"{len(failures)} compose check(s) failed")
         return 1

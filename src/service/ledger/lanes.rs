@@ -21,10 +21,10 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use tokio::sync::{mpsc, oneshot};
-use tokio_postgres::types::Type;
 use uuid::Uuid;
 
 use super::{Credit, Mutation, MutationKind, MutationResult, Outcome, apply::insufficient};
+use crate::store::sql::params;
 use crate::{
     call::CallContext,
     domain::points::Entry,
@@ -255,41 +255,17 @@ async fn apply_batch(
         latencies.push(pending.audit.latency_us);
     }
     let mut client = pool.get().await?;
-    let statement = client
-        .prepare_typed_cached(
-            &format!(
-                // The fast path writes no entry of a hold (captures take the ordinary path): hold_id is NULL.
-                "SELECT *, NULL::bigint AS hold_id FROM {}.ledger_apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+    let sql = format!(
+        // The fast path writes no entry of a hold (captures take the ordinary path): hold_id is NULL.
+        "SELECT *, NULL::bigint AS hold_id FROM {}.ledger_apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
                  $14, $15, $16, $17, $18)",
-                schema.quoted()
-            ),
-            &[
-                Type::TIMESTAMPTZ,
-                Type::UUID,
-                Type::TEXT_ARRAY,
-                Type::TEXT_ARRAY,
-                Type::INT8_ARRAY,
-                Type::TEXT_ARRAY,
-                Type::TEXT_ARRAY,
-                Type::TEXT_ARRAY,
-                Type::TEXT_ARRAY,
-                Type::JSONB_ARRAY,
-                Type::TIMESTAMPTZ_ARRAY,
-                Type::TIMESTAMPTZ_ARRAY,
-                Type::UUID_ARRAY,
-                Type::TEXT_ARRAY,
-                Type::TEXT_ARRAY,
-                Type::TEXT_ARRAY,
-                Type::TEXT_ARRAY,
-                Type::INT8_ARRAY,
-            ],
-        )
-        .await?;
+        schema.quoted()
+    );
     let transaction = client.transaction().await?;
     let rows = transaction
-        .query(
-            &statement,
-            &[
+        .query_typed(
+            &sql,
+            &params![
                 &Utc::now(),
                 &merchant_id,
                 &kinds,
