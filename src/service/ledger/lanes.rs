@@ -254,42 +254,53 @@ async fn apply_batch(
         request_ids.push(pending.audit.request_id.as_str());
         latencies.push(pending.audit.latency_us);
     }
-    let mut client = pool.get().await?;
+    let client = pool.get().await?;
     let sql = format!(
         // The fast path writes no entry of a hold (captures take the ordinary path): hold_id is NULL.
         "SELECT *, NULL::bigint AS hold_id FROM {}.ledger_apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
                  $14, $15, $16, $17, $18)",
         schema.quoted()
     );
-    let transaction = client.transaction().await?;
-    let rows = transaction
-        .query_typed(
-            &sql,
-            &params![
-                &Utc::now(),
-                &merchant_id,
-                &kinds,
-                &uids,
-                &points,
-                &keys,
-                &digests,
-                &references,
-                &descriptions,
-                &metadata,
-                &expires,
-                &occurred,
-                &key_ids,
-                &key_prefixes,
-                &transports,
-                &methods,
-                &request_ids,
-                &latencies,
-            ],
-        )
-        .await
-        .map_err(batch_failed)?;
-    let _ = applied.send(());
-    transaction.commit().await.map_err(batch_failed)?;
+    let now = Utc::now();
+    let params = params![
+        &now,
+        &merchant_id,
+        &kinds,
+        &uids,
+        &points,
+        &keys,
+        &digests,
+        &references,
+        &descriptions,
+        &metadata,
+        &expires,
+        &occurred,
+        &key_ids,
+        &key_prefixes,
+        &transports,
+        &methods,
+        &request_ids,
+        &latencies,
+    ];
+    // BEGIN, the statement and COMMIT go out together: one round trip. The statement's rows arrive before the
+    // commit is done (and `applied` lets the lane's next batch start then); a failed statement turns the COMMIT
+    // into a rollback. All three answers are awaited, so the connection goes back to the pool outside a transaction.
+    let client = &**client;
+    let statement = async {
+        let rows = client.query_typed(&sql, &params).await;
+        if rows.is_ok() {
+            let _ = applied.send(());
+        }
+        rows
+    };
+    let (begun, rows, committed) = futures::join!(
+        client.batch_execute("BEGIN"),
+        statement,
+        client.batch_execute("COMMIT")
+    );
+    begun.map_err(batch_failed)?;
+    let rows = rows.map_err(batch_failed)?;
+    committed.map_err(batch_failed)?;
     // Rows come in any order (set-based ones first); `idx` (1-based) names the operation each answers.
     let mut results: Vec<Option<ServiceResult<Applied>>> = (0..count).map(|_| None).collect();
     for row in &rows {
