@@ -303,11 +303,10 @@ impl Application {
             .prepare();
         // The in-process gateway's channel: the listener's own stack (the call layer over the same routes, the
         // same request timeout), called directly rather than over loopback TCP and HTTP/2.
-        let in_process = points_gateway::in_process::InProcess::new(
+        let in_process = points_gateway::in_process::InProcessService::new(
             call_layer.layer(routes.clone()),
             Some(config.request_timeout),
-        )
-        .boxed();
+        );
         let grpc = Server::builder()
             .timeout(config.request_timeout)
             // Idle channels stay open through pings; a peer that stops answering them is dropped.

@@ -3,11 +3,11 @@
 //! The gateway's tonic clients are generic over the service they send through. Over the network that is
 //! [`Balanced`](crate::backend::Balanced): tonic encodes the message, and the bytes travel over loopback TCP in HTTP/2
 //! frames to the server, which decodes them again. In the `points` binary the gateway instead gets an
-//! [`InProcess`] around the very service stack the gRPC listener serves (its call layer — authentication, scopes,
+//! [`InProcessService`] around the very service stack the gRPC listener serves (its call layer — authentication, scopes,
 //! rate limits, the gateway-token check, audit, metrics — over the same routes), so a REST call reaches its handler
 //! as a function call: no socket, no HTTP/2 framing, no second task.
 //!
-//! What the network hop did besides carrying bytes, [`InProcess`] does itself, so the server cannot tell the two
+//! What the network hop did besides carrying bytes, [`InProcessService`] does itself, so the server cannot tell the two
 //! apart:
 //! - **Only headers cross.** Request extensions are cleared, as a network hop drops them: whatever the gateway side
 //!   attached to a request never reaches the server's layers. Everything the server believes about a call (API key,
@@ -22,14 +22,17 @@
 //! - **Cancellation.** The call runs inside the REST request's future: when the REST client goes away (or the
 //!   gateway's timeout fires), the call's future is dropped, as the server drops a call whose stream was reset.
 
+use std::fmt;
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::Bytes;
 use tonic::transport::server::TcpConnectInfo;
+use tower::ServiceExt;
 
 use crate::backend::BoxError;
 
@@ -37,86 +40,86 @@ use crate::backend::BoxError;
 pub type GrpcRequest = http::Request<tonic::body::Body>;
 /// A response to one.
 pub type GrpcResponse = http::Response<tonic::body::Body>;
-
-/// The server's service stack as the gateway's clients take it: type-erased, cheap to clone.
-pub type InProcessService = tower::util::BoxCloneSyncService<GrpcRequest, GrpcResponse, BoxError>;
+type GrpcFuture = Pin<Box<dyn Future<Output = Result<GrpcResponse, BoxError>> + Send>>;
 
 /// The address an in-process call comes from: loopback (the port means nothing).
 const IN_PROCESS_PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 0);
 
-/// What the gRPC listener does around each call, done in-process (see the module documentation).
-#[derive(Clone, Debug)]
-pub struct InProcess<S> {
-    inner: S,
-    /// The server's own bound on a call (`POINTS_REQUEST_TIMEOUT_MS`), as the listener applies it.
-    server_timeout: Option<Duration>,
+/// The server's service stack as the gateway's channel (see the module documentation).
+///
+/// A clone is one reference count: the gateway clones its clients (and so this channel) for every REST request,
+/// and the stack behind it — the call layer's shared state over the routes — is cloned once per call instead.
+#[derive(Clone)]
+pub struct InProcessService {
+    call: Arc<dyn Fn(GrpcRequest) -> GrpcFuture + Send + Sync>,
 }
 
-impl<S> InProcess<S> {
-    /// Wraps `inner`, the service stack the gRPC listener serves (its layers over its routes).
-    pub fn new(inner: S, server_timeout: Option<Duration>) -> InProcess<S> {
-        InProcess {
-            inner,
-            server_timeout,
+impl fmt::Debug for InProcessService {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("InProcessService")
+    }
+}
+
+impl InProcessService {
+    /// Calls into `stack`, the service the gRPC listener serves (its layers over its routes), bounding each call
+    /// by the shorter of its `grpc-timeout` and `server_timeout` (`POINTS_REQUEST_TIMEOUT_MS`), as the listener does.
+    pub fn new<S, B>(stack: S, server_timeout: Option<Duration>) -> InProcessService
+    where
+        S: tower::Service<GrpcRequest, Response = http::Response<B>>
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+        S::Error: Into<BoxError>,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let call = move |mut request: GrpcRequest| -> GrpcFuture {
+            let extensions = request.extensions_mut();
+            extensions.clear();
+            extensions.insert(TcpConnectInfo {
+                local_addr: None,
+                remote_addr: Some(IN_PROCESS_PEER),
+            });
+            let deadline = shorter(grpc_timeout(request.headers()), server_timeout);
+            let stack = stack.clone();
+            Box::pin(async move {
+                let call = stack.oneshot(request);
+                let outcome = match deadline {
+                    Some(deadline) => match tokio::time::timeout(deadline, call).await {
+                        Ok(outcome) => outcome,
+                        Err(_elapsed) => return Ok(timed_out()),
+                    },
+                    None => call.await,
+                };
+                match outcome {
+                    Ok(response) => Ok(response.map(tonic::body::Body::new)),
+                    Err(error) => match tonic::Status::try_from_error(error.into()) {
+                        Ok(status) => Ok(status.into_http()),
+                        Err(error) => Err(error),
+                    },
+                }
+            })
+        };
+        InProcessService {
+            call: Arc::new(call),
         }
     }
 }
 
-impl<S, B> InProcess<S>
-where
-    S: tower::Service<GrpcRequest, Response = http::Response<B>> + Clone + Send + Sync + 'static,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
-    /// The type-erased form the gateway's [`Backend`](crate::state::Backend) takes.
-    pub fn boxed(self) -> InProcessService {
-        InProcessService::new(self)
-    }
-}
-
-impl<S, B> tower::Service<GrpcRequest> for InProcess<S>
-where
-    S: tower::Service<GrpcRequest, Response = http::Response<B>>,
-    S::Future: Send + 'static,
-    S::Error: Into<BoxError>,
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<BoxError>,
-{
+impl tower::Service<GrpcRequest> for InProcessService {
     type Response = GrpcResponse;
     type Error = BoxError;
-    type Future = Pin<Box<dyn Future<Output = Result<GrpcResponse, BoxError>> + Send>>;
+    type Future = GrpcFuture;
 
-    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
-        self.inner.poll_ready(context).map_err(Into::into)
+    fn poll_ready(&mut self, _context: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        // Each call waits for the readiness of its own clone of the stack (in its future).
+        Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, mut request: GrpcRequest) -> Self::Future {
-        let extensions = request.extensions_mut();
-        extensions.clear();
-        extensions.insert(TcpConnectInfo {
-            local_addr: None,
-            remote_addr: Some(IN_PROCESS_PEER),
-        });
-        let deadline = shorter(grpc_timeout(request.headers()), self.server_timeout);
-        let call = self.inner.call(request);
-        Box::pin(async move {
-            let outcome = match deadline {
-                Some(deadline) => match tokio::time::timeout(deadline, call).await {
-                    Ok(outcome) => outcome,
-                    Err(_elapsed) => return Ok(timed_out()),
-                },
-                None => call.await,
-            };
-            match outcome {
-                Ok(response) => Ok(response.map(tonic::body::Body::new)),
-                Err(error) => match tonic::Status::try_from_error(error.into()) {
-                    Ok(status) => Ok(status.into_http()),
-                    Err(error) => Err(error),
-                },
-            }
-        })
+    fn call(&mut self, request: GrpcRequest) -> GrpcFuture {
+        (self.call)(request)
     }
 }
 
@@ -156,9 +159,7 @@ fn grpc_timeout(headers: &http::HeaderMap) -> Option<Duration> {
 mod tests {
     use super::*;
 
-    use std::sync::{Arc, Mutex};
-
-    use tower::ServiceExt;
+    use std::sync::Mutex;
 
     fn headers(timeout: &str) -> http::HeaderMap {
         let mut headers = http::HeaderMap::new();
@@ -233,7 +234,7 @@ mod tests {
             seen: Arc::default(),
             delay: Duration::ZERO,
         };
-        InProcess::new(inner.clone(), None)
+        InProcessService::new(inner.clone(), None)
             .oneshot(request(None))
             .await
             .expect("answer");
@@ -262,7 +263,7 @@ mod tests {
                 seen: Arc::default(),
                 delay: Duration::from_millis(delay),
             };
-            let response = InProcess::new(inner, server_timeout)
+            let response = InProcessService::new(inner, server_timeout)
                 .oneshot(request(grpc_timeout))
                 .await
                 .expect("answer");
