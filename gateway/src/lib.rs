@@ -94,7 +94,7 @@ pub fn router_in_process(
 fn router_over(config: &GatewayConfig, backend: Backend) -> anyhow::Result<axum::Router> {
     let refusals = refusals::RefusalReporter::start(backend.channel.clone());
     let state = AppState {
-        backend,
+        backend: std::sync::Arc::new(backend),
         request_timeout: config.request_timeout,
         metrics: install_metrics_recorder(),
         gateway_token: match &config.gateway_token {
