@@ -5,7 +5,8 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Server;
+use tonic::{service::Routes, transport::Server};
+use tower::Layer;
 
 use crate::{
     audit::{
@@ -267,20 +268,15 @@ impl Application {
         let grpc_addr = grpc_listener.local_addr()?;
         let grpc_shutdown = shutdown.clone();
         let grpc_health = health_reporter.clone();
-        let grpc = Server::builder()
-            .timeout(config.request_timeout)
-            // Idle channels stay open through pings; a peer that stops answering them is dropped.
-            .http2_keepalive_interval(Some(Duration::from_secs(30)))
-            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .layer(CallLayer::new(
-                authenticator.clone(),
-                services.audit.clone(),
-                rate_limits.clone(),
-                sources.clone(),
-                Arc::new(tokio::sync::Semaphore::new(config.in_flight_max)),
-                &config.gateway_token,
-            ))
-            .add_service(health_service)
+        let call_layer = CallLayer::new(
+            authenticator.clone(),
+            services.audit.clone(),
+            rate_limits.clone(),
+            sources.clone(),
+            Arc::new(tokio::sync::Semaphore::new(config.in_flight_max)),
+            &config.gateway_token,
+        );
+        let routes = Routes::new(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(bounded!(
@@ -304,6 +300,20 @@ impl Application {
             .add_service(bounded!(
                 pb::gateway::gateway_service_server::GatewayServiceServer<Handlers>
             ))
+            .prepare();
+        // The in-process gateway's channel: the listener's own stack (the call layer over the same routes, the
+        // same request timeout), called directly rather than over loopback TCP and HTTP/2.
+        let in_process = points_gateway::in_process::InProcessService::new(
+            call_layer.layer(routes.clone()),
+            Some(config.request_timeout),
+        );
+        let grpc = Server::builder()
+            .timeout(config.request_timeout)
+            // Idle channels stay open through pings; a peer that stops answering them is dropped.
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .layer(call_layer)
+            .add_routes(routes)
             .serve_with_incoming_shutdown(
                 // Without TCP_NODELAY a response written in several pieces waits for the client's delayed ACK
                 // (40 ms on Linux) before its last piece goes out.
@@ -333,7 +343,7 @@ impl Application {
 
         let gateway = crate::app::gateway_task(
             http_listener,
-            grpc_addr,
+            in_process,
             config.gateway_token.clone(),
             shutdown.clone(),
         );
@@ -382,23 +392,22 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
     })
 }
 
-/// The REST gateway in the same process, calling this server's gRPC port over loopback (the same path a
-/// separately deployed gateway takes, so both deployments behave alike).
+/// The REST gateway in the same process, calling the gRPC services in-process through `in_process` (the stack the
+/// gRPC listener serves, so authentication, the gateway-token check, limits and audit are the same as over the
+/// network, without the loopback TCP and HTTP/2 hop a separately deployed gateway takes).
 async fn gateway_task(
     listener: Option<TcpListener>,
-    grpc_addr: SocketAddr,
+    in_process: points_gateway::in_process::InProcessService,
     gateway_token: String,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let Some(listener) = listener else {
         return Ok(());
     };
-    let loopback = loopback(grpc_addr);
     let mut gateway_config = points_gateway::GatewayConfig::from_env()?;
-    gateway_config.grpc_url = format!("http://{loopback}");
     gateway_config.gateway_token = Some(gateway_token);
     tracing::info!(http = %listener.local_addr()?, "serving REST gateway, /docs and /admin");
-    points_gateway::serve(listener, gateway_config, async move {
+    points_gateway::serve_in_process(listener, gateway_config, in_process, async move {
         shutdown.cancelled().await
     })
     .await

@@ -12,6 +12,9 @@
 //!   replays the first outcome). A merchant registration or a key creation is never sent twice.
 //!
 //! With a single backend, calls go straight to its channel, unbuffered and unprobed, as before.
+//!
+//! [`Upstream`] is what the gateway's clients send through: these backends over the network (the standalone
+//! `points-gateway`), or the server's own services in the same process (see [`crate::in_process`]).
 
 use std::fmt;
 use std::future::Future;
@@ -183,6 +186,46 @@ impl tower::Service<http::Request<tonic::body::Body>> for Balanced {
             return Box::pin(async move { channel.oneshot(request).await.map_err(BoxError::from) });
         }
         Box::pin(self.clone().call_with_failover(request))
+    }
+}
+
+/// Where the gateway's gRPC calls go. Cheap to clone.
+#[derive(Clone)]
+pub enum Upstream {
+    /// Over the network to the backends of `POINTS_GATEWAY_GRPC_URL` (the standalone gateway).
+    Network(Balanced),
+    /// Into the gRPC server's own service stack, in this process (the gateway inside the `points` binary).
+    InProcess(crate::in_process::InProcessService),
+}
+
+impl fmt::Debug for Upstream {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Upstream::Network(balanced) => {
+                formatter.debug_tuple("Network").field(balanced).finish()
+            }
+            Upstream::InProcess(_) => formatter.write_str("InProcess"),
+        }
+    }
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Upstream {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = BoxError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, BoxError>> + Send>>;
+
+    fn poll_ready(&mut self, context: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        match self {
+            Upstream::Network(balanced) => balanced.poll_ready(context),
+            Upstream::InProcess(service) => service.poll_ready(context),
+        }
+    }
+
+    fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+        match self {
+            Upstream::Network(balanced) => balanced.call(request),
+            Upstream::InProcess(service) => service.call(request),
+        }
     }
 }
 

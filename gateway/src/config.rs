@@ -261,6 +261,19 @@ impl GatewayConfig {
                 });
             }
         }
+        self.validate_limits_named(body_limit_name, timeout_name)
+    }
+
+    /// Checks what an in-process gateway uses (everything but the gRPC URLs, which it does not).
+    pub(crate) fn validate_in_process(&self) -> Result<(), ConfigError> {
+        self.validate_limits_named("body_limit_bytes", "request_timeout")
+    }
+
+    fn validate_limits_named(
+        &self,
+        body_limit_name: &'static str,
+        timeout_name: &'static str,
+    ) -> Result<(), ConfigError> {
         let body_limit = self.body_limit_bytes as u64;
         if !(BODY_LIMIT_BYTES_MIN as u64..=BODY_LIMIT_BYTES_MAX as u64).contains(&body_limit) {
             return Err(ConfigError::OutOfRange {

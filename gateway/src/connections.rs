@@ -2,8 +2,8 @@
 //! of connections that stay idle (SPEC §14).
 //!
 //! * **Bound**: at most `connections_max` connections are open at once; one accepted beyond that is closed at
-//!   once (counted in `connections_refused_total`), so a flood of connections cannot use up the process's file
-//!   descriptors and starve the clients already connected.
+//!   once (counted in `connections_refused_total`; those within it in `connections_accepted_total`), so a flood of
+//!   connections cannot use up the process's file descriptors and starve the clients already connected.
 //! * **Idle timeout**: a connection on which nothing is read or written for `idle_timeout` is closed: idle TCP
 //!   connections, slow or stalled clients, and half-open connections go away on their own. Legitimate idle gRPC
 //!   channels stay open through HTTP/2 keep-alive pings, which are traffic. A request that takes longer than the
@@ -97,6 +97,7 @@ impl GuardedListener {
                 drop(stream);
                 continue;
             };
+            metrics::counter!("connections_accepted_total", "listener" => self.name).increment(1);
             // A response written in pieces must not wait for the client's delayed ACK (40 ms on Linux).
             let _ = stream.set_nodelay(true);
             return (

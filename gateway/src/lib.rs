@@ -4,8 +4,9 @@
 //! store or the domain; everything it knows about the service comes from `proto/points/v1`.
 //!
 //! * [`router`] builds the axum app (`/api/v1/...`, `/docs`, `/openapi.json`, `/admin`, `/healthz`, `/readyz`,
-//!   `/metrics`) over a lazily connected gRPC channel;
-//! * [`serve`] runs it on a listener until a shutdown signal, finishing in-flight requests;
+//!   `/metrics`) over a lazily connected gRPC channel; [`router_in_process`] over the gRPC server's own services
+//!   in the same process (see [`in_process`]);
+//! * [`serve`] and [`serve_in_process`] run it on a listener until a shutdown signal, finishing in-flight requests;
 //! * [`install_metrics_recorder`] installs the process-wide Prometheus recorder `/metrics` renders.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -18,6 +19,7 @@ mod convert;
 pub mod envelope;
 pub mod error;
 mod extract;
+pub mod in_process;
 pub mod metrics;
 mod middleware;
 pub mod openapi;
@@ -76,10 +78,23 @@ fn documented_routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
 /// Installs the global metrics recorder if nobody did yet (see [`install_metrics_recorder`]).
 pub async fn router(config: &GatewayConfig) -> anyhow::Result<axum::Router> {
     config.validate()?;
-    let backend = Backend::connect_lazy(config)?;
+    router_over(config, Backend::connect_lazy(config)?)
+}
+
+/// Like [`router`], but every gRPC call goes into `service`, the gRPC server's own service stack in this process
+/// (see [`in_process`]); `config.grpc_url` is not used.
+pub fn router_in_process(
+    config: &GatewayConfig,
+    service: in_process::InProcessService,
+) -> anyhow::Result<axum::Router> {
+    config.validate_in_process()?;
+    router_over(config, Backend::over(backend::Upstream::InProcess(service)))
+}
+
+fn router_over(config: &GatewayConfig, backend: Backend) -> anyhow::Result<axum::Router> {
     let refusals = refusals::RefusalReporter::start(backend.channel.clone());
     let state = AppState {
-        backend,
+        backend: std::sync::Arc::new(backend),
         request_timeout: config.request_timeout,
         metrics: install_metrics_recorder(),
         gateway_token: match &config.gateway_token {
@@ -141,13 +156,34 @@ pub async fn serve(
     config: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let app = router(&config).await?;
+    serve_app(listener, &config, app, &config.grpc_url, shutdown).await
+}
+
+/// Like [`serve`], with the gRPC calls going into `service` in this process (see [`router_in_process`]).
+pub async fn serve_in_process(
+    listener: tokio::net::TcpListener,
+    config: GatewayConfig,
+    service: in_process::InProcessService,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let app = router_in_process(&config, service)?;
+    serve_app(listener, &config, app, "in-process", shutdown).await
+}
+
+async fn serve_app(
+    listener: tokio::net::TcpListener,
+    config: &GatewayConfig,
+    app: axum::Router,
+    grpc: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
     use tower::ServiceExt;
 
-    let app = router(&config).await?;
     let listener = connections::GuardedListener::new(listener, config.connection_limits, "rest");
     let address = listener.local_addr()?;
-    tracing::info!(%address, grpc_url = %config.grpc_url, "rest gateway listening");
+    tracing::info!(%address, grpc, "rest gateway listening");
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
     builder
         .http1()

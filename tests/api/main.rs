@@ -9,6 +9,7 @@ mod helpers;
 mod holds;
 mod hostile;
 mod hostile_grpc;
+mod in_process;
 mod lanes;
 mod ledger;
 mod ledger_model;
