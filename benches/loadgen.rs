@@ -79,6 +79,10 @@ struct Args {
     /// Merchants sharing the load (with --admin-key): worker w writes for merchant w mod N.
     #[arg(long, default_value_t = 1)]
     merchants: usize,
+    /// Seconds of the same load before the measured run, unmeasured, on other uids (warms connections, caches and
+    /// the database's plans for every merchant).
+    #[arg(long, default_value_t = 0)]
+    warmup_secs: u64,
     /// After the run, read back every uid written and check its balance against the points applied.
     #[arg(long)]
     verify: bool,
@@ -106,6 +110,7 @@ async fn main() -> anyhow::Result<()> {
         (1..=3600).contains(&args.duration_secs),
         "--duration-secs must be 1..=3600"
     );
+    anyhow::ensure!(args.warmup_secs <= 600, "--warmup-secs must be 0..=600");
     anyhow::ensure!(
         (1..=10_000).contains(&args.merchants),
         "--merchants must be 1..=10000"
@@ -130,14 +135,70 @@ async fn main() -> anyhow::Result<()> {
             anyhow::bail!("give --api-key (a merchant key) or --admin-key (to register a merchant)")
         }
     };
-    let deadline = Instant::now() + Duration::from_secs(args.duration_secs);
-    let calls_per_worker = args.calls_max.div_ceil(args.concurrency as u64);
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let run_id = uuid::Uuid::new_v4().simple().to_string();
     let args = Arc::new(args);
+    if args.warmup_secs > 0 {
+        // Unmeasured and unverified, on uids of its own: connections, caches and the database's plans warm up.
+        let warmup_id = format!("warmup{}", uuid::Uuid::new_v4().simple());
+        let deadline = Instant::now() + Duration::from_secs(args.warmup_secs);
+        run_workers(&args, &channel, &http, &api_keys, &warmup_id, deadline).await?;
+    }
+    let run_id = uuid::Uuid::new_v4().simple().to_string();
     let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.duration_secs);
+    let total = run_workers(&args, &channel, &http, &api_keys, &run_id, deadline).await?;
+    let elapsed = started.elapsed().as_secs_f64();
+    let errors: u64 = total.errors.values().sum();
+    println!(
+        "transport={:?} workload={:?} uids={:?} concurrency={} merchants={} duration_s={:.1}",
+        args.transport, args.workload, args.uids, args.concurrency, args.merchants, elapsed
+    );
+    println!(
+        "calls={} throughput_per_s={:.0} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} errors={}",
+        total.calls,
+        total.calls as f64 / elapsed,
+        total.histogram.value_at_quantile(0.50) as f64 / 1000.0,
+        total.histogram.value_at_quantile(0.90) as f64 / 1000.0,
+        total.histogram.value_at_quantile(0.99) as f64 / 1000.0,
+        total.histogram.max() as f64 / 1000.0,
+        errors
+    );
+    for (error, count) in &total.errors {
+        println!("  error {error}: {count}");
+    }
+    if args.verify {
+        let mismatches = verify(&channel, &api_keys, &total.applied).await?;
+        println!(
+            "verify: uids={} points_applied={} mismatches={}",
+            total.applied.len(),
+            total.applied.values().sum::<i64>(),
+            mismatches.len()
+        );
+        for ((merchant, uid), (expected, actual)) in mismatches.iter().take(10) {
+            println!(
+                "  mismatch merchant#{merchant} uid={uid}: applied {expected}, balance {actual}"
+            );
+        }
+        anyhow::ensure!(
+            mismatches.is_empty(),
+            "balances do not match what was applied"
+        );
+    }
+    Ok(())
+}
+
+/// Runs `args.concurrency` workers until `deadline` (or the call budget) on uids named by `run_id`; their report.
+async fn run_workers(
+    args: &Arc<Args>,
+    channel: &Channel,
+    http: &reqwest::Client,
+    api_keys: &[String],
+    run_id: &str,
+    deadline: Instant,
+) -> anyhow::Result<Report> {
+    let calls_per_worker = args.calls_max.div_ceil(args.concurrency as u64);
     let mut workers = Vec::new();
     for worker in 0..args.concurrency {
         let channel = channel.clone();
@@ -145,7 +206,7 @@ async fn main() -> anyhow::Result<()> {
         let api_key = api_keys[merchant].clone();
         let http = http.clone();
         let args = args.clone();
-        let run_id = run_id.clone();
+        let run_id = run_id.to_owned();
         workers.push(tokio::spawn(async move {
             let mut report = Report {
                 histogram: Histogram::new_with_bounds(1, 60_000_000, 3).expect("histogram"),
@@ -217,44 +278,7 @@ async fn main() -> anyhow::Result<()> {
             *total.applied.entry(uid).or_default() += delta;
         }
     }
-    let elapsed = started.elapsed().as_secs_f64();
-    let errors: u64 = total.errors.values().sum();
-    println!(
-        "transport={:?} workload={:?} uids={:?} concurrency={} merchants={} duration_s={:.1}",
-        args.transport, args.workload, args.uids, args.concurrency, args.merchants, elapsed
-    );
-    println!(
-        "calls={} throughput_per_s={:.0} p50_ms={:.2} p90_ms={:.2} p99_ms={:.2} max_ms={:.2} errors={}",
-        total.calls,
-        total.calls as f64 / elapsed,
-        total.histogram.value_at_quantile(0.50) as f64 / 1000.0,
-        total.histogram.value_at_quantile(0.90) as f64 / 1000.0,
-        total.histogram.value_at_quantile(0.99) as f64 / 1000.0,
-        total.histogram.max() as f64 / 1000.0,
-        errors
-    );
-    for (error, count) in &total.errors {
-        println!("  error {error}: {count}");
-    }
-    if args.verify {
-        let mismatches = verify(&channel, &api_keys, &total.applied).await?;
-        println!(
-            "verify: uids={} points_applied={} mismatches={}",
-            total.applied.len(),
-            total.applied.values().sum::<i64>(),
-            mismatches.len()
-        );
-        for ((merchant, uid), (expected, actual)) in mismatches.iter().take(10) {
-            println!(
-                "  mismatch merchant#{merchant} uid={uid}: applied {expected}, balance {actual}"
-            );
-        }
-        anyhow::ensure!(
-            mismatches.is_empty(),
-            "balances do not match what was applied"
-        );
-    }
-    Ok(())
+    Ok(total)
 }
 
 type Mismatches = Vec<((usize, String), (i64, i64))>;
