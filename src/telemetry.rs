@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tracing_subscriber::{
-    EnvFilter, fmt, fmt::MakeWriter, layer::SubscriberExt, util::SubscriberInitExt,
+    EnvFilter, Layer, Registry, fmt, fmt::MakeWriter, layer::SubscriberExt, util::SubscriberInitExt,
 };
 
 use crate::config::LogFormat;
@@ -34,25 +34,15 @@ pub fn init_with_default_filter(format: LogFormat, default_filter: &str) {
     // Colours only on a terminal: redirected logs stay plain text.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
     let writer = BatchedStdout::shared();
-    let registry = tracing_subscriber::registry().with(filter);
-    let installed = match format {
-        LogFormat::Json => registry
-            .with(
-                fmt::layer()
-                    .json()
-                    .with_current_span(true)
-                    .with_writer(writer.clone()),
-            )
-            .try_init(),
-        LogFormat::Pretty => registry
-            .with(
-                fmt::layer()
-                    .compact()
-                    .with_ansi(ansi)
-                    .with_writer(writer.clone()),
-            )
-            .try_init(),
+    let layer = fmt::layer().with_writer(writer.clone());
+    let layer: Box<dyn Layer<Registry> + Send + Sync> = match format {
+        LogFormat::Json => Box::new(layer.json().with_current_span(true)),
+        LogFormat::Pretty => Box::new(layer.compact().with_ansi(ansi)),
     };
+    let installed = tracing_subscriber::registry()
+        .with(layer)
+        .with(filter)
+        .try_init();
     if installed.is_ok() {
         let flusher = writer.clone();
         let _ = std::thread::Builder::new()
