@@ -1,8 +1,13 @@
 #!/bin/sh
-# Writes pgbouncer's auth file from POSTGRES_PASSWORD, then runs pgbouncer in the foreground.
+# Writes pgbouncer's auth file from POSTGRES_PASSWORD (for the role POSTGRES_USER, default points), then runs
+# pgbouncer in the foreground. tests/pgbouncer/run.sh runs this script with the shipped pgbouncer.ini.
 set -eu
 : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD}"
-mkdir -p /tmp/pgbouncer
+user=${POSTGRES_USER:-points}
+auth_file=${PGBOUNCER_AUTH_FILE:-/tmp/pgbouncer/userlist.txt}
+mkdir -p "$(dirname "$auth_file")"
 umask 077
-printf '"points" "%s"\n' "$(printf '%s' "$POSTGRES_PASSWORD" | sed 's/"/""/g')" >/tmp/pgbouncer/userlist.txt
-exec pgbouncer /etc/pgbouncer/pgbouncer.ini
+# The auth file's format: "name" "password", with a double quote inside written twice.
+quote() { printf '"%s"' "$(printf '%s' "$1" | sed 's/"/""/g')"; }
+printf '%s %s\n' "$(quote "$user")" "$(quote "$POSTGRES_PASSWORD")" >"$auth_file"
+exec pgbouncer "${PGBOUNCER_CONFIG:-/etc/pgbouncer/pgbouncer.ini}"

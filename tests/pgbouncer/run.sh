@@ -83,4 +83,60 @@ if grep -E "prepared statement|unsupported startup parameter" "$dir/pgbouncer.lo
     echo "[pgbouncer] FAIL: pgbouncer refused something the service sent" >&2
     exit 1
 fi
+
+# The shipped configuration (deploy/pgbouncer/pgbouncer.ini, as compose runs it: scram-sha-256, a database alias, the
+# auth file written by deploy/pgbouncer/entrypoint.sh) with a role that is not a superuser, and the server configured
+# as compose configures it; then the REST flows of tests/citus/flows.py through it.
+deploy_port=$((PORT + 1))
+deploy_db=points_test_deploy_pgbouncer
+role_password=deploy-pgbouncer-check
+psql -h 127.0.0.1 -U postgres -qAt -c "DROP DATABASE IF EXISTS $deploy_db WITH (FORCE)" \
+    -c "DROP ROLE IF EXISTS points_deploy_check" \
+    -c "CREATE ROLE points_deploy_check LOGIN CREATEDB PASSWORD '$role_password'"
+sed -e "s/^points = host=postgres port=5432 dbname=points$/points = host=127.0.0.1 port=5432 dbname=$deploy_db/" \
+    -e "s/^listen_addr = .*/listen_addr = 127.0.0.1/" -e "s/^listen_port = .*/listen_port = $deploy_port/" \
+    -e "s#^auth_file = .*#auth_file = $dir/deploy-userlist.txt#" \
+    -e "s#^logfile =\$#logfile = $dir/deploy-pgbouncer.log#" -e "s#^pidfile =\$#pidfile = $dir/deploy-pgbouncer.pid#" \
+    deploy/pgbouncer/pgbouncer.ini >"$dir/deploy-pgbouncer.ini"
+grep -q "dbname=$deploy_db" "$dir/deploy-pgbouncer.ini" ||
+    { echo "[pgbouncer] FAIL: deploy/pgbouncer/pgbouncer.ini has no 'points' database line" >&2; exit 1; }
+[ "$(id -u)" = 0 ] && chown -R postgres "$dir"
+# The image's entrypoint writes the auth file from the password and runs pgbouncer in the foreground.
+entrypoint=(env PATH="/usr/sbin:/usr/bin:/bin" POSTGRES_PASSWORD="$role_password" POSTGRES_USER=points_deploy_check
+    PGBOUNCER_AUTH_FILE="$dir/deploy-userlist.txt" PGBOUNCER_CONFIG="$dir/deploy-pgbouncer.ini"
+    sh "$PWD/deploy/pgbouncer/entrypoint.sh")
+if [ "$(id -u)" = 0 ]; then
+    runuser -u postgres -- "${entrypoint[@]}" >"$dir/deploy-entrypoint.out" 2>&1 &
+else
+    "${entrypoint[@]}" >"$dir/deploy-entrypoint.out" 2>&1 &
+fi
+stop_deploy() {
+    [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+    [ -f "$dir/deploy-pgbouncer.pid" ] && kill "$(cat "$dir/deploy-pgbouncer.pid")" 2>/dev/null
+    stop
+    psql -h 127.0.0.1 -U postgres -qAt -c "DROP DATABASE IF EXISTS $deploy_db WITH (FORCE)" \
+        -c "DROP ROLE IF EXISTS points_deploy_check" >/dev/null 2>&1 || true
+}
+trap stop_deploy EXIT
+cargo build -q --bin points
+admin_key=$("${CARGO_TARGET_DIR:-target}/debug/points" admin make-key)
+http_port=$((PORT + 3))
+DATABASE_URL="postgres://points_deploy_check:$role_password@127.0.0.1:$deploy_port/points" \
+    POINTS_DATABASE_POOL_MODE=transaction \
+    POINTS_LISTEN_DATABASE_URL="postgres://points_deploy_check:$role_password@127.0.0.1:5432/$deploy_db" \
+    POINTS_BOOTSTRAP_ADMIN_KEY="$admin_key" POINTS_KEY_HASH_SECRET=pgbouncer-deploy-check-secret-0123456789abcdef \
+    POINTS_GRPC_ADDR="127.0.0.1:$((PORT + 2))" POINTS_HTTP_ADDR="127.0.0.1:$http_port" POINTS_LOG_FORMAT=json \
+    "${CARGO_TARGET_DIR:-target}/debug/points" >"$dir/deploy-server.log" 2>&1 &
+server_pid=$!
+for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$http_port/readyz" >/dev/null && break
+    sleep 0.2
+done
+if ! python3 tests/citus/flows.py "http://127.0.0.1:$http_port" "$admin_key" 2 >"$dir/deploy-flows.out"; then
+    cat "$dir/deploy-flows.out" >&2
+    grep -v '"level":"INFO"' "$dir/deploy-server.log" | tail -20 >&2
+    echo "[pgbouncer] FAIL: the REST flows through the shipped pgbouncer configuration" >&2
+    exit 1
+fi
+grep '^ok' "$dir/deploy-flows.out" | sed 's/^/[pgbouncer] deploy config: /'
 echo "[pgbouncer] OK"
