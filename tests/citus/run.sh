@@ -4,9 +4,9 @@
 #   bash tests/citus/run.sh [path/to/points]      (default: target/release/points, built if missing)
 #
 # 1. Builds and installs Citus 13.2.2 into PostgreSQL 15 if it is missing (../shared/vendor/citus/build.sh, ~2.5 min).
-# 2. Starts a coordinator (127.0.0.1:56432) and two workers (56433, 56434) in a temporary folder, with schema-based
+# 2. Starts a coordinator (127.0.0.1:25432) and two workers (25433, 25434) in a temporary folder, with schema-based
 #    sharding on: every merchant schema the service creates becomes a distributed schema, placed on a worker.
-# 3. Runs `points` on the coordinator (gRPC 56051, REST 56030) and the REST flows of tests/citus/flows.py:
+# 3. Runs `points` on the coordinator (gRPC 25051, REST 25030) and the REST flows of tests/citus/flows.py:
 #    merchants, keys, earn/spend with replays, rules, balances, audit verification.
 # 4. Shows where the merchant schemas landed (citus_schemas, citus_shards), moves one merchant's schema to the other
 #    worker with citus_move_shard_placement, and runs that merchant's flows again.
@@ -18,10 +18,12 @@ root=$PWD
 points=${1:-${CARGO_TARGET_DIR:-target}/release/points}
 shared=${SHARED_DIR:-$root/../shared}
 pgbin=/usr/lib/postgresql/15/bin
-coordinator_port=56432
-worker_ports=(56433 56434)
-grpc_port=56051
-http_port=56030
+# Fixed ports below the kernel's ephemeral range (32768-60999 here), so that no client socket of an earlier step
+# can hold one of them when a node starts.
+coordinator_port=25432
+worker_ports=(25433 25434)
+grpc_port=25051
+http_port=25030
 
 if [ ! -f /usr/lib/postgresql/15/lib/citus.so ]; then
     echo "== building Citus (missing)"
@@ -68,7 +70,10 @@ max_wal_senders = 20
 max_replication_slots = 20
 fsync = off
 CONF
-    runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/$port" -l "$work/$port.log" -w start >/dev/null
+    if ! runuser -u postgres -- "$pgbin/pg_ctl" -D "$work/$port" -l "$work/$port.log" -w start >/dev/null; then
+        tail -20 "$work/$port.log" >&2
+        exit 1
+    fi
     psql_on "$port" -d postgres -c "CREATE DATABASE points"
     psql_on "$port" -d points -c "CREATE EXTENSION citus"
 done

@@ -8,7 +8,7 @@
 # 3. Makes the newest tenant migration pending again in every schema (its history row deleted and its function
 #    dropped, as if the build had just added it) and restarts: start-up with one new migration in every schema.
 # 4. With the loadgen binary: earn throughput spread over 100 merchants, then on one merchant.
-# Uses its own database (dropped at the end) on 127.0.0.1:5432 and ports 56051 (gRPC) and 56030 (REST).
+# Uses its own database (dropped at the end) on 127.0.0.1:5432 and ports 25151 (gRPC) and 25130 (REST).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 points=${1:-${CARGO_TARGET_DIR:-target}/release/points}
@@ -28,12 +28,12 @@ admin_key=$("$points" admin make-key)
 start_server() {
     local started
     started=$(date +%s%N)
-    DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database" POINTS_GRPC_ADDR=127.0.0.1:56051 \
-        POINTS_HTTP_ADDR=127.0.0.1:56030 POINTS_KEY_HASH_SECRET=tenants-run-key-hash-secret-0123456789abcdef \
+    DATABASE_URL="postgres://postgres@127.0.0.1:5432/$database" POINTS_GRPC_ADDR=127.0.0.1:25151 \
+        POINTS_HTTP_ADDR=127.0.0.1:25130 POINTS_KEY_HASH_SECRET=tenants-run-key-hash-secret-0123456789abcdef \
         POINTS_BOOTSTRAP_ADMIN_KEY="$admin_key" POINTS_LOG_FORMAT=json RUST_LOG=info \
         "$points" serve >"$work/server.log" 2>&1 &
     server_pid=$!
-    until POINTS_GRPC_ADDR=127.0.0.1:56051 RUST_LOG=off "$points" healthcheck >/dev/null 2>&1; do
+    until POINTS_GRPC_ADDR=127.0.0.1:25151 RUST_LOG=off "$points" healthcheck >/dev/null 2>&1; do
         kill -0 "$server_pid" 2>/dev/null || { tail -20 "$work/server.log" >&2; exit 1; }
         sleep 0.05
     done
@@ -49,7 +49,7 @@ start_server "first start (empty database)"
 python3 - "$merchants" "$admin_key" <<'PY'
 import http.client, json, statistics, sys, time, uuid
 count, admin = int(sys.argv[1]), sys.argv[2]
-connection = http.client.HTTPConnection("127.0.0.1", 56030, timeout=60)
+connection = http.client.HTTPConnection("127.0.0.1", 25130, timeout=60)
 run, took = uuid.uuid4().hex[:6], []
 started = time.monotonic()
 for index in range(count):
@@ -92,7 +92,7 @@ echo "tenant schemas still behind after the start: $pending"
 if [ -n "$loadgen" ]; then
     for spread in 100 1; do
         echo "earn over $spread merchant(s):"
-        "$loadgen" --admin-key "$admin_key" --grpc http://127.0.0.1:56051 --merchants "$spread" \
+        "$loadgen" --admin-key "$admin_key" --grpc http://127.0.0.1:25151 --merchants "$spread" \
             --concurrency 32 --duration-secs 10 --uids distinct | grep -E 'throughput|error'
     done
 fi

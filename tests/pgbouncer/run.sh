@@ -11,7 +11,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
-PORT=${POINTS_PGBOUNCER_TEST_PORT:-56532}
+# Below the kernel's ephemeral port range, so that no client socket holds it.
+PORT=${POINTS_PGBOUNCER_TEST_PORT:-25532}
 PGBOUNCER=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 [ -x "$PGBOUNCER" ] || { echo "pgbouncer is not installed (apt-get install pgbouncer)" >&2; exit 1; }
 
