@@ -32,7 +32,7 @@ use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tower::ServiceExt;
 
 /// What the balanced channel fails with.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub use tower::BoxError;
 
 /// How often each backend's health is asked, and how long one answer may take.
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(500);

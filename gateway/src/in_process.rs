@@ -34,7 +34,7 @@ use axum::body::Bytes;
 use tonic::transport::server::TcpConnectInfo;
 use tower::ServiceExt;
 
-use crate::backend::BoxError;
+use tower::BoxError;
 
 /// A request of the gateway's gRPC clients.
 pub type GrpcRequest = http::Request<tonic::body::Body>;
