@@ -378,8 +378,14 @@ pub async fn connect(config: &Config) -> anyhow::Result<Services> {
         store::migrations::migrate_public(&mut client).await?;
     }
     crate::pagination::set_token_secret(&config.key_hash_secret);
-    let lanes = (config.ledger_lanes > 0)
-        .then(|| crate::service::ledger::lanes::Lanes::new(pool.clone(), config.ledger_lanes));
+    let lanes = (config.ledger_lanes > 0).then(|| {
+        crate::service::ledger::lanes::Lanes::new(
+            pool.clone(),
+            config.ledger_lanes,
+            config.ledger_pipeline_depth,
+            config.database_pool_mode,
+        )
+    });
     Ok(Services {
         lanes,
         pool,

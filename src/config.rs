@@ -90,6 +90,8 @@ pub struct Config {
     pub in_flight_max: usize,
     /// Lanes of the ledger's fast path per tenant (0: every mutation in a transaction of its own).
     pub ledger_lanes: usize,
+    /// Batches a lane may have sent to its connection ahead of the one running (1: one at a time).
+    pub ledger_pipeline_depth: usize,
     /// What a REST gateway sends in `x-points-gateway-token` to have its calls recorded as `rest`:
     /// `POINTS_GATEWAY_TOKEN` (shared with a separately deployed gateway), or one drawn at start for the
     /// in-process gateway.
@@ -296,7 +298,8 @@ impl Config {
                 )?,
             },
             in_flight_max: bounded(&get, "POINTS_IN_FLIGHT_MAX", 4_096, 1, 1_000_000)?,
-            ledger_lanes: bounded(&get, "POINTS_LEDGER_LANES", 2, 0, 64)?,
+            ledger_lanes: bounded(&get, "POINTS_LEDGER_LANES", 1, 0, 64)?,
+            ledger_pipeline_depth: bounded(&get, "POINTS_LEDGER_PIPELINE_DEPTH", 2, 1, 8)?,
             gateway_token: match get("POINTS_GATEWAY_TOKEN") {
                 Some(token) => {
                     points_gateway::config::validate_gateway_token(&token).map_err(ConfigError)?

@@ -3,7 +3,8 @@
 //!
 //! To make a batch of known content, a test holds the lock of one account from its own connection: the batch with
 //! that account's operation waits in PostgreSQL, the operations sent meanwhile queue behind it in order, and the
-//! lock's release lets them run as the next batch. (One lane per tenant in these tests, so they all share it.)
+//! lock's release lets them run as the next batch. (One lane per tenant in these tests, so they all share it, with
+//! one batch in flight at a time.)
 
 use std::time::Duration;
 
@@ -18,6 +19,8 @@ use crate::helpers::{
 async fn one_lane_app() -> TestApp {
     spawn_app_with(|settings| {
         settings.insert("POINTS_LEDGER_LANES".into(), "1".into());
+        // One batch at a time: what is sent while the blocked batch waits queues into the next one.
+        settings.insert("POINTS_LEDGER_PIPELINE_DEPTH".into(), "1".into());
     })
     .await
 }
@@ -37,7 +40,7 @@ async fn waiting_batch(app: &TestApp) -> i32 {
         let row = observer
             .query_opt(
                 "SELECT pid FROM pg_stat_activity WHERE datname = current_database() \
-                 AND wait_event_type = 'Lock' AND query LIKE '%ledger_apply_batch%'",
+                 AND wait_event_type = 'Lock' AND query LIKE '%ledger_apply_%'",
                 &[],
             )
             .await

@@ -1,6 +1,7 @@
 //! The ledger's fast path (SPEC §5 semantics, unchanged): earns of points, spends and adjusts that arrive while
 //! a batch of the same tenant is in flight are coalesced into the next batch, applied by one call of the tenant's
-//! `ledger_apply_batch` function (migrations V5, V6): one statement and one commit for the batch.
+//! `ledger_apply_batch` function (migrations V5, V6, V8; a batch of one: `ledger_apply_ops`): one statement and one
+//! commit for the batch.
 //!
 //! * **Lanes.** Each tenant has `lanes` lanes; a uid always goes to the same one (by a hash of it), so operations
 //!   on one uid keep their arrival order, and the lanes of a tenant never wait on each other's account locks.
@@ -15,7 +16,7 @@
 //!   a lost connection), nothing of it committed, and each operation is applied one at a time by the ordinary path,
 //!   which retries and reports errors per operation. A success is only ever reported for what committed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::hash::{Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::{Credit, Mutation, MutationKind, MutationResult, Outcome, apply::insufficient};
+use crate::config::PoolMode;
 use crate::store::sql::params;
 use crate::{
     call::CallContext,
@@ -32,6 +34,15 @@ use crate::{
     store,
     tenancy::TenantSchema,
 };
+
+/// How a batch's statement reaches PostgreSQL.
+#[derive(Clone, Copy)]
+enum Statements {
+    /// Prepared once per connection and tenant (server sessions are the service's own).
+    Prepared,
+    /// Unnamed, parsed on each call (a transaction-mode pooler shares server sessions).
+    Unnamed,
+}
 
 /// The most operations one batch applies.
 pub const BATCH_MAX: usize = 512;
@@ -73,15 +84,27 @@ pub fn takes(mutation: &Mutation) -> bool {
 /// Every tenant's lanes, created on first use.
 pub struct Lanes {
     pool: deadpool_postgres::Pool,
+    statements: Statements,
     lanes_per_tenant: usize,
+    pipeline_depth: usize,
     senders: Mutex<HashMap<(Uuid, usize), mpsc::UnboundedSender<Pending>>>,
 }
 
 impl Lanes {
-    pub fn new(pool: deadpool_postgres::Pool, lanes_per_tenant: usize) -> Arc<Lanes> {
+    pub fn new(
+        pool: deadpool_postgres::Pool,
+        lanes_per_tenant: usize,
+        pipeline_depth: usize,
+        pool_mode: PoolMode,
+    ) -> Arc<Lanes> {
         Arc::new(Lanes {
             pool,
+            statements: match pool_mode {
+                PoolMode::Session => Statements::Prepared,
+                PoolMode::Transaction => Statements::Unnamed,
+            },
             lanes_per_tenant: lanes_per_tenant.max(1),
+            pipeline_depth: pipeline_depth.max(1),
             senders: Mutex::new(HashMap::new()),
         })
     }
@@ -115,7 +138,13 @@ impl Lanes {
                 .entry((merchant_id, lane))
                 .or_insert_with(|| {
                     let (sender, receiver) = mpsc::unbounded_channel();
-                    tokio::spawn(run_lane(self.pool.clone(), merchant_id, receiver));
+                    tokio::spawn(run_lane(
+                        self.pool.clone(),
+                        self.statements,
+                        self.pipeline_depth,
+                        merchant_id,
+                        receiver,
+                    ));
                     sender
                 })
                 .clone()
@@ -126,17 +155,52 @@ impl Lanes {
     }
 }
 
-/// A lane's worker: the next batch is made of what queued meanwhile, and starts as soon as the one before it has
-/// been applied (its accounts locked, its statement done) — while that one commits. Operations of the new batch
-/// on the same uids then wait in PostgreSQL for that commit, so each uid's operations keep their arrival order,
-/// and the wait for the disk is shared instead of stalling the lane.
+/// A lane's worker. Its batches go, in order, to one connection (taken from the pool while the lane has work,
+/// given back when it is idle): on one server session they run one after another in the order sent, so each
+/// uid's operations keep their arrival order. Up to `pipeline_depth` batches are sent and not yet done: with 2 (the
+/// default), one runs in PostgreSQL and the next waits behind it on the connection, so the server never waits for
+/// the service between two batches. A batch is sent as soon as there is room in the pipeline: at once when the
+/// lane is idle (an operation alone does not wait), else when the oldest batch's statement is done; it is made of
+/// what queued meanwhile, up to [`BATCH_MAX`]. No timer.
 async fn run_lane(
     pool: deadpool_postgres::Pool,
+    statements: Statements,
+    pipeline_depth: usize,
     merchant_id: Uuid,
     mut receiver: mpsc::UnboundedReceiver<Pending>,
 ) {
     let schema = TenantSchema::for_merchant(merchant_id);
-    while let Some(first) = receiver.recv().await {
+    let mut connection: Option<Arc<deadpool_postgres::Object>> = None;
+    // Each sent batch's signal: sent once its statement is done, dropped if it failed before.
+    let mut in_flight: VecDeque<oneshot::Receiver<()>> = VecDeque::new();
+    loop {
+        let full = in_flight.len() >= pipeline_depth;
+        let first = match in_flight.front_mut() {
+            None => {
+                // Idle: the connection goes back to the pool (once the batches still committing let go of it).
+                connection = None;
+                match receiver.recv().await {
+                    Some(pending) => pending,
+                    None => return,
+                }
+            }
+            Some(oldest) if full => {
+                let _ = oldest.await;
+                in_flight.pop_front();
+                continue;
+            }
+            Some(oldest) => tokio::select! {
+                biased;
+                _ = oldest => {
+                    in_flight.pop_front();
+                    continue;
+                }
+                pending = receiver.recv() => match pending {
+                    Some(pending) => pending,
+                    None => return,
+                },
+            },
+        };
         let mut batch = Vec::new();
         batch.push(first);
         while batch.len() < BATCH_MAX {
@@ -146,46 +210,108 @@ async fn run_lane(
             }
         }
         metrics::histogram!("ledger_batch_operations").record(batch.len() as f64);
-        let (applied, committing) = oneshot::channel();
-        tokio::spawn(run_batch(
-            pool.clone(),
-            schema.clone(),
+        // A connection that broke under an earlier batch is not used again.
+        if connection.as_ref().is_some_and(|client| client.is_closed()) {
+            connection = None;
+        }
+        let client = match &connection {
+            Some(client) => Arc::clone(client),
+            None => match pool.get().await {
+                Ok(client) => Arc::clone(connection.insert(Arc::new(client))),
+                Err(error) => {
+                    // Nothing was sent: dropping the replies sends each caller to the ordinary path.
+                    fell_back(merchant_id, &ServiceError::from(error), batch.len());
+                    continue;
+                }
+            },
+        };
+        let sql = batch_call(&schema, batch.len());
+        let prepared = match statements {
+            Statements::Prepared => match client.prepare_cached(&sql).await {
+                Ok(statement) => Some(statement),
+                Err(error) => {
+                    fell_back(merchant_id, &batch_failed(error), batch.len());
+                    continue;
+                }
+            },
+            Statements::Unnamed => None,
+        };
+        let (applied, statement_done) = oneshot::channel();
+        in_flight.push_back(statement_done);
+        let mut task = Box::pin(run_batch(
+            client,
+            prepared,
+            sql,
             merchant_id,
             batch,
             applied,
         ));
-        // Sent once the batch's statement is done, dropped if it failed before: either way the next may start.
-        let _ = committing.await;
+        // The first poll sends the batch's BEGIN, statement and COMMIT to the connection: they are queued there
+        // before the next batch's, whatever the order the tasks run in afterwards.
+        if futures::poll!(task.as_mut()).is_pending() {
+            tokio::spawn(task);
+        }
     }
+}
+
+/// The statement that applies a batch of `count` operations in `schema`. One operation alone is applied by plain
+/// statements: the set-based statement costs more than it saves below two (migration V8). Both functions take
+/// the same arguments and answer the same rows.
+fn batch_call(schema: &TenantSchema, count: usize) -> String {
+    let function = if count == 1 {
+        "ledger_apply_ops"
+    } else {
+        "ledger_apply_batch"
+    };
+    format!(
+        // The fast path writes no entry of a hold (captures take the ordinary path): hold_id is NULL.
+        "SELECT *, NULL::bigint AS hold_id FROM {}.{function}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
+                 $14, $15, $16, $17, $18)",
+        schema.quoted()
+    )
+}
+
+fn fell_back(merchant_id: Uuid, error: &ServiceError, operations: usize) {
+    metrics::counter!("ledger_batch_fallbacks_total").increment(1);
+    tracing::debug!(%merchant_id, %error, operations, "batch fell back to single operations");
 }
 
 /// Applies and commits one batch and answers each of its callers.
 async fn run_batch(
-    pool: deadpool_postgres::Pool,
-    schema: TenantSchema,
+    client: Arc<deadpool_postgres::Object>,
+    prepared: Option<tokio_postgres::Statement>,
+    sql: String,
     merchant_id: Uuid,
     batch: Vec<Pending>,
     applied: oneshot::Sender<()>,
 ) {
-    match apply_batch(&pool, &schema, merchant_id, &batch, applied).await {
+    match apply_batch(
+        &client,
+        prepared.as_ref(),
+        &sql,
+        merchant_id,
+        &batch,
+        applied,
+    )
+    .await
+    {
         Ok(results) => {
             for (pending, result) in batch.into_iter().zip(results) {
                 let _ = pending.reply.send(result);
             }
         }
-        Err(error) => {
-            // Nothing committed: dropping the replies sends each caller to the ordinary path.
-            metrics::counter!("ledger_batch_fallbacks_total").increment(1);
-            tracing::debug!(%merchant_id, %error, operations = batch.len(), "batch fell back to single operations");
-        }
+        // Nothing committed: dropping the replies sends each caller to the ordinary path.
+        Err(error) => fell_back(merchant_id, &error, batch.len()),
     }
 }
 
 /// Applies `batch` in one statement in a transaction of its own, tells `applied` once the statement is done (the
-/// batch's account locks are held until the commit), then commits; each operation's result in order.
+/// batch's account locks are held until the commit), then commits; each operation's result in order. Sends all
+/// three on its first poll.
 async fn apply_batch(
-    pool: &deadpool_postgres::Pool,
-    schema: &TenantSchema,
+    client: &tokio_postgres::Client,
+    prepared: Option<&tokio_postgres::Statement>,
+    sql: &str,
     merchant_id: Uuid,
     batch: &[Pending],
     applied: oneshot::Sender<()>,
@@ -254,13 +380,6 @@ async fn apply_batch(
         request_ids.push(pending.audit.request_id.as_str());
         latencies.push(pending.audit.latency_us);
     }
-    let client = pool.get().await?;
-    let sql = format!(
-        // The fast path writes no entry of a hold (captures take the ordinary path): hold_id is NULL.
-        "SELECT *, NULL::bigint AS hold_id FROM {}.ledger_apply_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, \
-                 $14, $15, $16, $17, $18)",
-        schema.quoted()
-    );
     let now = Utc::now();
     let params = params![
         &now,
@@ -285,9 +404,14 @@ async fn apply_batch(
     // BEGIN, the statement and COMMIT go out together: one round trip. The statement's rows arrive before the
     // commit is done (and `applied` lets the lane's next batch start then); a failed statement turns the COMMIT
     // into a rollback. All three answers are awaited, so the connection goes back to the pool outside a transaction.
-    let client = &**client;
+    let values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+        params.iter().map(|(value, _)| *value).collect();
     let statement = async {
-        let rows = client.query_typed(&sql, &params).await;
+        let rows = match prepared {
+            // Prepared once per connection and tenant where server sessions are the service's own.
+            Some(prepared) => client.query(prepared, &values).await,
+            None => client.query_typed(sql, &params).await,
+        };
         if rows.is_ok() {
             let _ = applied.send(());
         }
