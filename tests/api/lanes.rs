@@ -432,3 +432,66 @@ async fn credits_of_one_batch_get_running_balances_in_arrival_order_beside_a_uid
     assert_ledger_invariants(&db, &merchant.merchant_id).await;
     app.stop().await.expect("stop");
 }
+
+/// A lane holds a connection while it has work, and gives it back when it is idle or others wait for one: with a
+/// pool of one connection, two tenants under continuous load (32 clients each) and a third tenant's reads are all
+/// served, none waiting long.
+#[tokio::test]
+async fn busy_lanes_share_a_pool_of_one_connection_with_each_other_and_with_reads() {
+    let _heavy = crate::helpers::heavy_test().await;
+    let app = spawn_app_with(|settings| {
+        settings.insert("POINTS_DB_POOL_SIZE".into(), "1".into());
+    })
+    .await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    let mut earners = Vec::new();
+    let mut busy = Vec::new();
+    for shop in ["busy-a", "busy-b"] {
+        let (merchant, key) = app.register_merchant(shop).await;
+        busy.push(merchant.merchant_id);
+        for worker in 0..32 {
+            let mut client = app.points(app.caller(&key));
+            earners.push(tokio::spawn(async move {
+                let mut applied = 0;
+                while std::time::Instant::now() < deadline {
+                    client
+                        .earn(earn_request(&format!("w{worker}"), 1, &idem()))
+                        .await
+                        .expect("an earn of a busy tenant");
+                    applied += 1;
+                }
+                applied
+            }));
+        }
+    }
+    let (_, reader_key) = app.register_merchant("reader").await;
+    let mut reader = app.points(app.caller(&reader_key));
+    let mut reads = 0;
+    while std::time::Instant::now() < deadline {
+        let started = std::time::Instant::now();
+        reader
+            .get_account(pb::GetAccountRequest { uid: "r".into() })
+            .await
+            .expect("a read while two lanes are busy");
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "a read waited {:?} for a connection",
+            started.elapsed()
+        );
+        reads += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut applied = 0;
+    for earner in earners {
+        applied += earner.await.expect("earner");
+    }
+    assert!(
+        reads > 20 && applied > 100,
+        "reads {reads}, earns {applied}"
+    );
+    let db = app.db().await;
+    for merchant_id in &busy {
+        assert_ledger_invariants(&db, merchant_id).await;
+    }
+    app.stop().await.expect("stop");
+}

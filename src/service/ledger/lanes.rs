@@ -210,8 +210,16 @@ async fn run_lane(
             }
         }
         metrics::histogram!("ledger_batch_operations").record(batch.len() as f64);
-        // A connection that broke under an earlier batch is not used again.
-        if connection.as_ref().is_some_and(|client| client.is_closed()) {
+        // A connection that broke under an earlier batch is not used again. And while others wait for a connection
+        // (other lanes, the ordinary path, reads), a busy lane does not keep its own: it lets its pipeline drain and
+        // takes one again behind them (the pool serves waiters in turn).
+        if connection
+            .as_ref()
+            .is_some_and(|client| client.is_closed() || pool.status().waiting > 0)
+        {
+            while let Some(oldest) = in_flight.pop_front() {
+                let _ = oldest.await;
+            }
             connection = None;
         }
         let client = match &connection {
