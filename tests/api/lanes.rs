@@ -17,10 +17,17 @@ use crate::helpers::{
 };
 
 async fn one_lane_app() -> TestApp {
+    // One batch at a time: what is sent while the blocked batch waits queues into the next one.
+    lane_app(1).await
+}
+
+async fn lane_app(pipeline_depth: usize) -> TestApp {
     spawn_app_with(|settings| {
         settings.insert("POINTS_LEDGER_LANES".into(), "1".into());
-        // One batch at a time: what is sent while the blocked batch waits queues into the next one.
-        settings.insert("POINTS_LEDGER_PIPELINE_DEPTH".into(), "1".into());
+        settings.insert(
+            "POINTS_LEDGER_PIPELINE_DEPTH".into(),
+            pipeline_depth.to_string(),
+        );
     })
     .await
 }
@@ -261,7 +268,18 @@ async fn two_hundred_concurrent_duplicates_of_one_key_write_one_entry() {
 /// committed — replaying each request afterwards shows which: a success replays with its entry, an error does not.
 #[tokio::test]
 async fn a_connection_killed_mid_batch_reports_success_only_for_what_committed() {
-    let app = one_lane_app().await;
+    killed_mid_batch(1).await;
+}
+
+/// The same with the default pipeline: the batch of forty is sent behind the blocked one, on the same connection,
+/// and the kill takes both.
+#[tokio::test]
+async fn a_connection_killed_under_a_pipeline_of_batches_reports_success_only_for_what_committed() {
+    killed_mid_batch(2).await;
+}
+
+async fn killed_mid_batch(pipeline_depth: usize) {
+    let app = lane_app(pipeline_depth).await;
     let (merchant, key) = app.register_merchant("killed-shop").await;
     let schema = schema_of(&merchant.merchant_id);
     let points = app.points(app.caller(&key));
@@ -338,7 +356,8 @@ async fn a_connection_killed_mid_batch_reports_success_only_for_what_committed()
         }
     }
     println!(
-        "killed mid-batch: the blocked call {}; of 40 queued, {succeeded} succeeded and {failed} failed, each confirmed by its replay",
+        "killed mid-batch (pipeline depth {pipeline_depth}): the blocked call {}; of 40 queued, {succeeded} succeeded and \
+         {failed} failed, each confirmed by its replay",
         if blocked.is_ok() {
             "succeeded"
         } else {
