@@ -113,10 +113,11 @@ BEGIN
             SELECT FROM lots AS l WHERE l.uid = v_uid AND l.remaining > 0 AND l.expires_at <= now
         ) THEN
             -- A credit of a uid without expired points (most operations): its account created if new, locked and
-            -- credited in one statement; none at all (NOT FOUND) if the balance would overflow.
+            -- credited in one statement; none at all (NOT FOUND) if the balance would overflow. (`now` is the
+            -- argument: Citus refuses a function that is not immutable in DO UPDATE SET.)
             INSERT INTO accounts AS a (uid, balance) VALUES (v_uid, v_delta)
             ON CONFLICT ON CONSTRAINT accounts_pkey DO UPDATE
-                SET balance = a.balance + excluded.balance, updated_at = now()
+                SET balance = a.balance + excluded.balance, updated_at = now
                 WHERE a.balance <= 9223372036854775807 - excluded.balance
             RETURNING a.balance INTO v_balance;
             IF NOT FOUND THEN
