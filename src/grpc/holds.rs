@@ -3,7 +3,7 @@
 
 use prost::Message;
 
-use super::points::{digest, entry_message, metadata_message, metadata_object};
+use super::messages::{digest, entry_message, metadata_message, metadata_object};
 use super::{parse_timestamp, timestamp, timestamp_opt};
 use crate::{
     domain::{

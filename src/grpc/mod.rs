@@ -6,6 +6,7 @@ pub mod audit;
 pub mod gateway;
 pub mod holds;
 pub mod merchants;
+pub mod messages;
 pub mod points;
 pub mod reports;
 pub mod rules;

@@ -1,16 +1,16 @@
 //! `points.v1.PointsService`: parses requests into ledger mutations, calls the ledger, converts back.
 
-use prost::Message;
 use tonic::{Request, Response, Status};
 
 use super::holds::{
     account_message, capture_hold_mutation, create_hold_mutation, hold_message, hold_response,
     void_hold_mutation,
 };
-use super::{Handlers, handle, parse_timestamp, timestamp, timestamp_opt};
+use super::messages::{digest, entry_message, metadata_object};
+use super::{Handlers, handle, parse_timestamp, timestamp};
 use crate::{
     domain::points::{
-        Entry, IdempotencyKey, Points, Uid, parse_delta, parse_description, parse_metadata,
+        IdempotencyKey, Points, Uid, parse_delta, parse_description, parse_metadata,
         parse_reference,
     },
     error::{ServiceError, ServiceResult},
@@ -20,65 +20,12 @@ use crate::{
     },
 };
 
-pub fn entry_message(row: Entry) -> pb::Entry {
-    pb::Entry {
-        entry_id: row.entry_id.to_string(),
-        uid: row.uid,
-        kind: row.kind.as_str().to_owned(),
-        delta: row.delta,
-        balance_after: row.balance_after,
-        idempotency_key: row.idempotency_key.unwrap_or_default(),
-        reference: row.reference,
-        description: row.description,
-        metadata: Some(metadata_message(&row.metadata)),
-        rule_code: row.rule_code,
-        rule_version: row.rule_version,
-        amount: row.amount.map(|amount| amount.normalize().to_string()),
-        currency: row.currency,
-        reverses_entry_id: row.reverses_entry_id.map(|id| id.to_string()),
-        expires_at: timestamp_opt(row.expires_at),
-        hold_id: row.hold_id.map(|id| id.to_string()),
-        created_at: Some(timestamp(row.created_at)),
-    }
-}
-
-/// The stored metadata object as a `Struct` (always an object; metadata stored before it travelled as a `Struct`
-/// may hold integers beyond ±2^53, shown rounded).
-pub(super) fn metadata_message(metadata: &serde_json::Value) -> prost_types::Struct {
-    match metadata.as_object() {
-        Some(object) => points_api::metadata::to_struct_rounding(object),
-        None => {
-            tracing::error!("stored entry metadata is not a JSON object");
-            prost_types::Struct::default()
-        }
-    }
-}
-
-/// A request's metadata `Struct` as a JSON object.
-pub(super) fn metadata_object(
-    metadata: Option<&prost_types::Struct>,
-) -> ServiceResult<Option<serde_json::Map<String, serde_json::Value>>> {
-    metadata
-        .map(points_api::metadata::from_struct)
-        .transpose()
-        .map_err(|error| ServiceError::invalid(error.to_string()))
-}
-
 fn mutation_message(result: MutationResult) -> pb::MutationResponse {
     pb::MutationResponse {
         balance: result.balance,
         replayed: result.outcome == Outcome::Replayed,
         entry: Some(entry_message(result.entry)),
     }
-}
-
-/// Identifies a request for idempotency: the operation and the exact request fields.
-pub(super) fn digest(operation: &str, message: &impl Message) -> String {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(operation.as_bytes());
-    hasher.update(&[0]);
-    hasher.update(&message.encode_to_vec());
-    hasher.finalize().to_hex().to_string()
 }
 
 pub fn earn_mutation(message: &pb::EarnRequest) -> ServiceResult<Mutation> {

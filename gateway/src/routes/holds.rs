@@ -7,7 +7,7 @@ use super::prelude::*;
 
 use axum::http::StatusCode;
 
-use super::points::{Account, Entry};
+use super::ledger::{Account, Entry};
 use crate::convert::{Metadata, metadata_object};
 
 /// The routes of this module.

@@ -7,6 +7,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod forward;
 pub mod holds;
+pub mod ledger;
 pub mod merchants;
 pub mod ops;
 pub mod points;
