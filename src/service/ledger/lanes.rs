@@ -5,9 +5,9 @@
 //!
 //! * **Lanes.** Each tenant has `lanes` lanes; a uid always goes to the same one (by a hash of it), so operations
 //!   on one uid keep their arrival order, and the lanes of a tenant never wait on each other's account locks.
-//!   Each lane applies one batch at a time; the next starts as soon as the statement of the one before is done,
-//!   while that one commits (the wait for the disk overlaps the next batch's work; operations on the same uids
-//!   wait in PostgreSQL for the commit, in order). Lanes of different tenants, and of one tenant, run in parallel.
+//!   A busy lane sends its batches, in order, to one connection, the next queued behind the running one (see
+//!   [`run_lane`]), so PostgreSQL runs them back to back in arrival order. Lanes of different tenants, and of one
+//!   tenant, run in parallel.
 //! * **No timer.** A lane's worker takes the first operation it is given, then whatever queued meanwhile, up to
 //!   [`BATCH_MAX`]. An operation arriving at an idle lane is applied at once, alone.
 //! * **Own results.** The function returns each operation's result; a refused one (insufficient points, a
@@ -412,12 +412,14 @@ async fn apply_batch(
     // BEGIN, the statement and COMMIT go out together: one round trip. The statement's rows arrive before the
     // commit is done (and `applied` lets the lane's next batch start then); a failed statement turns the COMMIT
     // into a rollback. All three answers are awaited, so the connection goes back to the pool outside a transaction.
-    let values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
-        params.iter().map(|(value, _)| *value).collect();
     let statement = async {
         let rows = match prepared {
             // Prepared once per connection and tenant where server sessions are the service's own.
-            Some(prepared) => client.query(prepared, &values).await,
+            Some(prepared) => {
+                let values: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    params.iter().map(|(value, _)| *value).collect();
+                client.query(prepared, &values).await
+            }
             None => client.query_typed(sql, &params).await,
         };
         if rows.is_ok() {
